@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Command 2 of the README: the whole test suite against real PostgreSQL and Redis.
+# Each test clones its own database from a migrated template and uses its own
+# Redis key prefix, so tests run in parallel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. deploy/lib/services.sh
+
+ensure_services
+export MP_TEST_DATABASE_URL=${MP_TEST_DATABASE_URL:-postgres://$MP_DB_USER:$MP_DB_PASSWORD@$PG_HOST:$PG_PORT/postgres}
+export MP_TEST_REDIS_URL=${MP_TEST_REDIS_URL:-$REDIS_URL}
+
+drop_test_databases() {
+  # Per-test databases, half-built templates, and templates another role owns
+  # (the tests' role could not clone those).
+  for db in $(psql_admin -c "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+      WHERE datname LIKE 'mp\_test\_%' OR datname LIKE 'mp\_tpl\_%\_building'
+         OR (datname LIKE 'mp\_tpl\_%' AND r.rolname <> '$MP_DB_USER')"); do
+    psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  done
+}
+drop_test_databases
+trap drop_test_databases EXIT
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast "$@"
+else
+  cargo test --locked --no-fail-fast "$@"
+fi

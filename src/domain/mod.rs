@@ -1,0 +1,23 @@
+//! Domain rules as plain types and functions: no I/O, no HTTP, no SQL.
+//!
+//! Values arriving from requests are parsed into these types at the edge ("parse,
+//! don't validate"), so everything behind the HTTP layer works with checked values.
+
+pub mod api_key;
+pub mod email;
+pub mod names;
+pub mod password;
+pub mod plan;
+pub mod project_mode;
+pub mod role;
+
+/// A rule a single input value broke; the HTTP layer turns it into a `FieldError`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

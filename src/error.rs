@@ -1,0 +1,291 @@
+//! The one error type of the service and its single mapping to HTTP.
+//!
+//! Every failure a client can see is an [`AppError`]: a stable [`ErrorCode`], a message
+//! meant for the caller, and (for server faults) an internal cause that is logged but
+//! never sent. It renders as RFC 9457 problem details (`application/problem+json`).
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Stable, machine-readable error codes. Clients branch on these, so a code is never
+/// renamed or reused for another meaning.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    /// No credentials, or credentials that could not be verified.
+    Unauthorized,
+    /// The bearer token has expired.
+    TokenExpired,
+    /// The API key is unknown or malformed.
+    InvalidApiKey,
+    ApiKeyRevoked,
+    ApiKeyExpired,
+    /// Email and password do not match.
+    InvalidCredentials,
+    /// Authenticated, but the role does not allow this operation.
+    Forbidden,
+    NotFound,
+    RouteNotFound,
+    MethodNotAllowed,
+    /// The body is not syntactically valid JSON.
+    MalformedJson,
+    UnknownField,
+    MissingField,
+    /// A field has the wrong JSON type or an unparseable value.
+    InvalidType,
+    /// The body parsed, but a value breaks a rule (see `errors`).
+    ValidationFailed,
+    InvalidPathParameter,
+    InvalidQueryParameter,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// The request conflicts with existing state (duplicate, last owner, ...).
+    Conflict,
+    /// The feature is turned off by configuration.
+    Disabled,
+    ServiceUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            Unauthorized | TokenExpired | InvalidApiKey | ApiKeyRevoked | ApiKeyExpired
+            | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Forbidden | Disabled => StatusCode::FORBIDDEN,
+            NotFound | RouteNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MalformedJson
+            | UnknownField
+            | MissingField
+            | InvalidType
+            | InvalidPathParameter
+            | InvalidQueryParameter => StatusCode::BAD_REQUEST,
+            ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Conflict => StatusCode::CONFLICT,
+            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    fn title(self) -> &'static str {
+        self.status().canonical_reason().unwrap_or("Error")
+    }
+}
+
+/// One rule a request value broke.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// The JSON field, in the request's own naming (`alertEmails[1]`).
+    pub field: String,
+    pub message: String,
+}
+
+/// RFC 9457 problem details, the body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type (`urn:meterplane:problem:<code>`).
+    #[schema(example = "urn:meterplane:problem:not_found")]
+    pub r#type: String,
+    #[schema(example = "Not Found")]
+    pub title: &'static str,
+    #[schema(example = 404)]
+    pub status: u16,
+    #[schema(example = "project not found")]
+    pub detail: String,
+    pub code: ErrorCode,
+    /// Present for `validation_failed`: each rule that was broken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug)]
+pub struct AppError {
+    code: ErrorCode,
+    detail: String,
+    field_errors: Vec<FieldError>,
+    /// Logged, never sent: server-side detail of a 5xx.
+    internal: Option<anyhow::Error>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            field_errors: Vec::new(),
+            internal: None,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, detail)
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            field_errors: errors,
+            ..Self::new(ErrorCode::ValidationFailed, detail)
+        }
+    }
+
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self {
+            internal: Some(cause.into()),
+            ..Self::new(ErrorCode::Internal, "internal server error")
+        }
+    }
+
+    pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
+        Self {
+            internal: Some(cause.into()),
+            ..Self::new(
+                ErrorCode::ServiceUnavailable,
+                "a backing service is unavailable",
+            )
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            r#type: format!("urn:meterplane:problem:{}", self.code.as_str()),
+            title: self.code.title(),
+            status: self.code.status().as_u16(),
+            detail: self.detail.clone(),
+            code: self.code,
+            errors: self.field_errors.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(cause) = &self.internal {
+            tracing::error!(
+                code = self.code.as_str(),
+                error = format!("{cause:#}"),
+                "request failed"
+            );
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type("application/problem+json");
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(self.problem())
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::NotFound => Self::not_found("resource"),
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Self::conflict(format!(
+                    "already exists ({})",
+                    info.constraint_name().unwrap_or("unique")
+                ))
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into a 409 with a message for the caller.
+pub trait OrConflict<T> {
+    fn or_conflict(self, detail: &str) -> AppResult<T>;
+}
+
+impl<T> OrConflict<T> for Result<T, diesel::result::Error> {
+    fn or_conflict(self, detail: &str) -> AppResult<T> {
+        self.map_err(|e| match AppError::from(e) {
+            err if err.code == ErrorCode::Conflict => AppError::conflict(detail),
+            err => err,
+        })
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
+    fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Self::unavailable(error)
+    }
+}
+
+impl From<redis::RedisError> for AppError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::unavailable(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_codes_match_serde_names() {
+        use strum::IntoEnumIterator;
+        for code in ErrorCode::iter() {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn internal_detail_is_not_sent() {
+        let err = AppError::internal(anyhow::anyhow!("password=hunter2"));
+        let body = serde_json::to_string(&err.problem()).unwrap();
+        assert!(!body.contains("hunter2"));
+        assert_eq!(err.problem().status, 500);
+    }
+}

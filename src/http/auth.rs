@@ -1,0 +1,240 @@
+//! Sign-up, login and the signed-in user's profile.
+
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{extract::AuthUser, orgs::OrganizationView, state::AppState, validate};
+use crate::{
+    domain::{
+        email::EmailAddress,
+        names::Name,
+        password::{self, Password},
+        role::Role,
+    },
+    error::{AppError, AppResult, ErrorCode},
+    store::{self, orgs::NewOrganization, users::NewUser},
+};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada Lovelace", "organizationName": "Acme AI"}))]
+pub struct SignupRequest {
+    email: String,
+    /// At least 10 characters.
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// When given, an organization is created with the new user as its owner.
+    #[serde(default)]
+    organization_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    access_token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// Seconds until the token expires.
+    expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupResponse {
+    user: UserView,
+    organization: Option<OrganizationView>,
+    token: TokenResponse,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: Uuid,
+    email: String,
+    name: String,
+    is_operator: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipView {
+    organization: OrganizationView,
+    role: Role,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeResponse {
+    user: UserView,
+    memberships: Vec<MembershipView>,
+}
+
+impl From<store::users::User> for UserView {
+    fn from(user: store::users::User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.display_name,
+            is_operator: user.is_operator,
+        }
+    }
+}
+
+fn token_for(state: &AppState, user_id: Uuid) -> AppResult<TokenResponse> {
+    let issued = state.jwt.issue(user_id).map_err(AppError::internal)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in.as_secs(),
+    })
+}
+
+/// Argon2 is deliberately slow: keep it off the async workers.
+pub async fn hash_password(password: Password) -> AppResult<String> {
+    web::block(move || password.hash())
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)
+}
+
+/// Creates an account (and optionally its first organization) and signs it in.
+#[utoipa::path(
+    tag = "auth",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, body = SignupResponse),
+        (status = 409, description = "The email is taken", body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem),
+    )
+)]
+#[post("/auth/signup")]
+pub async fn signup(
+    state: web::Data<AppState>,
+    body: web::Json<SignupRequest>,
+) -> AppResult<HttpResponse> {
+    if !state.config.auth.signup_enabled {
+        return Err(AppError::new(
+            ErrorCode::Disabled,
+            "self-service sign-up is disabled on this deployment",
+        ));
+    }
+    let body = body.into_inner();
+    let (email, password, name, org_name) = validate::all4(
+        validate::field("email", EmailAddress::parse(&body.email)),
+        validate::field("password", Password::parse(&body.password)),
+        validate::optional("name", body.name.as_deref().map(Name::parse)),
+        validate::optional(
+            "organizationName",
+            body.organization_name.as_deref().map(Name::parse),
+        ),
+    )?;
+    let password_hash = hash_password(password).await?;
+    let mut conn = state.conn().await?;
+    let display_name = name.map(Name::into_string).unwrap_or_default();
+    let (user, org) = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
+        let user = store::users::insert(
+            conn,
+            NewUser {
+                email,
+                password_hash,
+                display_name,
+                is_operator: false,
+            },
+        )
+        .await?;
+        let org = match org_name {
+            Some(name) => {
+                let new = NewOrganization {
+                    name,
+                    slug: None,
+                    alert_emails: vec![],
+                };
+                Some(store::orgs::create(conn, user.id, new).await?.0)
+            }
+            None => None,
+        };
+        Ok::<_, AppError>((user, org))
+    })
+    .await?;
+    let token = token_for(&state, user.id)?;
+    Ok(HttpResponse::Created().json(SignupResponse {
+        user: user.into(),
+        organization: org.map(OrganizationView::from),
+        token,
+    }))
+}
+
+/// Exchanges email and password for a short-lived access token.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "Email and password do not match", body = crate::error::Problem),
+    )
+)]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> AppResult<web::Json<TokenResponse>> {
+    let body = body.into_inner();
+    let wrong = || {
+        AppError::new(
+            ErrorCode::InvalidCredentials,
+            "email or password is incorrect",
+        )
+    };
+    let user = match EmailAddress::parse(&body.email) {
+        Ok(email) => store::users::find_by_email(&mut *state.conn().await?, &email).await?,
+        Err(_) => None,
+    };
+    // Verify against a decoy hash for unknown emails, so timing does not reveal them.
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let candidate = body.password;
+    let matches = web::block(move || {
+        password::verify(
+            &candidate,
+            stored.as_deref().unwrap_or(password::timing_decoy_hash()),
+        )
+    })
+    .await
+    .map_err(AppError::internal)?;
+    match user {
+        Some(user) if matches => Ok(web::Json(token_for(&state, user.id)?)),
+        _ => Err(wrong()),
+    }
+}
+
+/// The signed-in user and the organizations they belong to.
+#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = MeResponse), (status = 401, body = crate::error::Problem)))]
+#[get("/me")]
+pub async fn me(state: web::Data<AppState>, caller: AuthUser) -> AppResult<web::Json<MeResponse>> {
+    let mut conn = state.conn().await?;
+    let user = store::users::find(&mut conn, caller.0.user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    let memberships = store::orgs::list_for_user(&mut conn, user.id)
+        .await?
+        .into_iter()
+        .map(|(org, role)| MembershipView {
+            organization: org.into(),
+            role,
+        })
+        .collect();
+    Ok(web::Json(MeResponse {
+        user: user.into(),
+        memberships,
+    }))
+}

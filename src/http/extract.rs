@@ -1,0 +1,78 @@
+//! Request extractors for the two kinds of caller.
+
+use std::{future::Future, pin::Pin};
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+
+use super::state::AppState;
+use crate::{
+    auth::{Caller, KeyIdentity},
+    error::{AppError, AppResult},
+    store,
+};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+fn state(req: &HttpRequest) -> AppResult<AppState> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|data| data.get_ref().clone())
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("application state is not configured")))
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A person signed in with a bearer JWT whose account still exists.
+pub struct AuthUser(pub Caller);
+
+impl FromRequest for AuthUser {
+    type Error = AppError;
+    type Future = BoxFuture<AppResult<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req).map(str::to_owned);
+        let state = state(req);
+        Box::pin(async move {
+            let state = state?;
+            let token =
+                token.ok_or_else(|| AppError::unauthorized("a bearer access token is required"))?;
+            let user_id = state.jwt.verify(&token)?;
+            let mut conn = state.conn().await?;
+            // The account may have been deleted since the token was issued.
+            let user = store::users::find(&mut conn, user_id)
+                .await?
+                .ok_or_else(|| AppError::unauthorized("the access token is invalid"))?;
+            Ok(AuthUser(Caller {
+                user_id: user.id,
+                is_operator: user.is_operator,
+            }))
+        })
+    }
+}
+
+/// The gateway, presenting a project API key as `Authorization: Bearer mp_…` or
+/// `X-Api-Key: mp_…`.
+pub struct GatewayKey(pub KeyIdentity);
+
+impl FromRequest for GatewayKey {
+    type Error = AppError;
+    type Future = BoxFuture<AppResult<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let secret = req
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| bearer(req))
+            .map(str::to_owned);
+        let state = state(req);
+        Box::pin(async move {
+            let state = state?;
+            let secret = secret.ok_or_else(|| AppError::unauthorized("an API key is required"))?;
+            Ok(GatewayKey(state.keys.resolve(&secret).await?))
+        })
+    }
+}

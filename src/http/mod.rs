@@ -1,0 +1,53 @@
+//! The HTTP layer: routes, extractors, the error mapping and the OpenAPI document.
+//! Handlers parse input into domain types, call the store, and shape the response;
+//! they hold no SQL and no business rules.
+
+pub mod admin;
+pub mod api_keys;
+pub mod auth;
+pub mod extract;
+pub mod gateway;
+pub mod health;
+pub mod members;
+pub mod openapi;
+pub mod orgs;
+pub mod paths;
+pub mod projects;
+pub mod rejections;
+pub mod state;
+pub mod validate;
+
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
+
+/// Every route of the API. Registering through `utoipa_actix_web` puts each handler's
+/// `#[utoipa::path]` into the OpenAPI document, so a route cannot go undocumented.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(
+            scope("/v1")
+                .service(auth::signup)
+                .service(auth::login)
+                .service(auth::me)
+                .service(orgs::create_organization)
+                .service(orgs::list_organizations)
+                .service(orgs::get_organization)
+                .service(orgs::update_organization)
+                .service(members::list_members)
+                .service(members::add_member)
+                .service(members::change_member_role)
+                .service(members::remove_member)
+                .service(projects::create_project)
+                .service(projects::list_projects)
+                .service(projects::get_project)
+                .service(projects::update_project)
+                .service(api_keys::create_api_key)
+                .service(api_keys::list_api_keys)
+                .service(api_keys::get_api_key)
+                .service(api_keys::revoke_api_key)
+                .service(api_keys::rotate_api_key)
+                .service(admin::list_all_organizations)
+                .service(admin::set_organization_plan)
+                .service(gateway::whoami),
+        );
+}

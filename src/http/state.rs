@@ -1,0 +1,35 @@
+//! Shared, cheaply cloned handles every handler can reach.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+
+use crate::{
+    auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
+    config::Config,
+    error::AppResult,
+    store::DbPool,
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: DbPool,
+    pub redis: ConnectionManager,
+    pub jwt: JwtService,
+    pub keys: ApiKeyResolver,
+}
+
+pub type PooledConn =
+    diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;
+
+impl AppState {
+    /// A pooled database connection; pool exhaustion or an unreachable database is a 503.
+    pub async fn conn(&self) -> AppResult<PooledConn> {
+        Ok(self.db.get().await?)
+    }
+
+    pub fn api_key_pepper(&self) -> &str {
+        self.config.auth.api_key_pepper.expose()
+    }
+}

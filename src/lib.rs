@@ -1,0 +1,11 @@
+//! Meterplane: the control plane beside an LLM gateway. See `ARCHITECTURE.md`.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

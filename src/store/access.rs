@@ -1,0 +1,84 @@
+//! The tenancy check: every tenant-scoped store function needs an [`OrgAccess`].
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::{schema::memberships, DbConn};
+use crate::{
+    auth::Caller,
+    domain::role::{Access, Role},
+    error::{AppError, AppResult},
+};
+
+/// Proof that a caller is a member of `org_id` with a role that allows the requested
+/// access. Only [`authorize`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub struct OrgAccess {
+    org_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+}
+
+impl OrgAccess {
+    pub fn org_id(&self) -> Uuid {
+        self.org_id
+    }
+    pub fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// A further check inside an operation (e.g. assigning the owner role).
+    pub fn require(&self, access: Access) -> AppResult<()> {
+        if self.role.allows(access) {
+            Ok(())
+        } else {
+            Err(forbidden(self.role))
+        }
+    }
+}
+
+/// Non-members get 404 (they learn nothing, not even that the organization exists);
+/// members whose role is too weak get 403.
+pub async fn authorize(
+    conn: &mut DbConn,
+    caller: &Caller,
+    org_id: Uuid,
+    access: Access,
+) -> AppResult<OrgAccess> {
+    let role: Option<Role> = memberships::table
+        .filter(memberships::org_id.eq(org_id))
+        .filter(memberships::user_id.eq(caller.user_id))
+        .select(memberships::role)
+        .first(conn)
+        .await
+        .optional()?;
+    let role = role.ok_or_else(|| AppError::not_found("organization"))?;
+    if !role.allows(access) {
+        return Err(forbidden(role));
+    }
+    Ok(OrgAccess {
+        org_id,
+        user_id: caller.user_id,
+        role,
+    })
+}
+
+fn forbidden(role: Role) -> AppError {
+    AppError::forbidden(format!(
+        "the {} role does not allow this operation",
+        role.as_str()
+    ))
+}
+
+/// Access granted by creating the organization: its creator is its first owner.
+pub(super) fn new_owner(org_id: Uuid, user_id: Uuid) -> OrgAccess {
+    OrgAccess {
+        org_id,
+        user_id,
+        role: Role::Owner,
+    }
+}

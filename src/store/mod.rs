@@ -1,0 +1,58 @@
+//! Persistence: the only module that speaks SQL.
+//!
+//! Every function that reads or writes tenant rows takes an [`access::OrgAccess`],
+//! which can only be obtained by checking the caller's membership, so a query cannot
+//! forget the tenancy check.
+
+pub mod access;
+pub mod api_keys;
+pub mod members;
+pub mod orgs;
+pub mod projects;
+pub mod schema;
+mod sql_enums;
+pub mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel_async::{
+    pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager},
+    AsyncPgConnection,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = AsyncPgConnection;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+pub fn connect(url: &str, max_size: usize, acquire_timeout: Duration) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(acquire_timeout))
+        .create_timeout(Some(acquire_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Applies pending migrations; returns the names of those applied.
+pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    use diesel::Connection;
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+
+    let url = url.to_owned();
+    // The migration harness is synchronous; run it off the async worker threads.
+    tokio::task::spawn_blocking(move || {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .context("connecting to PostgreSQL to migrate")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    })
+    .await
+    .context("migration task panicked")?
+}

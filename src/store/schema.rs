@@ -1,0 +1,79 @@
+// Diesel table definitions, kept in step with `migrations/` by hand (no libpq, so no
+// `diesel print-schema` here). Every model selects all of its table's columns with
+// `as_select()`, so the HTTP tests fail on any column that is missing or mistyped.
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        password_hash -> Text,
+        display_name -> Text,
+        is_operator -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    organizations (id) {
+        id -> Uuid,
+        name -> Text,
+        slug -> Text,
+        plan -> Text,
+        retention_days -> Int4,
+        alert_emails -> Array<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memberships (org_id, user_id) {
+        org_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        name -> Text,
+        mode -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        replaced_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::joinable!(memberships -> organizations (org_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(projects -> organizations (org_id));
+diesel::joinable!(api_keys -> projects (project_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    organizations,
+    memberships,
+    projects,
+    api_keys
+);

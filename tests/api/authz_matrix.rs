@@ -1,0 +1,307 @@
+//! The authorization matrix, generated from the OpenAPI document so that an endpoint
+//! added later cannot skip it.
+//!
+//! Every operation is classified by its security requirement and path:
+//! - public (no security): must be listed in `PUBLIC`;
+//! - gateway (api_key): without a key → 401; with a revoked key → 401;
+//! - operator (`/v1/admin/…`): anonymous → 401; a tenant owner → 403;
+//! - tenant (`/v1/orgs/{orgId}/…`): anonymous → 401; another tenant's admin with
+//!   the victim's ids → 404; the other tenant's own org id with the victim's child
+//!   ids → 404; a viewer writing → 403; the owner reading → 2xx;
+//! - user (any other bearer operation): must be listed in `USER_SCOPED`;
+//!   anonymous → 401.
+//!
+//! Request bodies are the `example` of each request schema, so the failures observed
+//! are authorization, not validation.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::{Tenant, TestApp, TestUser};
+
+const PUBLIC: &[&str] = &[
+    "GET /healthz",
+    "GET /readyz",
+    "POST /v1/auth/signup",
+    "POST /v1/auth/login",
+];
+const USER_SCOPED: &[&str] = &["GET /v1/me", "GET /v1/orgs", "POST /v1/orgs"];
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+enum Class {
+    Public,
+    Gateway,
+    Operator,
+    Tenant,
+    User,
+}
+
+struct Operation {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    class: Class,
+}
+
+impl Operation {
+    fn label(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    fn is_write(&self) -> bool {
+        self.method != Method::GET
+    }
+
+    /// The path with each `{param}` replaced from `ids`.
+    fn url(&self, ids: &[(&str, String)]) -> String {
+        let mut url = self.path.clone();
+        for (name, value) in ids {
+            url = url.replace(&format!("{{{name}}}"), value);
+        }
+        assert!(
+            !url.contains('{'),
+            "{}: no value for a path parameter in {url}",
+            self.label()
+        );
+        url
+    }
+}
+
+fn operations(doc: &Value) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let method: Method = method.to_uppercase().parse().expect("method");
+            let label = format!("{method} {path}");
+            let schemes: BTreeSet<String> = op["security"]
+                .as_array()
+                .map(|reqs| {
+                    reqs.iter()
+                        .flat_map(|r| r.as_object().into_iter().flat_map(|o| o.keys().cloned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let class = if schemes.is_empty() {
+                assert!(
+                    PUBLIC.contains(&label.as_str()),
+                    "{label} has no security requirement and is not listed as public"
+                );
+                Class::Public
+            } else if schemes.contains("api_key") {
+                Class::Gateway
+            } else if path.starts_with("/v1/admin/") {
+                Class::Operator
+            } else if path.starts_with("/v1/orgs/{orgId}") {
+                Class::Tenant
+            } else {
+                assert!(
+                    USER_SCOPED.contains(&label.as_str()),
+                    "{label} fits no class of the matrix; classify it"
+                );
+                Class::User
+            };
+            ops.push(Operation {
+                body: example_body(doc, op, &label),
+                method,
+                path: path.clone(),
+                class,
+            });
+        }
+    }
+    ops
+}
+
+fn example_body(doc: &Value, op: &Value, label: &str) -> Option<Value> {
+    let schema = op.pointer("/requestBody/content/application~1json/schema")?;
+    let name = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.rsplit('/').next())
+        .unwrap_or_else(|| panic!("{label}: inline request schema"));
+    let example = doc["components"]["schemas"][name]["example"].clone();
+    assert!(
+        !example.is_null(),
+        "{label}: request schema {name} needs an example for the matrix"
+    );
+    Some(example)
+}
+
+async fn call(app: &TestApp, op: &Operation, url: &str, auth: Auth<'_>) -> (StatusCode, Value) {
+    let mut request = app.request(op.method.clone(), url);
+    request = match auth {
+        Auth::None => request,
+        Auth::User(user) => request.bearer_auth(&user.token),
+        Auth::Key(secret) => request.header("x-api-key", secret),
+    };
+    if let Some(body) = &op.body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    User(&'a TestUser),
+    Key(&'a str),
+}
+
+fn ids(org: Uuid, victim: &Tenant, member: Uuid) -> Vec<(&'static str, String)> {
+    vec![
+        ("orgId", org.to_string()),
+        ("projectId", victim.project_id.to_string()),
+        ("keyId", victim.key_id.to_string()),
+        ("userId", member.to_string()),
+    ]
+}
+
+/// The victim's ids must never appear in what another tenant gets back.
+fn assert_no_leak(label: &str, body: &Value, victim: &Tenant) {
+    let text = body.to_string();
+    for id in [victim.org_id, victim.project_id, victim.key_id] {
+        assert!(
+            !text.contains(&id.to_string()),
+            "{label} leaked {id}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_operation_enforces_authentication_tenancy_and_roles() {
+    let app = TestApp::spawn().await;
+    let victim = app.tenant().await;
+    let viewer = app.member(&victim, "viewer").await;
+    let intruder = app.tenant().await;
+    let doc = serde_json::to_value(meterplane::http::openapi::document()).unwrap();
+    let ops = operations(&doc);
+
+    let mut checked = BTreeSet::new();
+    for op in &ops {
+        let label = op.label();
+        let victim_ids = ids(victim.org_id, &victim, viewer.id);
+        match op.class {
+            Class::Public => {}
+            Class::User => {
+                let (status, _) = call(&app, op, &op.url(&[]), Auth::None).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} anonymous");
+            }
+            Class::Gateway => {
+                let (status, _) = call(&app, op, &op.url(&victim_ids), Auth::None).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} without a key");
+                let (status, _) = call(
+                    &app,
+                    op,
+                    &op.url(&victim_ids),
+                    Auth::Key("mp_0000000000000000000000000000000000000000"),
+                )
+                .await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{label} with an unknown key"
+                );
+            }
+            Class::Operator => {
+                let url = op.url(&victim_ids);
+                let (status, _) = call(&app, op, &url, Auth::None).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} anonymous");
+                let (status, body) = call(&app, op, &url, Auth::User(&victim.owner)).await;
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{label} as a tenant owner: {body}"
+                );
+            }
+            Class::Tenant => {
+                let url = op.url(&victim_ids);
+                let (status, _) = call(&app, op, &url, Auth::None).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} anonymous");
+
+                let (status, body) = call(&app, op, &url, Auth::User(&intruder.owner)).await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{label} from another tenant: {body}"
+                );
+                assert_no_leak(&label, &body, &victim);
+
+                if op.path.matches('{').count() > 1 {
+                    let mixed = op.url(&ids(intruder.org_id, &victim, viewer.id));
+                    let (status, body) = call(&app, op, &mixed, Auth::User(&intruder.owner)).await;
+                    assert_eq!(
+                        status,
+                        StatusCode::NOT_FOUND,
+                        "{label} with own org id and another tenant's ids: {body}"
+                    );
+                    assert_no_leak(&label, &body, &victim);
+                }
+
+                if op.is_write() {
+                    let (status, body) = call(&app, op, &url, Auth::User(&viewer)).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{label} as a viewer: {body}");
+                } else {
+                    // The ids are real: the owner can read them, so the 404s above are
+                    // tenancy at work and not a typo in the matrix.
+                    let (status, body) = call(&app, op, &url, Auth::User(&victim.owner)).await;
+                    assert!(
+                        status.is_success(),
+                        "{label} as the owner answered {status}: {body}"
+                    );
+                }
+            }
+        }
+        checked.insert((op.class, label));
+    }
+
+    // Coverage: the matrix saw every operation, and every class is exercised.
+    assert_eq!(checked.len(), ops.len());
+    for class in [
+        Class::Public,
+        Class::Gateway,
+        Class::Operator,
+        Class::Tenant,
+        Class::User,
+    ] {
+        assert!(
+            checked.iter().any(|(c, _)| *c == class),
+            "no operation of class {class:?}"
+        );
+    }
+    for listed in PUBLIC.iter().chain(USER_SCOPED) {
+        assert!(
+            checked.iter().any(|(_, l)| l == listed),
+            "{listed} is allow-listed but no longer exists"
+        );
+    }
+
+    // Nothing the intruder or the viewer tried changed the victim's data.
+    let keys = app
+        .get_json(
+            &victim.owner,
+            &format!(
+                "/v1/orgs/{}/projects/{}/keys",
+                victim.org_id, victim.project_id
+            ),
+        )
+        .await;
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(keys[0]["status"], "active");
+    let org = app
+        .get_json(&victim.owner, &format!("/v1/orgs/{}", victim.org_id))
+        .await;
+    assert_eq!(
+        (org["name"].clone(), org["plan"].clone()),
+        (json!("Acme AI"), json!("free"))
+    );
+    let members = app
+        .get_json(
+            &victim.owner,
+            &format!("/v1/orgs/{}/members", victim.org_id),
+        )
+        .await;
+    assert_eq!(members.as_array().unwrap().len(), 2);
+}

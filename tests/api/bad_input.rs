@@ -1,0 +1,177 @@
+//! Every class of bad input answers 4xx in the problem shape, never 500, and writes
+//! nothing.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use meterplane::store::schema::projects;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{expect_problem, TestApp};
+
+#[tokio::test]
+async fn malformed_bodies_get_precise_codes() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let path = format!("/v1/orgs/{}/projects", tenant.org_id);
+    let send = |body: String, content_type: &'static str| {
+        app.as_user(Method::POST, &path, &tenant.owner)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
+        (
+            "{\"name\": ".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "not json".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            json!({"name": "x", "mode": "credits", "extra": 1}).to_string(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            json!({"name": "x"}).to_string(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+        ),
+        (
+            json!({"name": 42, "mode": "credits"}).to_string(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            json!({"name": "x", "mode": "prepaid"}).to_string(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            json!([1, 2]).to_string(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            json!({"name": "x", "mode": "credits"}).to_string(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            json!({"name": "   ", "mode": "credits"}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "x".repeat(201), "mode": "credits"}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "x".repeat(300_000), "mode": "credits"}).to_string(),
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (body, content_type, status, code) in cases {
+        let preview: String = body.chars().take(60).collect();
+        let response = send(body, content_type).await.unwrap();
+        assert_eq!(response.status(), status, "{preview}");
+        expect_problem(response, status, code).await;
+    }
+    let stored: i64 = projects::table
+        .filter(projects::org_id.eq(tenant.org_id))
+        .count()
+        .get_result(&mut app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "only the tenant's original project exists");
+}
+
+#[tokio::test]
+async fn validation_reports_every_broken_field() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .request(Method::POST, "/v1/auth/signup")
+        .json(&json!({"email": "not-an-email", "password": "short", "organizationName": ""}))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "password", "organizationName"]);
+
+    let user = app.signup().await;
+    let bad_emails = app
+        .as_user(Method::POST, "/v1/orgs", &user)
+        .json(&json!({"name": "Acme", "alertEmails": ["ok@example.com", "nope"]}))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(
+        bad_emails,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "alertEmails[1]");
+}
+
+#[tokio::test]
+async fn bad_paths_and_unknown_routes() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let bad_uuid = app
+        .as_user(Method::GET, "/v1/orgs/not-a-uuid/projects", &tenant.owner)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad_uuid, StatusCode::BAD_REQUEST, "invalid_path_parameter").await;
+    let half_uuid = app
+        .as_user(
+            Method::GET,
+            &format!("/v1/orgs/{}/projects/1234", tenant.org_id),
+            &tenant.owner,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(half_uuid, StatusCode::BAD_REQUEST, "invalid_path_parameter").await;
+    let unknown = app
+        .request(Method::GET, "/v1/nothing-here")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(unknown, StatusCode::NOT_FOUND, "route_not_found").await;
+    let wrong_method = app
+        .request(Method::DELETE, "/v1/auth/login")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(wrong_method, StatusCode::NOT_FOUND, "route_not_found").await;
+}

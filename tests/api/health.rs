@@ -1,0 +1,74 @@
+//! Probes and metrics an operator relies on.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{expect_json, TestApp};
+
+#[tokio::test]
+async fn probes_answer() {
+    let app = TestApp::spawn().await;
+    let live = expect_json(
+        app.request(Method::GET, "/healthz").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(live["status"], "ok");
+    let ready = expect_json(
+        app.request(Method::GET, "/readyz").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ready["status"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_postgres_is_unreachable() {
+    let app = TestApp::spawn_with(|c| {
+        c.database.url = meterplane::config::Secret::new("postgres://postgres@127.0.0.1:1/none");
+        c.database.acquire_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let response = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "service_unavailable");
+    assert!(
+        !body.to_string().contains("127.0.0.1:1"),
+        "connection details stay in the logs"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_pattern() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    for _ in 0..3 {
+        app.get_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/projects", tenant.org_id),
+        )
+        .await;
+    }
+    let text = app
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("meterplane_http_requests_total")
+                && l.contains("endpoint=\"/v1/orgs/{orgId}/projects\"")
+                && l.contains("method=\"GET\"")
+        })
+        .unwrap_or_else(|| panic!("no counter for the route pattern in:\n{text}"));
+    assert!(line.ends_with(" 3"), "{line}");
+    assert!(text.contains("meterplane_http_requests_duration_seconds_bucket"));
+    assert!(
+        !text.contains(&tenant.org_id.to_string()),
+        "ids must not become label values"
+    );
+}

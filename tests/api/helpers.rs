@@ -1,0 +1,403 @@
+//! The test harness: a real server on a free port, backed by its own PostgreSQL
+//! database (cloned from a migrated template) and its own Redis key prefix, so tests
+//! run in parallel without sharing data.
+
+use std::{net::TcpListener, sync::OnceLock};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use meterplane::{config::Config, http::state::AppState, startup::Application};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// Where the tests' databases live; `deploy/test.sh` sets it for the local role.
+fn admin_url() -> String {
+    std::env::var("MP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// A name derived from the migration files, so a changed migration gets a new template.
+fn template_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<_> = walk(&dir);
+        files.sort();
+        let mut hasher = Sha256::new();
+        for file in files {
+            hasher.update(file.to_string_lossy().as_bytes());
+            hasher.update(std::fs::read(&file).expect("read migration"));
+        }
+        format!("mp_tpl_{}", &hex::encode(hasher.finalize())[..16])
+    })
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("read migrations dir")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&admin_url())
+        .await
+        .expect("connect to PostgreSQL as the test admin (is it running? see deploy/test.sh)")
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .get_result(conn)
+            .await
+            .expect("query pg_database");
+    count.n > 0
+}
+
+/// Migrates the template once per test run (across processes, under an advisory lock).
+async fn ensure_template() -> &'static str {
+    static READY: OnceCell<()> = OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut conn = admin_conn().await;
+            diesel::sql_query("SELECT pg_advisory_lock(727274)")
+                .execute(&mut conn)
+                .await
+                .expect("lock");
+            if !database_exists(&mut conn, name).await {
+                // Built under another name and renamed, so a crash never leaves a
+                // half-migrated template behind.
+                let building = format!("{name}_building");
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop");
+                diesel::sql_query(format!("CREATE DATABASE {building}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create");
+                meterplane::store::run_migrations(&database_url(&building))
+                    .await
+                    .expect("migrate template");
+                rename_when_idle(&mut conn, &building, name).await;
+            }
+            diesel::sql_query("SELECT pg_advisory_unlock(727274)")
+                .execute(&mut conn)
+                .await
+                .expect("unlock");
+        })
+        .await;
+    template_name()
+}
+
+/// PostgreSQL refuses to rename or copy a database for a moment after its last
+/// connection closed; retry briefly.
+async fn rename_when_idle(conn: &mut AsyncPgConnection, from: &str, to: &str) {
+    retry_while_busy(conn, &format!("ALTER DATABASE {from} RENAME TO {to}")).await;
+}
+
+async fn retry_while_busy(conn: &mut AsyncPgConnection, sql: &str) {
+    for attempt in 0..50 {
+        match diesel::sql_query(sql).execute(conn).await {
+            Ok(_) => return,
+            Err(e) if attempt < 49 && e.to_string().contains("being accessed by other users") => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+}
+
+/// A fresh database cloned from the migrated template.
+async fn fresh_database() -> String {
+    let template = ensure_template().await;
+    let name = format!("mp_test_{}", Uuid::new_v4().simple());
+    let mut conn = admin_conn().await;
+    retry_while_busy(
+        &mut conn,
+        &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+    )
+    .await;
+    database_url(&name)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub state: AppState,
+}
+
+/// A signed-in person.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+}
+
+/// "An organization with an owner, a project and a key" — the usual starting point.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub owner: TestUser,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub key_id: Uuid,
+    pub key_secret: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` may change first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let database_url = fresh_database().await;
+        let mut config = Config::from_lookup(|name| match name {
+            "DATABASE_URL" => Some(database_url.clone()),
+            "MP_DB_POOL_SIZE" => Some("4".into()),
+            "REDIS_URL" => std::env::var("MP_TEST_REDIS_URL").ok(),
+            _ => None,
+        })
+        .expect("test configuration");
+        config.redis.key_prefix = format!("test:{}:", Uuid::new_v4().simple());
+        adjust(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let state = AppState::connect(config)
+            .await
+            .expect("connect to PostgreSQL and Redis");
+        let app = Application::from_parts(listener, state.clone(), 1).expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Self {
+            address,
+            client,
+            database_url,
+            state,
+        }
+    }
+
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+    }
+
+    pub fn as_user(&self, method: Method, path: &str, user: &TestUser) -> RequestBuilder {
+        self.request(method, path).bearer_auth(&user.token)
+    }
+
+    pub async fn signup(&self) -> TestUser {
+        self.signup_with(json!({})).await.0
+    }
+
+    /// Signs up a new person with a unique email; `extra` adds fields to the request.
+    pub async fn signup_with(&self, extra: Value) -> (TestUser, Value) {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let mut body = json!({"email": email, "password": PASSWORD});
+        merge(&mut body, extra);
+        let response = self
+            .request(Method::POST, "/v1/auth/signup")
+            .json(&body)
+            .send()
+            .await
+            .expect("signup");
+        let body = expect_json(response, StatusCode::CREATED).await;
+        let user = TestUser {
+            id: uuid(&body["user"]["id"]),
+            email,
+            password: PASSWORD.into(),
+            token: body["token"]["accessToken"]
+                .as_str()
+                .expect("token")
+                .to_owned(),
+        };
+        (user, body)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.request(Method::POST, "/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("login")
+    }
+
+    pub async fn tenant(&self) -> Tenant {
+        let (owner, body) = self
+            .signup_with(json!({"organizationName": "Acme AI"}))
+            .await;
+        let org_id = uuid(&body["organization"]["id"]);
+        let project = self
+            .post_json(
+                &owner,
+                &format!("/v1/orgs/{org_id}/projects"),
+                json!({"name": "Production", "mode": "credits"}),
+            )
+            .await;
+        let project_id = uuid(&project["id"]);
+        let key = self
+            .post_json(
+                &owner,
+                &format!("/v1/orgs/{org_id}/projects/{project_id}/keys"),
+                json!({"name": "server"}),
+            )
+            .await;
+        Tenant {
+            owner,
+            org_id,
+            project_id,
+            key_id: uuid(&key["id"]),
+            key_secret: key["secret"].as_str().expect("secret").to_owned(),
+        }
+    }
+
+    /// Adds a brand-new person to the tenant with `role` and signs them in.
+    pub async fn member(&self, tenant: &Tenant, role: &str) -> TestUser {
+        let email = format!("member-{}@example.com", Uuid::new_v4().simple());
+        self.post_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/members", tenant.org_id),
+            json!({"email": email, "role": role, "password": PASSWORD}),
+        )
+        .await;
+        self.sign_in(&email).await
+    }
+
+    pub async fn sign_in(&self, email: &str) -> TestUser {
+        let body = expect_json(self.login(email, PASSWORD).await, StatusCode::OK).await;
+        let token = body["accessToken"].as_str().expect("token").to_owned();
+        let me = expect_json(
+            self.request(Method::GET, "/v1/me")
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("me"),
+            StatusCode::OK,
+        )
+        .await;
+        TestUser {
+            id: uuid(&me["user"]["id"]),
+            email: email.into(),
+            password: PASSWORD.into(),
+            token,
+        }
+    }
+
+    /// A platform operator, made the only way operators are made: directly in the store.
+    pub async fn operator(&self) -> TestUser {
+        let email = format!("operator-{}@example.com", Uuid::new_v4().simple());
+        let hash = meterplane::domain::password::Password::parse(PASSWORD)
+            .unwrap()
+            .hash()
+            .unwrap();
+        let parsed = meterplane::domain::email::EmailAddress::parse(&email).unwrap();
+        let mut conn = self.state.db.get().await.unwrap();
+        meterplane::store::users::upsert_operator(&mut conn, &parsed, &hash)
+            .await
+            .unwrap();
+        self.sign_in(&email).await
+    }
+
+    /// POSTs as `user` and expects 201 Created (or 200 OK).
+    pub async fn post_json(&self, user: &TestUser, path: &str, body: Value) -> Value {
+        let response = self
+            .as_user(Method::POST, path, user)
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let status = response.status();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path} answered {status}: {body}");
+        body
+    }
+
+    pub async fn get_json(&self, user: &TestUser, path: &str) -> Value {
+        let response = self
+            .as_user(Method::GET, path, user)
+            .send()
+            .await
+            .expect("get");
+        expect_json(response, StatusCode::OK).await
+    }
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
+    }
+}
+
+pub fn uuid(value: &Value) -> Uuid {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a uuid: {value}"))
+}
+
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts the response is a problem document with this status and code.
+pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = expect_json(response, status).await;
+    assert_eq!(content_type, "application/problem+json", "body: {body}");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status.as_u16(), "body: {body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
+        "body: {body}"
+    );
+    body
+}

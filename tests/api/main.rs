@@ -1,0 +1,12 @@
+//! HTTP tests through the real stack: PostgreSQL, Redis and the actix server.
+//! One binary with a module per capability, so the crate links once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api_keys;
+mod authz_matrix;
+mod bad_input;
+mod health;
+mod helpers;
+mod openapi;
+mod tenancy;
+mod tokens;

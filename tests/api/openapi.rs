@@ -1,0 +1,77 @@
+//! The committed OpenAPI document is exactly what the code generates.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{expect_json, TestApp};
+
+#[test]
+fn committed_document_matches_the_code() {
+    let generated = meterplane::http::openapi::document_json().unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date; run `cargo run -- openapi --write openapi/openapi.json`"
+    );
+}
+
+#[test]
+fn every_operation_is_described_for_sdk_generators() {
+    let doc = serde_json::to_value(meterplane::http::openapi::document()).unwrap();
+    let mut operation_ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "operationId {id} is used twice"
+            );
+            assert!(
+                op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{method} {path} has no tag"
+            );
+            assert!(
+                op["responses"]
+                    .as_object()
+                    .is_some_and(|r| r.keys().any(|s| s.starts_with('2'))),
+                "{method} {path} documents no success"
+            );
+            if op.get("security").is_some() {
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{method} {path} is secured but documents no 401"
+                );
+            }
+        }
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "X-Api-Key");
+}
+
+#[tokio::test]
+async fn the_document_and_its_reference_page_are_served() {
+    let app = TestApp::spawn().await;
+    let served = expect_json(
+        app.request(Method::GET, "/openapi.json")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        served,
+        serde_json::to_value(meterplane::http::openapi::document()).unwrap()
+    );
+    let page = app.request(Method::GET, "/docs/").send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"));
+    assert!(
+        !html.contains("cdn") && !html.contains("unpkg"),
+        "the reference page must work offline"
+    );
+}
