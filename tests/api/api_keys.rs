@@ -94,11 +94,7 @@ async fn unknown_and_malformed_keys_are_rejected() {
         expect_problem(
             whoami(&app, secret).await,
             StatusCode::UNAUTHORIZED,
-            if secret.is_empty() {
-                "invalid_api_key"
-            } else {
-                "invalid_api_key"
-            },
+            "invalid_api_key",
         )
         .await;
     }
