@@ -42,6 +42,11 @@ enum Command {
         #[arg(long)]
         write: Option<std::path::PathBuf>,
     },
+    /// Load a price catalog file (default: the bundled `data/prices.json`).
+    LoadPrices {
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
     /// Create a demo user, organization, project and API key, and print how to use them.
     Demo,
 }
@@ -51,9 +56,7 @@ pub async fn run() -> anyhow::Result<()> {
     if let Command::Openapi { write } = &cli.command {
         let json = openapi::document_json()?;
         return match write {
-            Some(path) => {
-                std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
-            }
+            Some(path) => std::fs::write(path, json).with_context(|| format!("writing {}", path.display())),
             None => {
                 print!("{json}");
                 Ok(())
@@ -73,6 +76,7 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Migrate => migrate_db(&config).await?,
         Command::CreateOperator { email } => create_operator(&config, &email).await?,
+        Command::LoadPrices { file } => load_prices(&config, file.as_deref()).await?,
         Command::Demo => demo(&config).await?,
         Command::Openapi { .. } => unreachable!("handled above"),
     }
@@ -99,8 +103,7 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn create_operator(config: &Config, email: &str) -> anyhow::Result<()> {
     let email = EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
-    let password =
-        Password::parse(&read_password()?).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+    let password = Password::parse(&read_password()?).map_err(|e| anyhow::anyhow!("password: {e}"))?;
     let hash = password.hash()?;
     let pool = pool(config)?;
     let mut conn = pool.get().await?;
@@ -112,15 +115,33 @@ async fn create_operator(config: &Config, email: &str) -> anyhow::Result<()> {
 }
 
 fn pool(config: &Config) -> anyhow::Result<store::DbPool> {
-    store::connect(
-        config.database.url.expose(),
-        2,
-        config.database.acquire_timeout,
-    )
+    store::connect(config.database.url.expose(), 2, config.database.acquire_timeout)
 }
 
 fn to_anyhow(e: crate::error::AppError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
+}
+
+/// The catalog shipped with the binary, so `load-prices` works from any directory.
+const BUNDLED_PRICES: &str = include_str!("../data/prices.json");
+
+async fn load_prices(config: &Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => BUNDLED_PRICES.to_owned(),
+    };
+    let entries: Vec<crate::http::pricing::CreatePrice> =
+        serde_json::from_str(&text).context("parsing the price file")?;
+    let prices = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| entry.parse().map_err(|errors| anyhow::anyhow!("entry {i}: {errors:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pool = pool(config)?;
+    let mut conn = pool.get().await?;
+    let written = store::prices::upsert_all(&mut conn, &prices).await.map_err(to_anyhow)?;
+    println!("loaded {written} price versions");
+    Ok(())
 }
 
 pub const DEMO_EMAIL: &str = "demo@meterplane.local";
@@ -146,9 +167,7 @@ async fn demo(config: &Config) -> anyhow::Result<()> {
                 display_name: "Demo User".into(),
                 is_operator: false,
             };
-            store::users::insert(&mut conn, new)
-                .await
-                .map_err(to_anyhow)?
+            store::users::insert(&mut conn, new).await.map_err(to_anyhow)?
         }
     };
     let caller = crate::auth::Caller {
@@ -174,17 +193,10 @@ async fn demo(config: &Config) -> anyhow::Result<()> {
                 .id
         }
     };
-    let access = store::access::authorize(
-        &mut conn,
-        &caller,
-        org_id,
-        crate::domain::role::Access::Manage,
-    )
-    .await
-    .map_err(to_anyhow)?;
-    let projects = store::projects::list(&mut conn, &access)
+    let access = store::access::authorize(&mut conn, &caller, org_id, crate::domain::role::Access::Manage)
         .await
         .map_err(to_anyhow)?;
+    let projects = store::projects::list(&mut conn, &access).await.map_err(to_anyhow)?;
     let project = match projects.into_iter().next() {
         Some(project) => project,
         None => {
@@ -199,10 +211,7 @@ async fn demo(config: &Config) -> anyhow::Result<()> {
         &mut conn,
         &access,
         project.id,
-        store::api_keys::NewKey {
-            name,
-            expires_at: None,
-        },
+        store::api_keys::NewKey { name, expires_at: None },
         config.auth.api_key_pepper.expose(),
     )
     .await

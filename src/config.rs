@@ -38,7 +38,18 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
+    pub ingest: IngestConfig,
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// USD per million tokens of calls whose request/response bodies are stored.
+    pub storage_price_per_mtok: rust_decimal::Decimal,
+    /// Largest stored request or response body; longer ones are cut and flagged.
+    pub body_cap_bytes: usize,
+    /// Largest accepted `POST /v1/usage/batch` body.
+    pub batch_limit_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -112,14 +123,9 @@ impl Config {
             bind: env.parse("MP_BIND", "127.0.0.1:8080")?,
             workers: env.parse("MP_WORKERS", "0")?,
             database: DatabaseConfig {
-                url: Secret::new(env.string(
-                    "DATABASE_URL",
-                    "postgres://postgres@127.0.0.1:5432/meterplane",
-                )),
+                url: Secret::new(env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterplane")),
                 pool_size: env.parse("MP_DB_POOL_SIZE", "16")?,
-                acquire_timeout: Duration::from_millis(
-                    env.parse("MP_DB_ACQUIRE_TIMEOUT_MS", "5000")?,
-                ),
+                acquire_timeout: Duration::from_millis(env.parse("MP_DB_ACQUIRE_TIMEOUT_MS", "5000")?),
             },
             redis: RedisConfig {
                 url: Secret::new(env.string("REDIS_URL", "redis://127.0.0.1:6379")),
@@ -132,13 +138,16 @@ impl Config {
                 jwt_ttl: Duration::from_secs(env.parse("MP_JWT_TTL_SECS", "900")?),
                 jwt_leeway_secs: env.parse("MP_JWT_LEEWAY_SECS", "5")?,
                 api_key_pepper: Secret::new(api_key_pepper),
-                api_key_cache_ttl: Duration::from_secs(
-                    env.parse("MP_API_KEY_CACHE_TTL_SECS", "10")?,
-                ),
+                api_key_cache_ttl: Duration::from_secs(env.parse("MP_API_KEY_CACHE_TTL_SECS", "10")?),
                 signup_enabled: env.parse("MP_SIGNUP_ENABLED", "true")?,
             },
             http: HttpConfig {
                 json_limit: env.parse("MP_JSON_LIMIT_BYTES", "262144")?,
+            },
+            ingest: IngestConfig {
+                storage_price_per_mtok: env.parse("MP_DATA_STORAGE_PRICE_PER_MTOK", "0.01")?,
+                body_cap_bytes: env.parse("MP_BODY_CAP_BYTES", "32768")?,
+                batch_limit_bytes: env.parse("MP_BATCH_LIMIT_BYTES", "16777216")?,
             },
             log_format,
         })
@@ -170,10 +179,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config_with(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 

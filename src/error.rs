@@ -12,9 +12,7 @@ pub type AppResult<T> = Result<T, AppError>;
 
 /// Stable, machine-readable error codes. Clients branch on these, so a code is never
 /// renamed or reused for another meaning.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, strum::IntoStaticStr, strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, strum::IntoStaticStr, strum::EnumIter)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
@@ -57,8 +55,9 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            Unauthorized | TokenExpired | InvalidApiKey | ApiKeyRevoked | ApiKeyExpired
-            | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Unauthorized | TokenExpired | InvalidApiKey | ApiKeyRevoked | ApiKeyExpired | InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
             Forbidden | Disabled => StatusCode::FORBIDDEN,
             NotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -180,10 +179,7 @@ impl AppError {
     pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
         Self {
             internal: Some(cause.into()),
-            ..Self::new(
-                ErrorCode::ServiceUnavailable,
-                "a backing service is unavailable",
-            )
+            ..Self::new(ErrorCode::ServiceUnavailable, "a backing service is unavailable")
         }
     }
 
@@ -232,12 +228,10 @@ impl From<diesel::result::Error> for AppError {
         use diesel::result::{DatabaseErrorKind, Error};
         match error {
             Error::NotFound => Self::not_found("resource"),
-            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Self::conflict(format!(
-                    "already exists ({})",
-                    info.constraint_name().unwrap_or("unique")
-                ))
-            }
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => Self::conflict(format!(
+                "already exists ({})",
+                info.constraint_name().unwrap_or("unique")
+            )),
             other => Self::internal(other),
         }
     }

@@ -14,6 +14,7 @@ use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
     config::Config,
     http::{self, rejections, state::AppState},
+    ingest::{IngestSettings, Ingestor},
     store,
 };
 
@@ -34,9 +35,17 @@ impl AppState {
             config.auth.api_key_pepper.expose().to_owned(),
             config.auth.api_key_cache_ttl,
         );
+        let ingest = Ingestor::new(
+            db.clone(),
+            IngestSettings {
+                storage_per_mtok: config.ingest.storage_price_per_mtok,
+                body_cap_bytes: config.ingest.body_cap_bytes,
+            },
+        );
         Ok(Self {
             jwt: JwtService::new(&config.auth),
             keys,
+            ingest,
             db,
             redis,
             config: Arc::new(config),
@@ -51,23 +60,19 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
         let workers = config.workers;
         let state = AppState::connect(config).await?;
         Self::from_parts(listener, state, workers)
     }
 
     /// Serves `state` on an already bound listener (port 0 in tests).
-    pub fn from_parts(
-        listener: TcpListener,
-        state: AppState,
-        workers: usize,
-    ) -> anyhow::Result<Self> {
+    pub fn from_parts(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let metrics = metrics()?;
         let docs = http::openapi::document();
         let json_limit = state.config.http.json_limit;
+        let batch_limit = state.config.ingest.batch_limit_bytes;
         let state = web::Data::new(state);
         let mut server = HttpServer::new(move || {
             App::new()
@@ -78,7 +83,7 @@ impl Application {
                 .app_data(rejections::path_config())
                 .app_data(rejections::query_config())
                 .into_utoipa_app()
-                .configure(http::routes)
+                .configure(http::routes(batch_limit))
                 .into_app()
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs.clone()))
                 .default_service(web::to(rejections::route_not_found))

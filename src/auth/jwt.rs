@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use jsonwebtoken::{
-    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -79,10 +77,9 @@ impl JwtService {
     pub fn verify(&self, token: &str) -> Result<Uuid, AppError> {
         match decode::<Claims>(token, &self.decoding, &self.validation) {
             Ok(data) => Ok(data.claims.sub),
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(AppError::new(
-                ErrorCode::TokenExpired,
-                "the access token has expired",
-            )),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
+                Err(AppError::new(ErrorCode::TokenExpired, "the access token has expired"))
+            }
             Err(_) => Err(AppError::unauthorized("the access token is invalid")),
         }
     }
@@ -109,10 +106,7 @@ mod tests {
     fn tokens_from_another_issuer_or_audience_fail() {
         let jwt = service();
         let now = Utc::now().timestamp();
-        for (iss, aud) in [
-            ("someone-else", "meterplane-api"),
-            ("meterplane", "other-api"),
-        ] {
+        for (iss, aud) in [("someone-else", "meterplane-api"), ("meterplane", "other-api")] {
             let claims = Claims {
                 sub: Uuid::new_v4(),
                 iss: iss.into(),
@@ -121,10 +115,7 @@ mod tests {
                 exp: now + 60,
             };
             let token = encode(&Header::new(Algorithm::HS256), &claims, &jwt.encoding).unwrap();
-            assert_eq!(
-                jwt.verify(&token).unwrap_err().code(),
-                ErrorCode::Unauthorized
-            );
+            assert_eq!(jwt.verify(&token).unwrap_err().code(), ErrorCode::Unauthorized);
         }
     }
 }

@@ -42,10 +42,7 @@ impl ApiKeyResolver {
         Self {
             pool,
             pepper,
-            cache: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            cache: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             recently_touched: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(LAST_USED_RESOLUTION)
@@ -110,16 +107,10 @@ fn invalid_key() -> AppError {
 /// Whether a key may be used at `now`.
 pub fn check_usable(record: &KeyRecord, now: DateTime<Utc>) -> AppResult<()> {
     if record.revoked_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(
-            ErrorCode::ApiKeyRevoked,
-            "the API key has been revoked",
-        ));
+        return Err(AppError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked"));
     }
     if record.expires_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(
-            ErrorCode::ApiKeyExpired,
-            "the API key has expired",
-        ));
+        return Err(AppError::new(ErrorCode::ApiKeyExpired, "the API key has expired"));
     }
     Ok(())
 }
@@ -149,15 +140,11 @@ mod tests {
         assert!(check_usable(&record(None, None), now).is_ok());
         assert!(check_usable(&record(Some(now + hour), None), now).is_ok());
         assert_eq!(
-            check_usable(&record(Some(now - hour), None), now)
-                .unwrap_err()
-                .code(),
+            check_usable(&record(Some(now - hour), None), now).unwrap_err().code(),
             ErrorCode::ApiKeyExpired
         );
         assert_eq!(
-            check_usable(&record(None, Some(now)), now)
-                .unwrap_err()
-                .code(),
+            check_usable(&record(None, Some(now)), now).unwrap_err().code(),
             ErrorCode::ApiKeyRevoked
         );
         // A rotated key keeps working until its grace period ends.

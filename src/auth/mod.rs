@@ -20,9 +20,7 @@ impl Caller {
         if self.is_operator {
             Ok(())
         } else {
-            Err(AppError::forbidden(
-                "this operation is reserved for platform operators",
-            ))
+            Err(AppError::forbidden("this operation is reserved for platform operators"))
         }
     }
 }

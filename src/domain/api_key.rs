@@ -28,19 +28,14 @@ pub fn generate() -> GeneratedKey {
         .collect();
     let secret = format!("{KEY_PREFIX}{random}");
     let visible_prefix = secret[..VISIBLE_PREFIX_LEN].to_owned();
-    GeneratedKey {
-        secret,
-        visible_prefix,
-    }
+    GeneratedKey { secret, visible_prefix }
 }
 
 /// Whether `candidate` has the shape of a key; cheap rejection before any lookup.
 pub fn looks_like_key(candidate: &str) -> bool {
     candidate.len() == KEY_PREFIX.len() + RANDOM_LEN
         && candidate.starts_with(KEY_PREFIX)
-        && candidate[KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric())
+        && candidate[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The value stored and looked up: HMAC-SHA256(pepper, secret).

@@ -60,10 +60,7 @@ mod tests {
             "a@.com",
             "a@b..com",
         ] {
-            assert!(
-                EmailAddress::parse(bad).is_err(),
-                "{bad} should be rejected"
-            );
+            assert!(EmailAddress::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
 }

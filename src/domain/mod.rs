@@ -4,12 +4,17 @@
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
 pub mod api_key;
+pub mod discount;
 pub mod email;
+pub mod money;
 pub mod names;
 pub mod password;
 pub mod plan;
+pub mod pricing;
 pub mod project_mode;
 pub mod role;
+pub mod rollup;
+pub mod usage;
 
 /// A rule a single input value broke; the HTTP layer turns it into a `FieldError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

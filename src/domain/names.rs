@@ -15,9 +15,7 @@ impl Name {
             return Err(Invalid::new("must not be empty"));
         }
         if name.chars().count() > MAX_NAME_LEN {
-            return Err(Invalid::new(format!(
-                "must be at most {MAX_NAME_LEN} characters"
-            )));
+            return Err(Invalid::new(format!("must be at most {MAX_NAME_LEN} characters")));
         }
         if name.chars().any(char::is_control) {
             return Err(Invalid::new("must not contain control characters"));
@@ -94,15 +92,7 @@ mod tests {
     #[test]
     fn slugs_follow_the_url_rules() {
         assert!(Slug::parse("acme-ai").is_ok());
-        for bad in [
-            "ab",
-            "-acme",
-            "acme-",
-            "ac--me",
-            "Acme",
-            "acme_ai",
-            &"a".repeat(49),
-        ] {
+        for bad in ["ab", "-acme", "acme-", "ac--me", "Acme", "acme_ai", &"a".repeat(49)] {
             assert!(Slug::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -111,9 +101,6 @@ mod tests {
     fn slugs_derive_from_names() {
         let slug = Slug::from_name(&Name::parse("Acme AI, Inc.").unwrap());
         assert_eq!(slug.as_str(), "acme-ai-inc");
-        assert_eq!(
-            Slug::from_name(&Name::parse("日本").unwrap()).as_str(),
-            "org"
-        );
+        assert_eq!(Slug::from_name(&Name::parse("日本").unwrap()).as_str(), "org");
     }
 }

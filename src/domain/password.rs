@@ -23,14 +23,10 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let len = raw.chars().count();
         if len < MIN_PASSWORD_LEN {
-            return Err(Invalid::new(format!(
-                "must be at least {MIN_PASSWORD_LEN} characters"
-            )));
+            return Err(Invalid::new(format!("must be at least {MIN_PASSWORD_LEN} characters")));
         }
         if len > MAX_PASSWORD_LEN {
-            return Err(Invalid::new(format!(
-                "must be at most {MAX_PASSWORD_LEN} characters"
-            )));
+            return Err(Invalid::new(format!("must be at most {MAX_PASSWORD_LEN} characters")));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -48,9 +44,7 @@ impl Password {
 /// a mismatch, so a broken row can never let anyone in.
 pub fn verify(candidate: &str, stored_hash: &str) -> bool {
     match PasswordHash::new(stored_hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(candidate.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -71,10 +65,7 @@ mod tests {
 
     #[test]
     fn hashes_verify_only_the_same_password() {
-        let hash = Password::parse("correct horse battery")
-            .unwrap()
-            .hash()
-            .unwrap();
+        let hash = Password::parse("correct horse battery").unwrap().hash().unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify("correct horse battery", &hash));
         assert!(!verify("correct horse battery!", &hash));

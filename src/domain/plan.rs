@@ -49,9 +49,7 @@ impl Plan {
             ))),
             (Plan::Enterprise, None) => Ok(MAX_RETENTION_DAYS),
             (Plan::Enterprise, Some(days)) if (1..=MAX_RETENTION_DAYS).contains(&days) => Ok(days),
-            (Plan::Enterprise, Some(_)) => Err(Invalid::new(format!(
-                "must be between 1 and {MAX_RETENTION_DAYS}"
-            ))),
+            (Plan::Enterprise, Some(_)) => Err(Invalid::new(format!("must be between 1 and {MAX_RETENTION_DAYS}"))),
         }
     }
 }

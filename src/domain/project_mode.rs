@@ -41,13 +41,7 @@ mod tests {
     #[test]
     fn spelled_as_in_the_api() {
         assert_eq!(ProjectMode::ApiKeys.as_str(), "api-keys");
-        assert_eq!(
-            "hybrid".parse::<ProjectMode>().unwrap(),
-            ProjectMode::Hybrid
-        );
-        assert_eq!(
-            serde_json::to_value(ProjectMode::ApiKeys).unwrap(),
-            "api-keys"
-        );
+        assert_eq!("hybrid".parse::<ProjectMode>().unwrap(), ProjectMode::Hybrid);
+        assert_eq!(serde_json::to_value(ProjectMode::ApiKeys).unwrap(), "api-keys");
     }
 }

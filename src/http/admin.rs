@@ -35,9 +35,7 @@ pub async fn list_all_organizations(
     caller.0.require_operator()?;
     let mut conn = state.conn().await?;
     let orgs = store::orgs::list_all(&mut conn).await?;
-    Ok(web::Json(
-        orgs.into_iter().map(OrganizationView::from).collect(),
-    ))
+    Ok(web::Json(orgs.into_iter().map(OrganizationView::from).collect()))
 }
 
 /// Moves an organization to a plan, which sets its retention (operators only).

@@ -126,9 +126,7 @@ fn grace_period(seconds: i64) -> Result<chrono::Duration, Invalid> {
     if (0..=MAX_GRACE_SECONDS).contains(&seconds) {
         Ok(chrono::Duration::seconds(seconds))
     } else {
-        Err(Invalid::new(format!(
-            "must be between 0 and {MAX_GRACE_SECONDS}"
-        )))
+        Err(Invalid::new(format!("must be between 0 and {MAX_GRACE_SECONDS}")))
     }
 }
 
@@ -154,8 +152,7 @@ pub async fn create_api_key(
     body: web::Json<CreateApiKey>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let (name, expires_at) = validate::all2(
         validate::field("name", Name::parse(&body.name)),
         validate::optional("expiresAt", body.expires_at.map(future_expiry)),
@@ -230,10 +227,8 @@ pub async fn revoke_api_key(
     path: web::Path<KeyPath>,
 ) -> AppResult<web::Json<ApiKeyView>> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let (key, hash) =
-        store::api_keys::revoke(&mut conn, &access, path.project_id, path.key_id).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let (key, hash) = store::api_keys::revoke(&mut conn, &access, path.project_id, path.key_id).await?;
     state.keys.forget(&hash).await;
     tracing::info!(key_id = %key.id, "api key revoked");
     Ok(web::Json(key.into()))
@@ -262,8 +257,7 @@ pub async fn rotate_api_key(
     body: web::Json<RotateApiKey>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let grace = validate::one(validate::field(
         "gracePeriodSeconds",
         grace_period(body.grace_period_seconds),

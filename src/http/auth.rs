@@ -119,10 +119,7 @@ pub async fn hash_password(password: Password) -> AppResult<String> {
     )
 )]
 #[post("/auth/signup")]
-pub async fn signup(
-    state: web::Data<AppState>,
-    body: web::Json<SignupRequest>,
-) -> AppResult<HttpResponse> {
+pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupRequest>) -> AppResult<HttpResponse> {
     if !state.config.auth.signup_enabled {
         return Err(AppError::new(
             ErrorCode::Disabled,
@@ -134,10 +131,7 @@ pub async fn signup(
         validate::field("email", EmailAddress::parse(&body.email)),
         validate::field("password", Password::parse(&body.password)),
         validate::optional("name", body.name.as_deref().map(Name::parse)),
-        validate::optional(
-            "organizationName",
-            body.organization_name.as_deref().map(Name::parse),
-        ),
+        validate::optional("organizationName", body.organization_name.as_deref().map(Name::parse)),
     )?;
     let password_hash = hash_password(password).await?;
     let mut conn = state.conn().await?;
@@ -185,17 +179,9 @@ pub async fn signup(
     )
 )]
 #[post("/auth/login")]
-pub async fn login(
-    state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
-) -> AppResult<web::Json<TokenResponse>> {
+pub async fn login(state: web::Data<AppState>, body: web::Json<LoginRequest>) -> AppResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
-    let wrong = || {
-        AppError::new(
-            ErrorCode::InvalidCredentials,
-            "email or password is incorrect",
-        )
-    };
+    let wrong = || AppError::new(ErrorCode::InvalidCredentials, "email or password is incorrect");
     let user = match EmailAddress::parse(&body.email) {
         Ok(email) => store::users::find_by_email(&mut *state.conn().await?, &email).await?,
         Err(_) => None,
@@ -203,14 +189,10 @@ pub async fn login(
     // Verify against a decoy hash for unknown emails, so timing does not reveal them.
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let candidate = body.password;
-    let matches = web::block(move || {
-        password::verify(
-            &candidate,
-            stored.as_deref().unwrap_or(password::timing_decoy_hash()),
-        )
-    })
-    .await
-    .map_err(AppError::internal)?;
+    let matches =
+        web::block(move || password::verify(&candidate, stored.as_deref().unwrap_or(password::timing_decoy_hash())))
+            .await
+            .map_err(AppError::internal)?;
     match user {
         Some(user) if matches => Ok(web::Json(token_for(&state, user.id)?)),
         _ => Err(wrong()),

@@ -37,8 +37,7 @@ impl FromRequest for AuthUser {
         let state = state(req);
         Box::pin(async move {
             let state = state?;
-            let token =
-                token.ok_or_else(|| AppError::unauthorized("a bearer access token is required"))?;
+            let token = token.ok_or_else(|| AppError::unauthorized("a bearer access token is required"))?;
             let user_id = state.jwt.verify(&token)?;
             let mut conn = state.conn().await?;
             // The account may have been deleted since the token was issued.

@@ -84,9 +84,7 @@ pub async fn list_members(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     let members = store::members::list(&mut conn, &access).await?;
-    Ok(web::Json(
-        members.into_iter().map(MemberView::from).collect(),
-    ))
+    Ok(web::Json(members.into_iter().map(MemberView::from).collect()))
 }
 
 /// Adds a person to the organization. Only owners may add owners.
@@ -112,8 +110,7 @@ pub async fn add_member(
     body: web::Json<AddMember>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let body = body.into_inner();
     let (email, password, name) = validate::all3(
         validate::field("email", EmailAddress::parse(&body.email)),
@@ -156,8 +153,7 @@ pub async fn change_member_role(
     body: web::Json<ChangeRole>,
 ) -> AppResult<web::Json<MemberView>> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let member = store::members::change_role(&mut conn, &access, path.user_id, body.role).await?;
     Ok(web::Json(member.into()))
 }
@@ -181,8 +177,7 @@ pub async fn remove_member(
     path: web::Path<MemberPath>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     store::members::remove(&mut conn, &access, path.user_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

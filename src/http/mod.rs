@@ -12,19 +12,22 @@ pub mod members;
 pub mod openapi;
 pub mod orgs;
 pub mod paths;
+pub mod pricing;
 pub mod projects;
 pub mod rejections;
+pub mod spend_logs;
 pub mod state;
+pub mod usage;
 pub mod validate;
 
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 /// Every route of the API. Registering through `utoipa_actix_web` puts each handler's
 /// `#[utoipa::path]` into the OpenAPI document, so a route cannot go undocumented.
-pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(health::healthz)
-        .service(health::readyz)
-        .service(
+/// `batch_limit` is the body limit of the usage batch endpoint (larger than the rest).
+pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg| {
+        cfg.service(health::healthz).service(health::readyz).service(
             scope("/v1")
                 .service(auth::signup)
                 .service(auth::login)
@@ -48,6 +51,21 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(api_keys::rotate_api_key)
                 .service(admin::list_all_organizations)
                 .service(admin::set_organization_plan)
-                .service(gateway::whoami),
+                .service(gateway::whoami)
+                .service(pricing::list_prices)
+                .service(pricing::create_price)
+                .service(pricing::list_discounts)
+                .service(pricing::create_discount)
+                .service(pricing::delete_discount)
+                .service(pricing::list_organization_discounts)
+                .service(spend_logs::list_spend_logs)
+                .service(spend_logs::get_spend_log)
+                .service(usage::record_usage)
+                .service(
+                    scope("/usage/batch")
+                        .app_data(rejections::json_config(batch_limit))
+                        .service(usage::record_usage_batch),
+                ),
         );
+    }
 }

@@ -24,6 +24,9 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "projects", description = "Projects of an organization"),
         (name = "api keys", description = "Project API keys presented by the gateway"),
         (name = "gateway", description = "Called by the gateway with a project API key"),
+        (name = "usage", description = "Usage events reported by the gateway"),
+        (name = "spend logs", description = "The request log of an organization"),
+        (name = "pricing", description = "The model price catalog and discounts"),
         (name = "operator", description = "Platform operators only"),
         (name = "operations", description = "Health probes"),
     )
@@ -60,7 +63,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = App::new()
         .into_utoipa_app()
         .openapi(BaseDoc::openapi())
-        .configure(super::routes)
+        .configure(super::routes(0))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -169,9 +169,7 @@ pub async fn get_organization(
 ) -> AppResult<web::Json<OrganizationView>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
-    Ok(web::Json(
-        store::orgs::get(&mut conn, &access).await?.into(),
-    ))
+    Ok(web::Json(store::orgs::get(&mut conn, &access).await?.into()))
 }
 
 /// Renames the organization or changes where alerts go (owners and admins).
@@ -196,24 +194,15 @@ pub async fn update_organization(
     body: web::Json<UpdateOrganization>,
 ) -> AppResult<web::Json<OrganizationView>> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let body = body.into_inner();
-    let name = validate::one(validate::optional(
-        "name",
-        body.name.as_deref().map(Name::parse),
-    ))?;
+    let name = validate::one(validate::optional("name", body.name.as_deref().map(Name::parse)))?;
     let alert_emails = body
         .alert_emails
         .as_deref()
         .map(parse_alert_emails)
         .transpose()
         .map_err(AppError::validation)?;
-    let org = store::orgs::update(
-        &mut conn,
-        &access,
-        OrganizationChanges { name, alert_emails },
-    )
-    .await?;
+    let org = store::orgs::update(&mut conn, &access, OrganizationChanges { name, alert_emails }).await?;
     Ok(web::Json(org.into()))
 }

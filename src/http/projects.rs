@@ -82,8 +82,7 @@ pub async fn create_project(
     body: web::Json<CreateProject>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let name = validate::one(validate::field("name", Name::parse(&body.name)))?;
     let project = store::projects::create(&mut conn, &access, name, body.mode).await?;
     Ok(HttpResponse::Created().json(ProjectView::from(project)))
@@ -104,9 +103,7 @@ pub async fn list_projects(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     let projects = store::projects::list(&mut conn, &access).await?;
-    Ok(web::Json(
-        projects.into_iter().map(ProjectView::from).collect(),
-    ))
+    Ok(web::Json(projects.into_iter().map(ProjectView::from).collect()))
 }
 
 #[utoipa::path(
@@ -124,9 +121,7 @@ pub async fn get_project(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     Ok(web::Json(
-        store::projects::get(&mut conn, &access, path.project_id)
-            .await?
-            .into(),
+        store::projects::get(&mut conn, &access, path.project_id).await?.into(),
     ))
 }
 
@@ -152,13 +147,8 @@ pub async fn update_project(
     body: web::Json<UpdateProject>,
 ) -> AppResult<web::Json<ProjectView>> {
     let mut conn = state.conn().await?;
-    let access =
-        store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let name = validate::one(validate::optional(
-        "name",
-        body.name.as_deref().map(Name::parse),
-    ))?;
-    let project =
-        store::projects::update(&mut conn, &access, path.project_id, name, body.mode).await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
+    let name = validate::one(validate::optional("name", body.name.as_deref().map(Name::parse)))?;
+    let project = store::projects::update(&mut conn, &access, path.project_id, name, body.mode).await?;
     Ok(web::Json(project.into()))
 }

@@ -25,8 +25,7 @@ pub fn query_config() -> web::QueryConfig {
 
 fn json_error(err: JsonPayloadError) -> AppError {
     match err {
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => AppError::new(
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => AppError::new(
             ErrorCode::PayloadTooLarge,
             format!("the request body exceeds {limit} bytes"),
         ),

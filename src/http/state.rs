@@ -8,6 +8,7 @@ use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
     config::Config,
     error::AppResult,
+    ingest::Ingestor,
     store::DbPool,
 };
 
@@ -18,10 +19,10 @@ pub struct AppState {
     pub redis: ConnectionManager,
     pub jwt: JwtService,
     pub keys: ApiKeyResolver,
+    pub ingest: Ingestor,
 }
 
-pub type PooledConn =
-    diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;
+pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;
 
 impl AppState {
     /// A pooled database connection; pool exhaustion or an unreachable database is a 503.

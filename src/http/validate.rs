@@ -25,11 +25,7 @@ pub fn optional<T>(name: &str, parsed: Option<Result<T, Invalid>>) -> Checked<Op
 }
 
 /// Parses each element of a list field, naming failures `field[i]`.
-pub fn each<T, R>(
-    name: &str,
-    raw: &[R],
-    parse: impl Fn(&R) -> Result<T, Invalid>,
-) -> Result<Vec<T>, Vec<FieldError>> {
+pub fn each<T, R>(name: &str, raw: &[R], parse: impl Fn(&R) -> Result<T, Invalid>) -> Result<Vec<T>, Vec<FieldError>> {
     let mut values = Vec::with_capacity(raw.len());
     let mut errors = Vec::new();
     for (i, item) in raw.iter().enumerate() {
@@ -45,6 +41,33 @@ pub fn each<T, R>(
         Ok(values)
     } else {
         Err(errors)
+    }
+}
+
+/// Collects field errors while a request with many fields is parsed:
+/// `let x = fields.take("x", parse(x));` for each, then
+/// `let (Some(x), Some(y)) = (x, y) else { return Err(fields.into_errors()) };`.
+#[derive(Debug, Default)]
+pub struct Fields(Vec<FieldError>);
+
+impl Fields {
+    pub fn take<T>(&mut self, name: &str, parsed: Result<T, Invalid>) -> Option<T> {
+        parsed.map_err(|e| self.push(name, e.0)).ok()
+    }
+
+    pub fn push(&mut self, name: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: name.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_errors(self) -> Vec<FieldError> {
+        self.0
     }
 }
 

@@ -43,12 +43,7 @@ impl OrgAccess {
 
 /// Non-members get 404 (they learn nothing, not even that the organization exists);
 /// members whose role is too weak get 403.
-pub async fn authorize(
-    conn: &mut DbConn,
-    caller: &Caller,
-    org_id: Uuid,
-    access: Access,
-) -> AppResult<OrgAccess> {
+pub async fn authorize(conn: &mut DbConn, caller: &Caller, org_id: Uuid, access: Access) -> AppResult<OrgAccess> {
     let role: Option<Role> = memberships::table
         .filter(memberships::org_id.eq(org_id))
         .filter(memberships::user_id.eq(caller.user_id))
@@ -68,10 +63,7 @@ pub async fn authorize(
 }
 
 fn forbidden(role: Role) -> AppError {
-    AppError::forbidden(format!(
-        "the {} role does not allow this operation",
-        role.as_str()
-    ))
+    AppError::forbidden(format!("the {} role does not allow this operation", role.as_str()))
 }
 
 /// Access granted by creating the organization: its creator is its first owner.

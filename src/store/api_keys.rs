@@ -80,11 +80,7 @@ async fn insert(
     })
 }
 
-pub async fn list(
-    conn: &mut DbConn,
-    access: &OrgAccess,
-    project_id: Uuid,
-) -> AppResult<Vec<ApiKey>> {
+pub async fn list(conn: &mut DbConn, access: &OrgAccess, project_id: Uuid) -> AppResult<Vec<ApiKey>> {
     projects::get(conn, access, project_id).await?;
     Ok(api_keys::table
         .filter(api_keys::org_id.eq(access.org_id()))
@@ -95,12 +91,7 @@ pub async fn list(
         .await?)
 }
 
-pub async fn get(
-    conn: &mut DbConn,
-    access: &OrgAccess,
-    project_id: Uuid,
-    key_id: Uuid,
-) -> AppResult<ApiKey> {
+pub async fn get(conn: &mut DbConn, access: &OrgAccess, project_id: Uuid, key_id: Uuid) -> AppResult<ApiKey> {
     api_keys::table
         .filter(api_keys::org_id.eq(access.org_id()))
         .filter(api_keys::project_id.eq(project_id))
@@ -149,15 +140,12 @@ pub async fn rotate(
     conn.transaction(async |conn| {
         let (old, old_hash) = lock(conn, access, project_id, key_id).await?;
         if old.revoked_at.is_some() {
-            return Err(AppError::conflict(
-                "a revoked or already rotated key cannot be rotated",
-            ));
+            return Err(AppError::conflict("a revoked or already rotated key cannot be rotated"));
         }
         if old.expires_at.is_some_and(|at| at <= now) {
             return Err(AppError::conflict("an expired key cannot be rotated"));
         }
-        let name = Name::parse(&old.name)
-            .map_err(|e| AppError::internal(anyhow::anyhow!("stored key name: {e}")))?;
+        let name = Name::parse(&old.name).map_err(|e| AppError::internal(anyhow::anyhow!("stored key name: {e}")))?;
         let new = NewKey {
             name,
             expires_at: old.expires_at,
@@ -169,12 +157,7 @@ pub async fn rotate(
     .await
 }
 
-async fn lock(
-    conn: &mut DbConn,
-    access: &OrgAccess,
-    project_id: Uuid,
-    key_id: Uuid,
-) -> AppResult<(ApiKey, Vec<u8>)> {
+async fn lock(conn: &mut DbConn, access: &OrgAccess, project_id: Uuid, key_id: Uuid) -> AppResult<(ApiKey, Vec<u8>)> {
     api_keys::table
         .filter(api_keys::org_id.eq(access.org_id()))
         .filter(api_keys::project_id.eq(project_id))
@@ -205,13 +188,7 @@ async fn set_revoked(
 
 /// Gateway path: the key with this secret hash, whatever its state.
 pub async fn find_by_hash(conn: &mut DbConn, secret_hash: &[u8]) -> AppResult<Option<KeyRecord>> {
-    type Row = (
-        Uuid,
-        Uuid,
-        Uuid,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    );
+    type Row = (Uuid, Uuid, Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
     let row: Option<Row> = api_keys::table
         .filter(api_keys::secret_hash.eq(secret_hash))
         .select((
@@ -224,8 +201,8 @@ pub async fn find_by_hash(conn: &mut DbConn, secret_hash: &[u8]) -> AppResult<Op
         .first(conn)
         .await
         .optional()?;
-    Ok(row.map(
-        |(key_id, project_id, org_id, expires_at, revoked_at)| KeyRecord {
+    Ok(
+        row.map(|(key_id, project_id, org_id, expires_at, revoked_at)| KeyRecord {
             identity: KeyIdentity {
                 key_id,
                 project_id,
@@ -233,8 +210,8 @@ pub async fn find_by_hash(conn: &mut DbConn, secret_hash: &[u8]) -> AppResult<Op
             },
             expires_at,
             revoked_at,
-        },
-    ))
+        }),
+    )
 }
 
 pub async fn touch_last_used(conn: &mut DbConn, key_id: Uuid) -> AppResult<()> {

@@ -78,10 +78,7 @@ pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppRe
     access.require(new.role.access_to_assign())?;
     let org_id = access.org_id();
     conn.transaction(async |conn| {
-        let user = match (
-            user_store::find_by_email(conn, &new.email).await?,
-            new.password_hash,
-        ) {
+        let user = match (user_store::find_by_email(conn, &new.email).await?, new.password_hash) {
             (Some(user), _) => user,
             (None, Some(password_hash)) => {
                 let display_name = new.display_name.clone();
@@ -121,12 +118,7 @@ pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppRe
     .await
 }
 
-pub async fn change_role(
-    conn: &mut DbConn,
-    access: &OrgAccess,
-    user_id: Uuid,
-    role: Role,
-) -> AppResult<Member> {
+pub async fn change_role(conn: &mut DbConn, access: &OrgAccess, user_id: Uuid, role: Role) -> AppResult<Member> {
     access.require(Access::Manage)?;
     let org_id = access.org_id();
     conn.transaction(async |conn| {
@@ -137,10 +129,7 @@ pub async fn change_role(
             ensure_another_owner(conn, org_id).await?;
         }
         diesel::update(memberships::table.find((org_id, user_id)))
-            .set((
-                memberships::role.eq(role),
-                memberships::updated_at.eq(diesel::dsl::now),
-            ))
+            .set((memberships::role.eq(role), memberships::updated_at.eq(diesel::dsl::now)))
             .execute(conn)
             .await?;
         get(conn, org_id, user_id).await
@@ -187,9 +176,7 @@ async fn ensure_another_owner(conn: &mut DbConn, org_id: Uuid) -> AppResult<()> 
         .load(conn)
         .await?;
     if owners.len() < 2 {
-        return Err(AppError::conflict(
-            "an organization must keep at least one owner",
-        ));
+        return Err(AppError::conflict("an organization must keep at least one owner"));
     }
     Ok(())
 }

@@ -6,11 +6,16 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod discounts;
 pub mod members;
 pub mod orgs;
+pub mod partitions;
+pub mod prices;
 pub mod projects;
 pub mod schema;
+pub mod spend_logs;
 mod sql_enums;
+pub mod usage;
 pub mod users;
 
 use std::time::Duration;

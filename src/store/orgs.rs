@@ -51,11 +51,7 @@ fn emails(list: &[EmailAddress]) -> Vec<String> {
 }
 
 /// Creates an organization with `owner_id` as its first owner, atomically.
-pub async fn create(
-    conn: &mut DbConn,
-    owner_id: Uuid,
-    new: NewOrganization,
-) -> AppResult<(Organization, OrgAccess)> {
+pub async fn create(conn: &mut DbConn, owner_id: Uuid, new: NewOrganization) -> AppResult<(Organization, OrgAccess)> {
     let slug = match new.slug {
         Some(slug) => slug,
         None => available_slug(conn, &new.name).await?,
@@ -114,10 +110,7 @@ pub async fn get(conn: &mut DbConn, access: &OrgAccess) -> AppResult<Organizatio
 }
 
 /// The organizations a user belongs to, with the user's role in each.
-pub async fn list_for_user(
-    conn: &mut DbConn,
-    user_id: Uuid,
-) -> AppResult<Vec<(Organization, Role)>> {
+pub async fn list_for_user(conn: &mut DbConn, user_id: Uuid) -> AppResult<Vec<(Organization, Role)>> {
     Ok(organizations::table
         .inner_join(memberships::table)
         .filter(memberships::user_id.eq(user_id))
@@ -127,11 +120,7 @@ pub async fn list_for_user(
         .await?)
 }
 
-pub async fn update(
-    conn: &mut DbConn,
-    access: &OrgAccess,
-    changes: OrganizationChanges,
-) -> AppResult<Organization> {
+pub async fn update(conn: &mut DbConn, access: &OrgAccess, changes: OrganizationChanges) -> AppResult<Organization> {
     access.require(Access::Manage)?;
     let name = changes.name.as_ref().map(Name::as_str);
     let alert_emails = changes.alert_emails.as_deref().map(emails);
@@ -156,12 +145,7 @@ pub async fn list_all(conn: &mut DbConn) -> AppResult<Vec<Organization>> {
 }
 
 /// Operator action: moves an organization to a plan and its retention.
-pub async fn set_plan(
-    conn: &mut DbConn,
-    org_id: Uuid,
-    plan: Plan,
-    retention_days: i32,
-) -> AppResult<Organization> {
+pub async fn set_plan(conn: &mut DbConn, org_id: Uuid, plan: Plan, retention_days: i32) -> AppResult<Organization> {
     diesel::update(organizations::table.find(org_id))
         .set((
             organizations::plan.eq(plan),

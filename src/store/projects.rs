@@ -24,12 +24,7 @@ pub struct Project {
 
 const DUPLICATE_NAME: &str = "a project with this name already exists in the organization";
 
-pub async fn create(
-    conn: &mut DbConn,
-    access: &OrgAccess,
-    name: Name,
-    mode: ProjectMode,
-) -> AppResult<Project> {
+pub async fn create(conn: &mut DbConn, access: &OrgAccess, name: Name, mode: ProjectMode) -> AppResult<Project> {
     access.require(Access::Manage)?;
     diesel::insert_into(projects::table)
         .values((

@@ -1,6 +1,8 @@
 // Diesel table definitions, kept in step with `migrations/` by hand (no libpq, so no
 // `diesel print-schema` here). Every model selects all of its table's columns with
 // `as_select()`, so the HTTP tests fail on any column that is missing or mistyped.
+// The wide usage tables (`usage_events`, `usage_daily`) are written and read with SQL
+// in `store::usage` and `store::spend_logs` instead: bulk writes go through `unnest`.
 
 diesel::table! {
     users (id) {
@@ -65,15 +67,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    model_prices (id) {
+        id -> Uuid,
+        provider -> Text,
+        model -> Text,
+        provider_model_name -> Text,
+        input_per_mtok -> Numeric,
+        output_per_mtok -> Numeric,
+        cached_input_per_mtok -> Numeric,
+        per_request -> Numeric,
+        per_image -> Numeric,
+        valid_from -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    discounts (id) {
+        id -> Uuid,
+        org_id -> Nullable<Uuid>,
+        provider -> Nullable<Text>,
+        model -> Nullable<Text>,
+        percent -> Numeric,
+        valid_from -> Timestamptz,
+        valid_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        external_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        external_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_request_ids (org_id, request_id) {
+        org_id -> Uuid,
+        request_id -> Text,
+        event_id -> Uuid,
+        occurred_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> organizations (org_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(api_keys -> projects (project_id));
 
-diesel::allow_tables_to_appear_in_same_query!(
-    users,
-    organizations,
-    memberships,
-    projects,
-    api_keys
-);
+diesel::allow_tables_to_appear_in_same_query!(users, organizations, memberships, projects, api_keys);

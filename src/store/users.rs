@@ -64,11 +64,7 @@ pub async fn find(conn: &mut DbConn, id: Uuid) -> AppResult<Option<User>> {
 }
 
 /// Creates the operator, or promotes an existing account and resets its password.
-pub async fn upsert_operator(
-    conn: &mut DbConn,
-    email: &EmailAddress,
-    password_hash: &str,
-) -> AppResult<User> {
+pub async fn upsert_operator(conn: &mut DbConn, email: &EmailAddress, password_hash: &str) -> AppResult<User> {
     Ok(diesel::insert_into(users::table)
         .values((
             users::id.eq(Uuid::now_v7()),

@@ -20,10 +20,7 @@ async fn whoami(app: &TestApp, secret: &str) -> reqwest::Response {
 }
 
 fn keys_path(tenant: &Tenant) -> String {
-    format!(
-        "/v1/orgs/{}/projects/{}/keys",
-        tenant.org_id, tenant.project_id
-    )
+    format!("/v1/orgs/{}/projects/{}/keys", tenant.org_id, tenant.project_id)
 }
 
 #[tokio::test]
@@ -50,17 +47,11 @@ async fn the_secret_is_shown_once_and_stored_only_as_a_hash() {
     let tenant = app.tenant().await;
     let listed = app.get_json(&tenant.owner, &keys_path(&tenant)).await;
     let key = &listed[0];
-    assert!(
-        key.get("secret").is_none(),
-        "listing must not reveal the secret: {key}"
-    );
+    assert!(key.get("secret").is_none(), "listing must not reveal the secret: {key}");
     assert_eq!(key["prefix"].as_str().unwrap(), &tenant.key_secret[..11]);
     assert_eq!(key["status"], "active");
     let single = app
-        .get_json(
-            &tenant.owner,
-            &format!("{}/{}", keys_path(&tenant), tenant.key_id),
-        )
+        .get_json(&tenant.owner, &format!("{}/{}", keys_path(&tenant), tenant.key_id))
         .await;
     assert!(single.get("secret").is_none());
 
@@ -85,24 +76,11 @@ async fn unknown_and_malformed_keys_are_rejected() {
     let tenant = app.tenant().await;
     let mut wrong = tenant.key_secret.clone();
     wrong.pop();
-    wrong.push(if tenant.key_secret.ends_with('a') {
-        'b'
-    } else {
-        'a'
-    });
+    wrong.push(if tenant.key_secret.ends_with('a') { 'b' } else { 'a' });
     for secret in [wrong.as_str(), "mp_short", "sk-not-ours", ""] {
-        expect_problem(
-            whoami(&app, secret).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-        )
-        .await;
+        expect_problem(whoami(&app, secret).await, StatusCode::UNAUTHORIZED, "invalid_api_key").await;
     }
-    let none = app
-        .request(Method::GET, "/v1/gateway/whoami")
-        .send()
-        .await
-        .unwrap();
+    let none = app.request(Method::GET, "/v1/gateway/whoami").send().await.unwrap();
     expect_problem(none, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -110,10 +88,7 @@ async fn unknown_and_malformed_keys_are_rejected() {
 async fn a_revoked_key_stops_working_at_once() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
-    assert_eq!(
-        whoami(&app, &tenant.key_secret).await.status(),
-        StatusCode::OK
-    ); // now cached
+    assert_eq!(whoami(&app, &tenant.key_secret).await.status(), StatusCode::OK); // now cached
     let revoked = app
         .post_json(
             &tenant.owner,
@@ -155,12 +130,7 @@ async fn an_expired_key_is_refused() {
     let secret = created["secret"].as_str().unwrap();
     assert_eq!(whoami(&app, secret).await.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    expect_problem(
-        whoami(&app, secret).await,
-        StatusCode::UNAUTHORIZED,
-        "api_key_expired",
-    )
-    .await;
+    expect_problem(whoami(&app, secret).await, StatusCode::UNAUTHORIZED, "api_key_expired").await;
     let listed = app
         .get_json(
             &tenant.owner,
@@ -201,15 +171,9 @@ async fn rotation_issues_a_new_secret_and_retires_the_old_one() {
     let new_secret = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, tenant.key_secret);
     assert_eq!(whoami(&app, &new_secret).await.status(), StatusCode::OK);
-    assert_eq!(
-        whoami(&app, &tenant.key_secret).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(whoami(&app, &tenant.key_secret).await.status(), StatusCode::OK);
     let old = app
-        .get_json(
-            &tenant.owner,
-            &format!("{}/{}", keys_path(&tenant), tenant.key_id),
-        )
+        .get_json(&tenant.owner, &format!("{}/{}", keys_path(&tenant), tenant.key_id))
         .await;
     assert_eq!(old["replacedBy"], rotated["id"]);
     assert_eq!(old["status"], "active");
@@ -220,9 +184,7 @@ async fn rotation_issues_a_new_secret_and_retires_the_old_one() {
 
     // Without a grace period, the old secret stops at once.
     let newer = expect_json(
-        rotate(rotated["id"].as_str().unwrap().to_owned(), 0)
-            .await
-            .unwrap(),
+        rotate(rotated["id"].as_str().unwrap().to_owned(), 0).await.unwrap(),
         StatusCode::CREATED,
     )
     .await;
@@ -233,21 +195,12 @@ async fn rotation_issues_a_new_secret_and_retires_the_old_one() {
     )
     .await;
     assert_eq!(
-        whoami(&app, newer["secret"].as_str().unwrap())
-            .await
-            .status(),
+        whoami(&app, newer["secret"].as_str().unwrap()).await.status(),
         StatusCode::OK
     );
 
-    let bad_grace = rotate(newer["id"].as_str().unwrap().to_owned(), -5)
-        .await
-        .unwrap();
-    expect_problem(
-        bad_grace,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let bad_grace = rotate(newer["id"].as_str().unwrap().to_owned(), -5).await.unwrap();
+    expect_problem(bad_grace, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
 
 #[tokio::test]
@@ -255,14 +208,8 @@ async fn last_used_is_recorded() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     let path = format!("{}/{}", keys_path(&tenant), tenant.key_id);
-    assert_eq!(
-        app.get_json(&tenant.owner, &path).await["lastUsedAt"],
-        Value::Null
-    );
-    assert_eq!(
-        whoami(&app, &tenant.key_secret).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_json(&tenant.owner, &path).await["lastUsedAt"], Value::Null);
+    assert_eq!(whoami(&app, &tenant.key_secret).await.status(), StatusCode::OK);
     // Written off the request path: poll briefly.
     for _ in 0..50 {
         if app.get_json(&tenant.owner, &path).await["lastUsedAt"].is_string() {

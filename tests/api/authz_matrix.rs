@@ -28,7 +28,7 @@ const PUBLIC: &[&str] = &[
     "POST /v1/auth/signup",
     "POST /v1/auth/login",
 ];
-const USER_SCOPED: &[&str] = &["GET /v1/me", "GET /v1/orgs", "POST /v1/orgs"];
+const USER_SCOPED: &[&str] = &["GET /v1/me", "GET /v1/orgs", "POST /v1/orgs", "GET /v1/prices"];
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
 enum Class {
@@ -150,31 +150,53 @@ enum Auth<'a> {
     Key(&'a str),
 }
 
-fn ids(org: Uuid, victim: &Tenant, member: Uuid) -> Vec<(&'static str, String)> {
+/// Values for every path parameter of the document. `org` is the organization in the
+/// path; every other id belongs to the victim.
+fn ids(org: Uuid, victim: &Victim) -> Vec<(&'static str, String)> {
     vec![
         ("orgId", org.to_string()),
-        ("projectId", victim.project_id.to_string()),
-        ("keyId", victim.key_id.to_string()),
-        ("userId", member.to_string()),
+        ("projectId", victim.tenant.project_id.to_string()),
+        ("keyId", victim.tenant.key_id.to_string()),
+        ("userId", victim.member.to_string()),
+        ("eventId", victim.event_id.to_string()),
+        // Operator-only paths refuse before looking anything up.
+        ("discountId", Uuid::new_v4().to_string()),
     ]
 }
 
+struct Victim {
+    tenant: Tenant,
+    member: Uuid,
+    event_id: Uuid,
+}
+
 /// The victim's ids must never appear in what another tenant gets back.
-fn assert_no_leak(label: &str, body: &Value, victim: &Tenant) {
+fn assert_no_leak(label: &str, body: &Value, victim: &Victim) {
     let text = body.to_string();
-    for id in [victim.org_id, victim.project_id, victim.key_id] {
-        assert!(
-            !text.contains(&id.to_string()),
-            "{label} leaked {id}: {text}"
-        );
+    for id in [
+        victim.tenant.org_id,
+        victim.tenant.project_id,
+        victim.tenant.key_id,
+        victim.event_id,
+    ] {
+        assert!(!text.contains(&id.to_string()), "{label} leaked {id}: {text}");
     }
 }
 
 #[tokio::test]
 async fn every_operation_enforces_authentication_tenancy_and_roles() {
     let app = TestApp::spawn().await;
-    let victim = app.tenant().await;
-    let viewer = app.member(&victim, "viewer").await;
+    let tenant = app.tenant().await;
+    let viewer = app.member(&tenant, "viewer").await;
+    let event_id = app
+        .record_event(&tenant, serde_json::json!({"requestId": "matrix-1"}))
+        .await;
+    let victim = Victim {
+        tenant: tenant.clone(),
+        member: viewer.id,
+        event_id,
+    };
+    let victim_owner = &tenant.owner;
     let intruder = app.tenant().await;
     let doc = serde_json::to_value(meterplane::http::openapi::document()).unwrap();
     let ops = operations(&doc);
@@ -182,7 +204,7 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
     let mut checked = BTreeSet::new();
     for op in &ops {
         let label = op.label();
-        let victim_ids = ids(victim.org_id, &victim, viewer.id);
+        let victim_ids = ids(victim.tenant.org_id, &victim);
         match op.class {
             Class::Public => {}
             Class::User => {
@@ -199,22 +221,14 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
                     Auth::Key("mp_0000000000000000000000000000000000000000"),
                 )
                 .await;
-                assert_eq!(
-                    status,
-                    StatusCode::UNAUTHORIZED,
-                    "{label} with an unknown key"
-                );
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} with an unknown key");
             }
             Class::Operator => {
                 let url = op.url(&victim_ids);
                 let (status, _) = call(&app, op, &url, Auth::None).await;
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} anonymous");
-                let (status, body) = call(&app, op, &url, Auth::User(&victim.owner)).await;
-                assert_eq!(
-                    status,
-                    StatusCode::FORBIDDEN,
-                    "{label} as a tenant owner: {body}"
-                );
+                let (status, body) = call(&app, op, &url, Auth::User(victim_owner)).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{label} as a tenant owner: {body}");
             }
             Class::Tenant => {
                 let url = op.url(&victim_ids);
@@ -222,15 +236,11 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} anonymous");
 
                 let (status, body) = call(&app, op, &url, Auth::User(&intruder.owner)).await;
-                assert_eq!(
-                    status,
-                    StatusCode::NOT_FOUND,
-                    "{label} from another tenant: {body}"
-                );
+                assert_eq!(status, StatusCode::NOT_FOUND, "{label} from another tenant: {body}");
                 assert_no_leak(&label, &body, &victim);
 
                 if op.path.matches('{').count() > 1 {
-                    let mixed = op.url(&ids(intruder.org_id, &victim, viewer.id));
+                    let mixed = op.url(&ids(intruder.org_id, &victim));
                     let (status, body) = call(&app, op, &mixed, Auth::User(&intruder.owner)).await;
                     assert_eq!(
                         status,
@@ -246,11 +256,8 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
                 } else {
                     // The ids are real: the owner can read them, so the 404s above are
                     // tenancy at work and not a typo in the matrix.
-                    let (status, body) = call(&app, op, &url, Auth::User(&victim.owner)).await;
-                    assert!(
-                        status.is_success(),
-                        "{label} as the owner answered {status}: {body}"
-                    );
+                    let (status, body) = call(&app, op, &url, Auth::User(victim_owner)).await;
+                    assert!(status.is_success(), "{label} as the owner answered {status}: {body}");
                 }
             }
         }
@@ -281,27 +288,19 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
     // Nothing the intruder or the viewer tried changed the victim's data.
     let keys = app
         .get_json(
-            &victim.owner,
-            &format!(
-                "/v1/orgs/{}/projects/{}/keys",
-                victim.org_id, victim.project_id
-            ),
+            victim_owner,
+            &format!("/v1/orgs/{}/projects/{}/keys", tenant.org_id, tenant.project_id),
         )
         .await;
     assert_eq!(keys.as_array().unwrap().len(), 1);
     assert_eq!(keys[0]["status"], "active");
-    let org = app
-        .get_json(&victim.owner, &format!("/v1/orgs/{}", victim.org_id))
-        .await;
+    let org = app.get_json(victim_owner, &format!("/v1/orgs/{}", tenant.org_id)).await;
     assert_eq!(
         (org["name"].clone(), org["plan"].clone()),
         (json!("Acme AI"), json!("free"))
     );
     let members = app
-        .get_json(
-            &victim.owner,
-            &format!("/v1/orgs/{}/members", victim.org_id),
-        )
+        .get_json(victim_owner, &format!("/v1/orgs/{}/members", tenant.org_id))
         .await;
     assert_eq!(members.as_array().unwrap().len(), 2);
 }

@@ -112,12 +112,7 @@ async fn validation_reports_every_broken_field() {
         .send()
         .await
         .unwrap();
-    let problem = expect_problem(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let fields: Vec<&str> = problem["errors"]
         .as_array()
         .unwrap()
@@ -133,12 +128,7 @@ async fn validation_reports_every_broken_field() {
         .send()
         .await
         .unwrap();
-    let problem = expect_problem(
-        bad_emails,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let problem = expect_problem(bad_emails, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "alertEmails[1]");
 }
 
@@ -162,16 +152,8 @@ async fn bad_paths_and_unknown_routes() {
         .await
         .unwrap();
     expect_problem(half_uuid, StatusCode::BAD_REQUEST, "invalid_path_parameter").await;
-    let unknown = app
-        .request(Method::GET, "/v1/nothing-here")
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.request(Method::GET, "/v1/nothing-here").send().await.unwrap();
     expect_problem(unknown, StatusCode::NOT_FOUND, "route_not_found").await;
-    let wrong_method = app
-        .request(Method::DELETE, "/v1/auth/login")
-        .send()
-        .await
-        .unwrap();
+    let wrong_method = app.request(Method::DELETE, "/v1/auth/login").send().await.unwrap();
     expect_problem(wrong_method, StatusCode::NOT_FOUND, "route_not_found").await;
 }

@@ -43,11 +43,8 @@ async fn metrics_count_requests_per_route_pattern() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     for _ in 0..3 {
-        app.get_json(
-            &tenant.owner,
-            &format!("/v1/orgs/{}/projects", tenant.org_id),
-        )
-        .await;
+        app.get_json(&tenant.owner, &format!("/v1/orgs/{}/projects", tenant.org_id))
+            .await;
     }
     let text = app
         .request(Method::GET, "/metrics")

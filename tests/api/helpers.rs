@@ -14,16 +14,12 @@ use uuid::Uuid;
 
 /// Where the tests' databases live; `deploy/test.sh` sets it for the local role.
 fn admin_url() -> String {
-    std::env::var("MP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("MP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn database_url(name: &str) -> String {
     let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin);
+    let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
     format!("{base}/{name}")
 }
 
@@ -45,10 +41,7 @@ fn template_name() -> &'static str {
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .expect("read migrations dir")
-        .flatten()
-    {
+    for entry in std::fs::read_dir(dir).expect("read migrations dir").flatten() {
         let path = entry.path();
         if path.is_dir() {
             out.extend(walk(&path));
@@ -71,12 +64,11 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count =
-        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-            .bind::<diesel::sql_types::Text, _>(name)
-            .get_result(conn)
-            .await
-            .expect("query pg_database");
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .expect("query pg_database");
     count.n > 0
 }
 
@@ -140,11 +132,7 @@ async fn fresh_database() -> String {
     let template = ensure_template().await;
     let name = format!("mp_test_{}", Uuid::new_v4().simple());
     let mut conn = admin_conn().await;
-    retry_while_busy(
-        &mut conn,
-        &format!("CREATE DATABASE {name} TEMPLATE {template}"),
-    )
-    .await;
+    retry_while_busy(&mut conn, &format!("CREATE DATABASE {name} TEMPLATE {template}")).await;
     database_url(&name)
 }
 
@@ -219,8 +207,7 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.address))
+        self.client.request(method, format!("{}{path}", self.address))
     }
 
     pub fn as_user(&self, method: Method, path: &str, user: &TestUser) -> RequestBuilder {
@@ -247,10 +234,7 @@ impl TestApp {
             id: uuid(&body["user"]["id"]),
             email,
             password: PASSWORD.into(),
-            token: body["token"]["accessToken"]
-                .as_str()
-                .expect("token")
-                .to_owned(),
+            token: body["token"]["accessToken"].as_str().expect("token").to_owned(),
         };
         (user, body)
     }
@@ -264,9 +248,7 @@ impl TestApp {
     }
 
     pub async fn tenant(&self) -> Tenant {
-        let (owner, body) = self
-            .signup_with(json!({"organizationName": "Acme AI"}))
-            .await;
+        let (owner, body) = self.signup_with(json!({"organizationName": "Acme AI"})).await;
         let org_id = uuid(&body["organization"]["id"]);
         let project = self
             .post_json(
@@ -339,6 +321,28 @@ impl TestApp {
         self.sign_in(&email).await
     }
 
+    /// Records one usage event with the tenant's key and returns its event id.
+    /// `fields` override the defaults (a priced gpt-4o call by `customer-1`).
+    pub async fn record_event(&self, tenant: &Tenant, fields: Value) -> Uuid {
+        let mut event = json!({
+            "requestId": format!("req-{}", Uuid::new_v4().simple()),
+            "endpoint": "/chat/completions", "provider": "openai", "model": "gpt-4o",
+            "user": "customer-1", "promptTokens": 1000, "completionTokens": 100, "latencyMs": 300,
+        });
+        merge(&mut event, fields);
+        let response = self
+            .request(Method::POST, "/v1/usage")
+            .header("x-api-key", &tenant.key_secret)
+            .json(&event)
+            .send()
+            .await
+            .expect("record usage");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "recording usage answered {status}: {body}");
+        uuid(&body["eventId"])
+    }
+
     /// POSTs as `user` and expects 201 Created (or 200 OK).
     pub async fn post_json(&self, user: &TestUser, path: &str, body: Value) -> Value {
         let response = self
@@ -354,11 +358,7 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, user: &TestUser, path: &str) -> Value {
-        let response = self
-            .as_user(Method::GET, path, user)
-            .send()
-            .await
-            .expect("get");
+        let response = self.as_user(Method::GET, path, user).send().await.expect("get");
         expect_json(response, StatusCode::OK).await
     }
 }

@@ -24,10 +24,7 @@ fn every_operation_is_described_for_sdk_generators() {
             let id = op["operationId"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
-            assert!(
-                operation_ids.insert(id.to_owned()),
-                "operationId {id} is used twice"
-            );
+            assert!(operation_ids.insert(id.to_owned()), "operationId {id} is used twice");
             assert!(
                 op["tags"].as_array().is_some_and(|t| !t.is_empty()),
                 "{method} {path} has no tag"
@@ -55,10 +52,7 @@ fn every_operation_is_described_for_sdk_generators() {
 async fn the_document_and_its_reference_page_are_served() {
     let app = TestApp::spawn().await;
     let served = expect_json(
-        app.request(Method::GET, "/openapi.json")
-            .send()
-            .await
-            .unwrap(),
+        app.request(Method::GET, "/openapi.json").send().await.unwrap(),
         StatusCode::OK,
     )
     .await;

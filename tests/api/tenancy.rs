@@ -48,12 +48,8 @@ async fn duplicate_email_and_slug_are_conflicts() {
         .unwrap();
     expect_problem(again, StatusCode::CONFLICT, "conflict").await;
 
-    app.post_json(
-        &user,
-        "/v1/orgs",
-        json!({"name": "Taken", "slug": "taken-slug"}),
-    )
-    .await;
+    app.post_json(&user, "/v1/orgs", json!({"name": "Taken", "slug": "taken-slug"}))
+        .await;
     let clash = app
         .as_user(Method::POST, "/v1/orgs", &user)
         .json(&json!({"name": "Other", "slug": "taken-slug"}))
@@ -63,12 +59,8 @@ async fn duplicate_email_and_slug_are_conflicts() {
     expect_problem(clash, StatusCode::CONFLICT, "conflict").await;
 
     // A derived slug that is taken gets a suffix instead of failing.
-    let a = app
-        .post_json(&user, "/v1/orgs", json!({"name": "Same Name"}))
-        .await;
-    let b = app
-        .post_json(&user, "/v1/orgs", json!({"name": "Same Name"}))
-        .await;
+    let a = app.post_json(&user, "/v1/orgs", json!({"name": "Same Name"})).await;
+    let b = app.post_json(&user, "/v1/orgs", json!({"name": "Same Name"})).await;
     assert_eq!(a["slug"], "same-name");
     assert!(b["slug"].as_str().unwrap().starts_with("same-name-"));
 }
@@ -91,10 +83,7 @@ async fn owner_manages_organization_projects_and_members() {
     )
     .await;
     assert_eq!(updated["name"], "Acme Labs");
-    assert_eq!(
-        updated["alertEmails"],
-        json!(["ops@acme.example", "cfo@acme.example"])
-    );
+    assert_eq!(updated["alertEmails"], json!(["ops@acme.example", "cfo@acme.example"]));
 
     // Projects: list, rename, change mode; names are unique per organization.
     let second = app
@@ -148,15 +137,11 @@ async fn owner_manages_organization_projects_and_members() {
     expect_problem(denied, StatusCode::FORBIDDEN, "forbidden").await;
 
     let promoted = expect_json(
-        app.as_user(
-            Method::PATCH,
-            &format!("{org}/members/{}", viewer.id),
-            owner,
-        )
-        .json(&json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap(),
+        app.as_user(Method::PATCH, &format!("{org}/members/{}", viewer.id), owner)
+            .json(&json!({"role": "admin"}))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -171,21 +156,13 @@ async fn owner_manages_organization_projects_and_members() {
     let members = app.get_json(owner, &format!("{org}/members")).await;
     assert_eq!(members.as_array().unwrap().len(), 2);
     let removed = app
-        .as_user(
-            Method::DELETE,
-            &format!("{org}/members/{}", viewer.id),
-            owner,
-        )
+        .as_user(Method::DELETE, &format!("{org}/members/{}", viewer.id), owner)
         .send()
         .await
         .unwrap();
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
     // A former member is an outsider: 404, not 403.
-    let gone = app
-        .as_user(Method::GET, &org, &viewer)
-        .send()
-        .await
-        .unwrap();
+    let gone = app.as_user(Method::GET, &org, &viewer).send().await.unwrap();
     expect_problem(gone, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -197,22 +174,14 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
     let admin = app.member(&tenant, "admin").await;
 
     let make_owner = app
-        .as_user(
-            Method::PATCH,
-            &format!("{org}/members/{}", admin.id),
-            &admin,
-        )
+        .as_user(Method::PATCH, &format!("{org}/members/{}", admin.id), &admin)
         .json(&json!({"role": "owner"}))
         .send()
         .await
         .unwrap();
     expect_problem(make_owner, StatusCode::FORBIDDEN, "forbidden").await;
     let demote_owner = app
-        .as_user(
-            Method::PATCH,
-            &format!("{org}/members/{}", tenant.owner.id),
-            &admin,
-        )
+        .as_user(Method::PATCH, &format!("{org}/members/{}", tenant.owner.id), &admin)
         .json(&json!({"role": "viewer"}))
         .send()
         .await
@@ -231,15 +200,11 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
     expect_problem(last_owner, StatusCode::CONFLICT, "conflict").await;
 
     // With a second owner, the first may step down.
-    app.as_user(
-        Method::PATCH,
-        &format!("{org}/members/{}", admin.id),
-        &tenant.owner,
-    )
-    .json(&json!({"role": "owner"}))
-    .send()
-    .await
-    .unwrap();
+    app.as_user(Method::PATCH, &format!("{org}/members/{}", admin.id), &tenant.owner)
+        .json(&json!({"role": "owner"}))
+        .send()
+        .await
+        .unwrap();
     let step_down = app
         .as_user(
             Method::PATCH,
@@ -266,12 +231,7 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
         .send()
         .await
         .unwrap();
-    let problem = expect_problem(
-        no_password,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let problem = expect_problem(no_password, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "password");
 }
 
@@ -325,20 +285,12 @@ async fn operators_set_plans_and_nobody_else_can() {
             .send()
             .await
             .unwrap();
-        expect_problem(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
+        expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
     let org = app
         .get_json(&tenant.owner, &format!("/v1/orgs/{}", tenant.org_id))
         .await;
-    assert_eq!(
-        org["retentionDays"], 180,
-        "rejected changes leave the plan as it was"
-    );
+    assert_eq!(org["retentionDays"], 180, "rejected changes leave the plan as it was");
 
     let unknown = app
         .as_user(
@@ -353,11 +305,7 @@ async fn operators_set_plans_and_nobody_else_can() {
     expect_problem(unknown, StatusCode::NOT_FOUND, "not_found").await;
 
     let all = app.get_json(&operator, "/v1/admin/orgs").await;
-    assert!(all
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|o| uuid(&o["id"]) == tenant.org_id));
+    assert!(all.as_array().unwrap().iter().any(|o| uuid(&o["id"]) == tenant.org_id));
 }
 
 #[tokio::test]

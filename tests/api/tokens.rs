@@ -83,10 +83,7 @@ async fn tampered_tokens_are_rejected() {
     let user = app.signup().await;
     let now = chrono::Utc::now().timestamp();
 
-    let wrong_secret = sign(
-        &claims(&user, |_| {}),
-        "another-secret-that-is-long-enough-000000",
-    );
+    let wrong_secret = sign(&claims(&user, |_| {}), "another-secret-that-is-long-enough-000000");
     let wrong_issuer = sign(&claims(&user, |c| c["iss"] = json!("evil")), SECRET);
     let wrong_audience = sign(&claims(&user, |c| c["aud"] = json!("other-api")), SECRET);
     let no_expiry = sign(
@@ -95,10 +92,7 @@ async fn tampered_tokens_are_rejected() {
         }),
         SECRET,
     );
-    let unknown_user = sign(
-        &claims(&user, |c| c["sub"] = json!(uuid::Uuid::new_v4())),
-        SECRET,
-    );
+    let unknown_user = sign(&claims(&user, |c| c["sub"] = json!(uuid::Uuid::new_v4())), SECRET);
     let not_a_uuid = sign(&claims(&user, |c| c["sub"] = json!("admin")), SECRET);
 
     // Signature bytes changed / payload swapped after signing.
@@ -136,11 +130,7 @@ async fn tampered_tokens_are_rejected() {
         ("empty", String::new()),
     ] {
         let response = me_with(&app, &token).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{case} should be rejected"
-        );
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case} should be rejected");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "unauthorized", "{case}: {body}");
     }
@@ -154,12 +144,7 @@ async fn tampered_tokens_are_rejected() {
         }),
         SECRET,
     );
-    expect_problem(
-        me_with(&app, &expired).await,
-        StatusCode::UNAUTHORIZED,
-        "token_expired",
-    )
-    .await;
+    expect_problem(me_with(&app, &expired).await, StatusCode::UNAUTHORIZED, "token_expired").await;
     let within_leeway = sign(&claims(&user, |c| c["exp"] = json!(now - 1)), SECRET);
     assert_eq!(me_with(&app, &within_leeway).await.status(), StatusCode::OK);
 }

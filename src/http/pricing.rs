@@ -1,0 +1,409 @@
+//! The price catalog (everyone reads, operators write) and discounts (operators
+//! manage them; a tenant sees the ones that apply to it).
+
+use actix_web::{delete, get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{extract::AuthUser, paths::OrgPath, state::AppState, validate::Fields};
+use crate::{
+    domain::{role::Access, usage::bounded_text, Invalid},
+    error::{AppError, AppResult, FieldError, Problem},
+    store::{
+        self,
+        discounts::{DiscountRow, NewDiscount},
+        prices::{NewPrice, PriceRow},
+    },
+};
+
+/// Highest accepted price per million tokens, per request or per image (USD).
+const MAX_PRICE: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceView {
+    id: Uuid,
+    provider: String,
+    /// Catalog id.
+    model: String,
+    /// The provider's own name for the model; events may use either.
+    provider_model_name: String,
+    /// USD per million input tokens.
+    input_per_mtok: Decimal,
+    output_per_mtok: Decimal,
+    cached_input_per_mtok: Decimal,
+    per_request: Decimal,
+    per_image: Decimal,
+    valid_from: DateTime<Utc>,
+    /// When the next version of this model's price takes over; absent for the latest.
+    valid_until: Option<DateTime<Utc>>,
+}
+
+fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
+    let mut views: Vec<PriceView> = Vec::with_capacity(rows.len());
+    for row in rows {
+        // Rows come ordered by provider, model, valid_from.
+        if let Some(previous) = views.last_mut() {
+            if previous.provider == row.provider && previous.model == row.model {
+                previous.valid_until = Some(row.valid_from);
+            }
+        }
+        views.push(PriceView {
+            id: row.id,
+            provider: row.provider,
+            model: row.model,
+            provider_model_name: row.provider_model_name,
+            input_per_mtok: row.input_per_mtok.normalize(),
+            output_per_mtok: row.output_per_mtok.normalize(),
+            cached_input_per_mtok: row.cached_input_per_mtok.normalize(),
+            per_request: row.per_request.normalize(),
+            per_image: row.per_image.normalize(),
+            valid_from: row.valid_from,
+            valid_until: None,
+        });
+    }
+    views
+}
+
+/// A price version. Amounts are decimal strings in USD.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "provider": "openai", "model": "gpt-4o", "providerModelName": "gpt-4o-2024-08-06",
+    "inputPerMtok": "2.50", "outputPerMtok": "10.00", "cachedInputPerMtok": "1.25",
+    "validFrom": "2026-12-01T00:00:00Z"
+}))]
+pub struct CreatePrice {
+    provider: String,
+    model: String,
+    /// Defaults to `model`.
+    #[serde(default)]
+    provider_model_name: Option<String>,
+    input_per_mtok: Decimal,
+    output_per_mtok: Decimal,
+    cached_input_per_mtok: Decimal,
+    #[serde(default)]
+    per_request: Decimal,
+    #[serde(default)]
+    per_image: Decimal,
+    valid_from: DateTime<Utc>,
+}
+
+fn amount(value: Decimal) -> Result<Decimal, Invalid> {
+    if value.is_sign_negative() {
+        Err(Invalid::new("must not be negative"))
+    } else if value > MAX_PRICE {
+        Err(Invalid::new(format!("must be at most {MAX_PRICE}")))
+    } else if value.scale() > crate::domain::money::MONEY_SCALE {
+        Err(Invalid::new("has more than 10 decimal places"))
+    } else {
+        Ok(value)
+    }
+}
+
+impl CreatePrice {
+    /// Checks every field; shared by the API and `meterplane load-prices`.
+    pub fn parse(self) -> Result<NewPrice, Vec<FieldError>> {
+        let mut f = Fields::default();
+        let provider = f.take("provider", bounded_text(&self.provider, 100).map(|p| p.to_lowercase()));
+        let model = f.take("model", bounded_text(&self.model, 200));
+        let provider_model_name = match self.provider_model_name.as_deref() {
+            Some(name) => f.take("providerModelName", bounded_text(name, 200)),
+            None => model.clone(),
+        };
+        let input = f.take("inputPerMtok", amount(self.input_per_mtok));
+        let output = f.take("outputPerMtok", amount(self.output_per_mtok));
+        let cached = f.take("cachedInputPerMtok", amount(self.cached_input_per_mtok));
+        let per_request = f.take("perRequest", amount(self.per_request));
+        let per_image = f.take("perImage", amount(self.per_image));
+        let (
+            Some(provider),
+            Some(model),
+            Some(provider_model_name),
+            Some(input_per_mtok),
+            Some(output_per_mtok),
+            Some(cached_input_per_mtok),
+            Some(per_request),
+            Some(per_image),
+        ) = (
+            provider,
+            model,
+            provider_model_name,
+            input,
+            output,
+            cached,
+            per_request,
+            per_image,
+        )
+        else {
+            return Err(f.into_errors());
+        };
+        Ok(NewPrice {
+            provider,
+            model,
+            provider_model_name,
+            input_per_mtok,
+            output_per_mtok,
+            cached_input_per_mtok,
+            per_request,
+            per_image,
+            valid_from: self.valid_from,
+        })
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PriceQuery {
+    provider: Option<String>,
+}
+
+/// Every price version in the catalog, oldest first per model.
+#[utoipa::path(
+    tag = "pricing",
+    security(("bearer" = [])),
+    params(PriceQuery),
+    responses((status = 200, body = Vec<PriceView>), (status = 401, body = Problem))
+)]
+#[get("/prices")]
+pub async fn list_prices(
+    state: web::Data<AppState>,
+    _caller: AuthUser,
+    query: web::Query<PriceQuery>,
+) -> AppResult<web::Json<Vec<PriceView>>> {
+    let mut conn = state.conn().await?;
+    let provider = query.provider.as_deref().map(str::to_lowercase);
+    Ok(web::Json(price_views(
+        store::prices::list(&mut conn, provider.as_deref()).await?,
+    )))
+}
+
+/// Adds a price version; it applies to events from `validFrom` on (operators only).
+#[utoipa::path(
+    tag = "pricing",
+    security(("bearer" = [])),
+    request_body = CreatePrice,
+    responses(
+        (status = 201, body = PriceView),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem),
+        (status = 409, description = "A version starting at that instant exists", body = Problem),
+        (status = 422, body = Problem),
+    )
+)]
+#[post("/admin/prices")]
+pub async fn create_price(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: web::Json<CreatePrice>,
+) -> AppResult<HttpResponse> {
+    caller.0.require_operator()?;
+    let new = body.into_inner().parse().map_err(AppError::validation)?;
+    let mut conn = state.conn().await?;
+    let row = store::prices::insert(&mut conn, &new).await?;
+    tracing::info!(provider = %row.provider, model = %row.model, valid_from = %row.valid_from, "price added");
+    Ok(HttpResponse::Created().json(price_views(vec![row]).pop()))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscountView {
+    id: Uuid,
+    /// Absent for a global discount.
+    org_id: Option<Uuid>,
+    provider: Option<String>,
+    model: Option<String>,
+    /// 0 < percent ≤ 100.
+    percent: Decimal,
+    valid_from: DateTime<Utc>,
+    valid_until: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<DiscountRow> for DiscountView {
+    fn from(d: DiscountRow) -> Self {
+        Self {
+            id: d.id,
+            org_id: d.org_id,
+            provider: d.provider,
+            model: d.model,
+            percent: d.percent.normalize(),
+            valid_from: d.valid_from,
+            valid_until: d.valid_until,
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// A discount for a provider, a model, or both; global, or for one organization.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"orgId": null, "provider": "anthropic", "percent": "10", "validUntil": "2027-01-01T00:00:00Z"}))]
+pub struct CreateDiscount {
+    #[serde(default)]
+    org_id: Option<Uuid>,
+    #[serde(default)]
+    provider: Option<String>,
+    /// Matches the catalog id or the provider's own model name.
+    #[serde(default)]
+    model: Option<String>,
+    percent: Decimal,
+    /// Defaults to now.
+    #[serde(default)]
+    valid_from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    valid_until: Option<DateTime<Utc>>,
+}
+
+impl CreateDiscount {
+    fn parse(self, now: DateTime<Utc>) -> Result<NewDiscount, AppError> {
+        let mut f = Fields::default();
+        let valid_from = self.valid_from.unwrap_or(now);
+        if self.percent <= Decimal::ZERO || self.percent > Decimal::ONE_HUNDRED {
+            f.push("percent", "must be greater than 0 and at most 100");
+        } else if self.percent.scale() > 4 {
+            f.push("percent", "has more than 4 decimal places");
+        }
+        if self.provider.is_none() && self.model.is_none() {
+            f.push("provider", "a discount names a provider, a model, or both");
+        }
+        if self.valid_until.is_some_and(|until| until <= valid_from) {
+            f.push("validUntil", "must be after validFrom");
+        }
+        let provider = match self.provider.as_deref() {
+            Some(p) => f.take("provider", bounded_text(p, 100).map(|p| Some(p.to_lowercase()))),
+            None => Some(None),
+        };
+        let model = match self.model.as_deref() {
+            Some(m) => f.take("model", bounded_text(m, 200).map(Some)),
+            None => Some(None),
+        };
+        let (Some(provider), Some(model), true) = (provider, model, f.is_empty()) else {
+            return Err(AppError::validation(f.into_errors()));
+        };
+        Ok(NewDiscount {
+            org_id: self.org_id,
+            provider,
+            model,
+            percent: self.percent,
+            valid_from,
+            valid_until: self.valid_until,
+        })
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct DiscountQuery {
+    /// Only this organization's discounts.
+    org_id: Option<Uuid>,
+    /// Only global discounts.
+    #[serde(default)]
+    global: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct DiscountPath {
+    discount_id: Uuid,
+}
+
+/// Discounts, all or filtered (operators only).
+#[utoipa::path(
+    tag = "pricing",
+    security(("bearer" = [])),
+    params(DiscountQuery),
+    responses((status = 200, body = Vec<DiscountView>), (status = 401, body = Problem), (status = 403, body = Problem))
+)]
+#[get("/admin/discounts")]
+pub async fn list_discounts(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<DiscountQuery>,
+) -> AppResult<web::Json<Vec<DiscountView>>> {
+    caller.0.require_operator()?;
+    let scope = match (query.org_id, query.global) {
+        (Some(org), _) => Some(Some(org)),
+        (None, true) => Some(None),
+        (None, false) => None,
+    };
+    let mut conn = state.conn().await?;
+    let rows = store::discounts::list(&mut conn, scope).await?;
+    Ok(web::Json(rows.into_iter().map(DiscountView::from).collect()))
+}
+
+/// Creates a discount (operators only). See the README for the precedence rules.
+#[utoipa::path(
+    tag = "pricing",
+    security(("bearer" = [])),
+    request_body = CreateDiscount,
+    responses(
+        (status = 201, body = DiscountView),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem),
+        (status = 404, description = "No such organization", body = Problem),
+        (status = 422, body = Problem),
+    )
+)]
+#[post("/admin/discounts")]
+pub async fn create_discount(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: web::Json<CreateDiscount>,
+) -> AppResult<HttpResponse> {
+    caller.0.require_operator()?;
+    let new = body.into_inner().parse(Utc::now())?;
+    let mut conn = state.conn().await?;
+    let row = store::discounts::insert(&mut conn, new).await?;
+    tracing::info!(discount_id = %row.id, org_id = ?row.org_id, percent = %row.percent, "discount created");
+    Ok(HttpResponse::Created().json(DiscountView::from(row)))
+}
+
+/// Removes a discount; events already recorded keep the discount they got.
+#[utoipa::path(
+    tag = "pricing",
+    security(("bearer" = [])),
+    params(DiscountPath),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+    )
+)]
+#[delete("/admin/discounts/{discountId}")]
+pub async fn delete_discount(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<DiscountPath>,
+) -> AppResult<HttpResponse> {
+    caller.0.require_operator()?;
+    let mut conn = state.conn().await?;
+    store::discounts::delete(&mut conn, path.discount_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The discounts that can apply to this organization's calls: its own and the global ones.
+#[utoipa::path(
+    tag = "pricing",
+    security(("bearer" = [])),
+    params(OrgPath),
+    responses((status = 200, body = Vec<DiscountView>), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/orgs/{orgId}/discounts")]
+pub async fn list_organization_discounts(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<OrgPath>,
+) -> AppResult<web::Json<Vec<DiscountView>>> {
+    let mut conn = state.conn().await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
+    let rows = store::discounts::list_applicable(&mut conn, &access).await?;
+    Ok(web::Json(rows.into_iter().map(DiscountView::from).collect()))
+}

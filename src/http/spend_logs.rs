@@ -1,0 +1,308 @@
+//! The request log: newest first, cursor-paginated, filterable; and one request's detail.
+
+use actix_web::{get, web};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{extract::AuthUser, paths::OrgPath, state::AppState};
+use crate::{
+    domain::{
+        role::Access,
+        usage::{retention_start, EventStatus},
+    },
+    error::{AppError, AppResult, ErrorCode, Problem},
+    ingest::event_time,
+    store::{
+        self,
+        spend_logs::{Cursor, LogDetail, LogEntry, LogFilter},
+    },
+};
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct SpendLogQuery {
+    project_id: Option<Uuid>,
+    api_key_id: Option<Uuid>,
+    /// The tenant's customer id (`user` on events).
+    customer: Option<String>,
+    agent: Option<String>,
+    provider: Option<String>,
+    /// The model as reported by the gateway.
+    model: Option<String>,
+    status: Option<EventStatus>,
+    /// Inclusive bounds (RFC 3339). `from` before the retention start is clamped to it.
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    /// 1..=500, default 50.
+    limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct SpendLogPath {
+    org_id: Uuid,
+    event_id: Uuid,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendLogEntry {
+    id: Uuid,
+    request_id: String,
+    occurred_at: DateTime<Utc>,
+    project_id: Uuid,
+    api_key_id: Uuid,
+    user: Option<String>,
+    agent_id: Option<String>,
+    endpoint: String,
+    provider: String,
+    model: String,
+    status: String,
+    error_code: Option<String>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cached_tokens: i64,
+    total_tokens: i64,
+    latency_ms: Option<i32>,
+    cache_hit: bool,
+    /// `credits` or `api-keys`: whose provider keys paid.
+    billing_source: String,
+    /// The model was not in the price catalog; its cost is zero.
+    unpriced: bool,
+    /// USD before the discount.
+    cost_before_discount: Decimal,
+    discount_savings: Decimal,
+    /// USD charged.
+    cost: Decimal,
+}
+
+impl From<LogEntry> for SpendLogEntry {
+    fn from(e: LogEntry) -> Self {
+        Self {
+            id: e.id,
+            request_id: e.request_id,
+            occurred_at: e.occurred_at,
+            project_id: e.project_id,
+            api_key_id: e.api_key_id,
+            user: e.customer,
+            agent_id: e.agent,
+            endpoint: e.endpoint,
+            provider: e.provider,
+            model: e.model,
+            status: e.status,
+            error_code: e.error_code,
+            total_tokens: e.prompt_tokens + e.completion_tokens,
+            prompt_tokens: e.prompt_tokens,
+            completion_tokens: e.completion_tokens,
+            cached_tokens: e.cached_tokens,
+            latency_ms: e.latency_ms,
+            cache_hit: e.cache_hit,
+            billing_source: e.billing_source,
+            unpriced: e.unpriced,
+            cost_before_discount: e.cost_before_discount.normalize(),
+            discount_savings: e.discount_savings.normalize(),
+            cost: e.cost.normalize(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendLogPage {
+    data: Vec<SpendLogEntry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+    /// The oldest instant the organization's plan keeps.
+    retention_start: DateTime<Utc>,
+    /// `true` when `from` reached past `retentionStart` and was moved up to it.
+    clamped: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostBreakdown {
+    input: Decimal,
+    output: Decimal,
+    cached_input: Decimal,
+    request: Decimal,
+    image: Decimal,
+    data_storage: Decimal,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendLogDetail {
+    #[serde(flatten)]
+    entry: SpendLogEntry,
+    images: i32,
+    time_to_first_token_ms: Option<i32>,
+    retries: i32,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    recorded_at: DateTime<Utc>,
+    metadata: Option<serde_json::Value>,
+    request_body: Option<String>,
+    response_body: Option<String>,
+    /// A body was longer than the storage cap and was cut.
+    bodies_truncated: bool,
+    cost_breakdown: CostBreakdown,
+    /// The catalog price version used; absent when unpriced.
+    price_id: Option<Uuid>,
+    discount_id: Option<Uuid>,
+    discount_percent: Decimal,
+}
+
+impl From<LogDetail> for SpendLogDetail {
+    fn from(d: LogDetail) -> Self {
+        Self {
+            entry: d.entry.into(),
+            images: d.images,
+            time_to_first_token_ms: d.ttft_ms,
+            retries: d.retries,
+            started_at: d.started_at,
+            ended_at: d.ended_at,
+            recorded_at: d.recorded_at,
+            metadata: d.metadata,
+            request_body: d.request_body,
+            response_body: d.response_body,
+            bodies_truncated: d.bodies_truncated,
+            cost_breakdown: CostBreakdown {
+                input: d.input_cost.normalize(),
+                output: d.output_cost.normalize(),
+                cached_input: d.cached_input_cost.normalize(),
+                request: d.request_cost.normalize(),
+                image: d.image_cost.normalize(),
+                data_storage: d.data_storage_cost.normalize(),
+            },
+            price_id: d.price_id,
+            discount_id: d.discount_id,
+            discount_percent: d.discount_percent.normalize(),
+        }
+    }
+}
+
+fn encode_cursor(cursor: Cursor) -> String {
+    format!("{:x}-{}", cursor.occurred_at.timestamp_micros(), cursor.id.simple())
+}
+
+fn decode_cursor(raw: &str) -> AppResult<Cursor> {
+    let invalid = || AppError::new(ErrorCode::InvalidQueryParameter, "cursor is not one this API issued");
+    let (micros, id) = raw.split_once('-').ok_or_else(invalid)?;
+    let micros = i64::from_str_radix(micros, 16).map_err(|_| invalid())?;
+    Ok(Cursor {
+        occurred_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        id: id.parse().map_err(|_| invalid())?,
+    })
+}
+
+async fn retention_start_of(conn: &mut store::DbConn, access: &store::access::OrgAccess) -> AppResult<DateTime<Utc>> {
+    let org = store::orgs::get(conn, access).await?;
+    Ok(retention_start(Utc::now(), org.retention_days))
+}
+
+/// The organization's calls, newest first.
+#[utoipa::path(
+    tag = "spend logs",
+    security(("bearer" = [])),
+    params(OrgPath, SpendLogQuery),
+    responses(
+        (status = 200, body = SpendLogPage),
+        (status = 400, description = "A query parameter is invalid", body = Problem),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
+)]
+#[get("/orgs/{orgId}/spend-logs")]
+pub async fn list_spend_logs(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<OrgPath>,
+    query: web::Query<SpendLogQuery>,
+) -> AppResult<web::Json<SpendLogPage>> {
+    let mut conn = state.conn().await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::new(
+            ErrorCode::InvalidQueryParameter,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if to < from {
+            return Err(AppError::new(
+                ErrorCode::InvalidQueryParameter,
+                "to must not be before from",
+            ));
+        }
+    }
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let not_before = retention_start_of(&mut conn, &access).await?;
+    let filter = LogFilter {
+        project_id: q.project_id,
+        api_key_id: q.api_key_id,
+        customer: q.customer,
+        agent: q.agent,
+        provider: q.provider.map(|p| p.to_lowercase()),
+        model: q.model,
+        status: q.status.map(|s| s.as_str().to_owned()),
+        from: q.from,
+        to: q.to,
+    };
+    let (rows, next) = store::spend_logs::page(&mut conn, &access, &filter, not_before, after, limit).await?;
+    Ok(web::Json(SpendLogPage {
+        data: rows.into_iter().map(SpendLogEntry::from).collect(),
+        next_cursor: next.map(encode_cursor),
+        retention_start: not_before,
+        clamped: q.from.is_some_and(|from| from < not_before),
+    }))
+}
+
+/// One call with its metrics, cost breakdown, bodies and metadata.
+#[utoipa::path(
+    tag = "spend logs",
+    security(("bearer" = [])),
+    params(SpendLogPath),
+    responses((status = 200, body = SpendLogDetail), (status = 401, body = Problem), (status = 404, body = Problem))
+)]
+#[get("/orgs/{orgId}/spend-logs/{eventId}")]
+pub async fn get_spend_log(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<SpendLogPath>,
+) -> AppResult<web::Json<SpendLogDetail>> {
+    let mut conn = state.conn().await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
+    let occurred = event_time(path.event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let not_before = retention_start_of(&mut conn, &access).await?;
+    let detail = store::spend_logs::detail(&mut conn, &access, path.event_id, occurred, not_before).await?;
+    Ok(web::Json(detail.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = Cursor {
+            occurred_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
+        for bad in ["", "abc", "zz-00", "10-not-a-uuid"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Usage ingestion from the gateway: one event, or a batch of up to 1,000.
+
+use actix_web::{post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{extract::GatewayKey, state::AppState, validate::Fields};
+use crate::{
+    domain::usage::{
+        agent_from_endpoint, bounded_count, bounded_text, cap_body, BillingSource, EventStatus, NewUsageEvent,
+        MAX_DURATION_MS, MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
+    },
+    error::{AppError, AppResult, FieldError, Problem},
+    ingest::Outcome,
+};
+
+pub const MAX_BATCH: usize = 1_000;
+
+/// One call as the gateway reports it. Token counts follow the providers' convention:
+/// `promptTokens` includes `cachedTokens`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "requestId": "req_01J9Z3K4", "endpoint": "/chat/completions", "provider": "openai", "model": "gpt-4o",
+    "user": "customer-42", "status": "success", "promptTokens": 1200, "completionTokens": 300,
+    "cachedTokens": 200, "latencyMs": 840, "timeToFirstTokenMs": 210, "cacheHit": false,
+    "startedAt": "2026-11-23T10:00:00Z", "metadata": {"feature": "search"}
+}))]
+pub struct UsageEventRequest {
+    /// Idempotency key, unique per organization: a retried event is recorded once.
+    request_id: String,
+    /// e.g. `/chat/completions` or `/a2a/{agentId}`.
+    endpoint: String,
+    provider: String,
+    model: String,
+    /// The tenant's end customer; created on first sight.
+    #[serde(default)]
+    user: Option<String>,
+    /// Taken from an `/a2a/{agentId}` endpoint when not given.
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default = "success")]
+    status: EventStatus,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    prompt_tokens: i64,
+    #[serde(default)]
+    completion_tokens: i64,
+    #[serde(default)]
+    cached_tokens: i64,
+    #[serde(default)]
+    images: i64,
+    #[serde(default)]
+    latency_ms: Option<i64>,
+    #[serde(default)]
+    time_to_first_token_ms: Option<i64>,
+    #[serde(default)]
+    cache_hit: bool,
+    #[serde(default)]
+    retries: i64,
+    #[serde(default)]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    ended_at: Option<DateTime<Utc>>,
+    /// A JSON object of at most 16 KiB.
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+    /// Stored (cut to the configured size) unless `redactBodies` is set.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    request_body: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    response_body: Option<serde_json::Value>,
+    /// Record the call without its bodies.
+    #[serde(default)]
+    redact_bodies: bool,
+    /// For `hybrid` projects: whose keys paid. Ignored otherwise unless it contradicts the mode.
+    #[serde(default)]
+    billing_source: Option<BillingSource>,
+}
+
+fn success() -> EventStatus {
+    EventStatus::Success
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": [{
+    "requestId": "req_01J9Z3K5", "endpoint": "/a2a/planner", "provider": "anthropic", "model": "claude-sonnet-4-5",
+    "user": "customer-42", "promptTokens": 900, "completionTokens": 150, "latencyMs": 1200
+}]}))]
+pub struct UsageBatchRequest {
+    /// 1 to 1,000 events. Each is checked on its own: one bad event does not fail the others.
+    #[schema(value_type = Vec<UsageEventRequest>)]
+    events: Vec<Box<RawValue>>,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum EventResultStatus {
+    Accepted,
+    Duplicate,
+    Rejected,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventResult {
+    /// Position in the submitted batch.
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    status: EventResultStatus,
+    /// The recorded event (for a duplicate: the one recorded first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<Uuid>,
+    /// USD, after discount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<rust_decimal::Decimal>,
+    /// The model is not in the price catalog; the event was recorded at zero cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpriced: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    accepted: usize,
+    duplicates: usize,
+    rejected: usize,
+    results: Vec<EventResult>,
+}
+
+fn as_i32(value: i64) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Stored form of a body: JSON strings as they are, anything else serialized.
+fn body_text(body: serde_json::Value) -> String {
+    match body {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Applies the rules of an event, collecting every broken one.
+pub fn parse_event(
+    req: UsageEventRequest,
+    body_cap: usize,
+    received_at: DateTime<Utc>,
+) -> Result<NewUsageEvent, Vec<FieldError>> {
+    let mut f = Fields::default();
+    let optional_text = |f: &mut Fields, name: &str, value: Option<&str>, max: usize| match value {
+        Some(v) => f.take(name, bounded_text(v, max).map(Some)).flatten(),
+        None => None,
+    };
+    let request_id = f.take("requestId", bounded_text(&req.request_id, 255));
+    let endpoint = f.take("endpoint", bounded_text(&req.endpoint, 512));
+    let provider = f.take("provider", bounded_text(&req.provider, 100).map(|p| p.to_lowercase()));
+    let model = f.take("model", bounded_text(&req.model, 200));
+    let customer = optional_text(&mut f, "user", req.user.as_deref(), 256);
+    let agent_name = req
+        .agent_id
+        .as_deref()
+        .or_else(|| endpoint.as_deref().and_then(agent_from_endpoint));
+    let agent = optional_text(&mut f, "agentId", agent_name, 256);
+    let error_code = optional_text(&mut f, "errorCode", req.error_code.as_deref(), 200);
+    let prompt_tokens = f.take("promptTokens", bounded_count(req.prompt_tokens, MAX_TOKENS));
+    let completion_tokens = f.take("completionTokens", bounded_count(req.completion_tokens, MAX_TOKENS));
+    let cached_tokens = f.take("cachedTokens", bounded_count(req.cached_tokens, MAX_TOKENS));
+    if let (Some(cached), Some(prompt)) = (cached_tokens, prompt_tokens) {
+        if cached > prompt {
+            f.push("cachedTokens", "cannot exceed promptTokens");
+        }
+    }
+    let images = f.take("images", bounded_count(req.images, i64::from(MAX_IMAGES)));
+    let max_ms = i64::from(MAX_DURATION_MS);
+    let latency_ms = req
+        .latency_ms
+        .and_then(|v| f.take("latencyMs", bounded_count(v, max_ms)));
+    let ttft_ms = req
+        .time_to_first_token_ms
+        .and_then(|v| f.take("timeToFirstTokenMs", bounded_count(v, max_ms)));
+    let retries = f.take("retries", bounded_count(req.retries, i64::from(MAX_RETRIES)));
+    if let (Some(start), Some(end)) = (req.started_at, req.ended_at) {
+        if end < start {
+            f.push("endedAt", "cannot be before startedAt");
+        }
+    }
+    match &req.metadata {
+        Some(serde_json::Value::Object(_)) | None => {}
+        Some(_) => f.push("metadata", "must be a JSON object"),
+    }
+    if req
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.to_string().len() > MAX_METADATA_BYTES)
+    {
+        f.push("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes"));
+    }
+    let (
+        Some(request_id),
+        Some(endpoint),
+        Some(provider),
+        Some(model),
+        Some(prompt_tokens),
+        Some(completion_tokens),
+        Some(cached_tokens),
+        Some(images),
+        Some(retries),
+        true,
+    ) = (
+        request_id,
+        endpoint,
+        provider,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        images,
+        retries,
+        f.is_empty(),
+    )
+    else {
+        return Err(f.into_errors());
+    };
+    let (request_body, response_body, bodies_truncated) = if req.redact_bodies {
+        (None, None, false)
+    } else {
+        let request = req.request_body.map(|b| cap_body(body_text(b), body_cap));
+        let response = req.response_body.map(|b| cap_body(body_text(b), body_cap));
+        let truncated = request.as_ref().is_some_and(|b| b.1) || response.as_ref().is_some_and(|b| b.1);
+        (request.map(|b| b.0), response.map(|b| b.0), truncated)
+    };
+    Ok(NewUsageEvent {
+        request_id,
+        endpoint,
+        provider,
+        model,
+        customer,
+        agent,
+        status: req.status,
+        error_code,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        images: as_i32(images),
+        latency_ms: latency_ms.map(as_i32),
+        ttft_ms: ttft_ms.map(as_i32),
+        cache_hit: req.cache_hit,
+        retries: as_i32(retries),
+        occurred_at: req.started_at.or(req.ended_at).unwrap_or(received_at),
+        started_at: req.started_at,
+        ended_at: req.ended_at,
+        metadata: req.metadata,
+        request_body,
+        response_body,
+        bodies_truncated,
+        billing_source: req.billing_source,
+    })
+}
+
+fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventResult {
+    let mut result = EventResult {
+        index,
+        request_id,
+        status: EventResultStatus::Rejected,
+        event_id: None,
+        cost: None,
+        unpriced: None,
+        errors: vec![],
+    };
+    match outcome {
+        Outcome::Accepted {
+            event_id,
+            cost,
+            unpriced,
+        } => {
+            result.status = EventResultStatus::Accepted;
+            result.event_id = Some(event_id);
+            result.cost = Some(cost);
+            result.unpriced = Some(unpriced);
+        }
+        Outcome::Duplicate { event_id } => {
+            result.status = EventResultStatus::Duplicate;
+            result.event_id = Some(event_id);
+        }
+        Outcome::Rejected { errors } => result.errors = errors,
+    }
+    result
+}
+
+/// Records one call. 201 when recorded, 200 when its `requestId` was recorded before.
+#[utoipa::path(
+    tag = "usage",
+    security(("api_key" = [])),
+    request_body = UsageEventRequest,
+    responses(
+        (status = 201, description = "Recorded", body = EventResult),
+        (status = 200, description = "Already recorded under this requestId", body = EventResult),
+        (status = 401, body = Problem),
+        (status = 422, description = "The event breaks a rule; nothing was stored", body = Problem),
+    )
+)]
+#[post("/usage")]
+pub async fn record_usage(
+    state: web::Data<AppState>,
+    key: GatewayKey,
+    body: web::Json<UsageEventRequest>,
+) -> AppResult<HttpResponse> {
+    let request_id = body.request_id.clone();
+    let parsed = parse_event(body.into_inner(), state.ingest.settings().body_cap_bytes, Utc::now());
+    let outcome = state.ingest.record(&key.0, vec![parsed]).await?.pop();
+    match outcome {
+        Some(Outcome::Rejected { errors }) => Err(AppError::validation(errors)),
+        Some(outcome @ Outcome::Accepted { .. }) => {
+            Ok(HttpResponse::Created().json(result(0, Some(request_id), outcome)))
+        }
+        Some(outcome) => Ok(HttpResponse::Ok().json(result(0, Some(request_id), outcome))),
+        None => Err(AppError::internal(anyhow::anyhow!("ingest returned no outcome"))),
+    }
+}
+
+/// Records up to 1,000 calls, each accepted, reported as a duplicate, or rejected
+/// with its reasons. A 200 means every accepted event is durably stored.
+#[utoipa::path(
+    tag = "usage",
+    security(("api_key" = [])),
+    request_body = UsageBatchRequest,
+    responses(
+        (status = 200, body = BatchResponse),
+        (status = 400, description = "The body is not a batch", body = Problem),
+        (status = 401, body = Problem),
+        (status = 413, body = Problem),
+        (status = 422, description = "Empty, or more than 1,000 events", body = Problem),
+    )
+)]
+#[post("")] // mounted at /v1/usage/batch, in a scope with its own body limit
+pub async fn record_usage_batch(
+    state: web::Data<AppState>,
+    key: GatewayKey,
+    body: web::Json<UsageBatchRequest>,
+) -> AppResult<web::Json<BatchResponse>> {
+    let raw = body.into_inner().events;
+    if raw.is_empty() || raw.len() > MAX_BATCH {
+        return Err(AppError::invalid_field(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events, got {}", raw.len()),
+        ));
+    }
+    let received_at = Utc::now();
+    let body_cap = state.ingest.settings().body_cap_bytes;
+    let mut request_ids = Vec::with_capacity(raw.len());
+    let parsed: Vec<_> = raw
+        .iter()
+        .map(|event| match serde_json::from_str::<UsageEventRequest>(event.get()) {
+            Ok(req) => {
+                request_ids.push(Some(req.request_id.clone()));
+                parse_event(req, body_cap, received_at)
+            }
+            Err(e) => {
+                request_ids.push(None);
+                Err(vec![FieldError {
+                    field: "event".into(),
+                    message: e.to_string(),
+                }])
+            }
+        })
+        .collect();
+    let outcomes = state.ingest.record(&key.0, parsed).await?;
+    let results: Vec<EventResult> = outcomes
+        .into_iter()
+        .zip(request_ids)
+        .enumerate()
+        .map(|(index, (outcome, request_id))| result(index, request_id, outcome))
+        .collect();
+    let count = |status| results.iter().filter(|r| r.status == status).count();
+    Ok(web::Json(BatchResponse {
+        accepted: count(EventResultStatus::Accepted),
+        duplicates: count(EventResultStatus::Duplicate),
+        rejected: count(EventResultStatus::Rejected),
+        results,
+    }))
+}

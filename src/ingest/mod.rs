@@ -1,0 +1,347 @@
+//! The ingest pipeline: validated events → priced events → one transaction that
+//! claims their request ids, stores them and adds them to the daily roll-ups.
+//!
+//! A 2xx answer means every accepted event is committed in PostgreSQL. Roll-ups are
+//! maintained in the same transaction, so analytics never disagree with the events.
+
+mod rollups;
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    time::Duration,
+};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel_async::AsyncConnection;
+use moka::future::Cache;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::{
+    auth::KeyIdentity,
+    domain::usage::{price_event, NewUsageEvent, PricedEvent, PricingContext},
+    error::{AppError, AppResult, FieldError},
+    store::{
+        self,
+        usage::{EventRow, ExternalKind},
+        DbConn, DbPool,
+    },
+};
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// USD per million tokens of calls whose bodies are stored.
+    pub storage_per_mtok: Decimal,
+    /// Largest stored request or response body, in bytes; longer ones are cut.
+    pub body_cap_bytes: usize,
+}
+
+/// What happened to one submitted event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Accepted {
+        event_id: Uuid,
+        cost: Decimal,
+        unpriced: bool,
+    },
+    /// Recorded before (or earlier in the same batch) under the same request id.
+    Duplicate {
+        event_id: Uuid,
+    },
+    Rejected {
+        errors: Vec<FieldError>,
+    },
+}
+
+#[derive(Clone)]
+pub struct Ingestor {
+    pool: DbPool,
+    settings: IngestSettings,
+    /// (organization, external id) → id; ids never change, so entries never go stale.
+    customers: Cache<(Uuid, String), Uuid>,
+    agents: Cache<(Uuid, String), Uuid>,
+    partitions: Cache<NaiveDate, ()>,
+}
+
+impl Ingestor {
+    pub fn new(pool: DbPool, settings: IngestSettings) -> Self {
+        let ids = || {
+            Cache::builder()
+                .max_capacity(200_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build()
+        };
+        Self {
+            pool,
+            settings,
+            customers: ids(),
+            agents: ids(),
+            // Dropped after a day so partitions removed by the retention purge are noticed.
+            partitions: Cache::builder().time_to_live(Duration::from_secs(3600)).build(),
+        }
+    }
+
+    pub fn settings(&self) -> &IngestSettings {
+        &self.settings
+    }
+
+    /// Records a batch. `events` holds, per submitted event, either the validated event
+    /// or the reasons it was rejected; the answer has one outcome per entry, in order.
+    pub async fn record(
+        &self,
+        key: &KeyIdentity,
+        events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,
+    ) -> AppResult<Vec<Outcome>> {
+        let mut conn = self.pool.get().await?;
+        let (project_mode, retention_days) = store::usage::ingest_context(&mut conn, key).await?;
+        let mut providers: Vec<String> = events.iter().flatten().map(|e| e.provider.clone()).collect();
+        providers.sort();
+        providers.dedup();
+        let catalog = store::prices::catalog_for(&mut conn, &providers).await?;
+        let discounts = store::discounts::rules_for_org(&mut conn, key.org_id).await?;
+        let ctx = PricingContext {
+            org_id: key.org_id,
+            project_mode,
+            retention_days,
+            now: Utc::now(),
+            catalog: &catalog,
+            discounts: &discounts,
+            storage_per_mtok: self.settings.storage_per_mtok,
+        };
+
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut first_by_request: HashMap<String, usize> = HashMap::new();
+        // (index, index of the first event with the same request id in this batch)
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut batch: Vec<(usize, Uuid, PricedEvent)> = Vec::new();
+        for (index, event) in events.into_iter().enumerate() {
+            let priced = event.and_then(|e| price_event(e, &ctx).map_err(|e| vec![event_error(e.0)]));
+            match priced {
+                Err(errors) => outcomes[index] = Some(Outcome::Rejected { errors }),
+                Ok(priced) => match first_by_request.get(&priced.event.request_id) {
+                    Some(&first) => repeats.push((index, first)),
+                    None => {
+                        first_by_request.insert(priced.event.request_id.clone(), index);
+                        batch.push((index, event_id(priced.event.occurred_at), priced));
+                    }
+                },
+            }
+        }
+
+        let days: BTreeSet<NaiveDate> = batch.iter().map(|(_, _, p)| p.event.occurred_at.date_naive()).collect();
+        for day in days {
+            self.ensure_partition(&mut conn, day).await?;
+        }
+        let (claimed, new_customers, new_agents) = self.write(&mut conn, key, &batch).await?;
+
+        let taken_before: Vec<String> = batch
+            .iter()
+            .filter(|(_, _, p)| !claimed.contains(&p.event.request_id))
+            .map(|(_, _, p)| p.event.request_id.clone())
+            .collect();
+        let recorded = store::usage::recorded_event_ids(&mut conn, key.org_id, &taken_before).await?;
+        for (index, id, priced) in &batch {
+            outcomes[*index] = Some(match recorded.get(&priced.event.request_id) {
+                Some(original) => Outcome::Duplicate { event_id: *original },
+                None => Outcome::Accepted {
+                    event_id: *id,
+                    cost: priced.cost.total,
+                    unpriced: priced.price_id.is_none(),
+                },
+            });
+        }
+        for (index, first) in repeats {
+            outcomes[index] = match &outcomes[first] {
+                Some(Outcome::Accepted { event_id, .. } | Outcome::Duplicate { event_id }) => {
+                    Some(Outcome::Duplicate { event_id: *event_id })
+                }
+                other => other.clone(),
+            };
+        }
+        for (name, id) in new_customers {
+            self.customers.insert((key.org_id, name), id).await;
+        }
+        for (name, id) in new_agents {
+            self.agents.insert((key.org_id, name), id).await;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Rejected { errors: vec![] }))
+            .collect())
+    }
+
+    async fn ensure_partition(&self, conn: &mut DbConn, day: NaiveDate) -> AppResult<()> {
+        if self.partitions.contains_key(&day) {
+            return Ok(());
+        }
+        store::partitions::ensure_day(conn, day).await?;
+        self.partitions.insert(day, ()).await;
+        Ok(())
+    }
+
+    /// The one transaction: customers and agents, request ids, events, roll-ups.
+    /// Returns the claimed request ids and the customer/agent ids resolved from the
+    /// database (cached only once committed).
+    async fn write(
+        &self,
+        conn: &mut DbConn,
+        key: &KeyIdentity,
+        batch: &[(usize, Uuid, PricedEvent)],
+    ) -> AppResult<(HashSet<String>, HashMap<String, Uuid>, HashMap<String, Uuid>)> {
+        let (known_customers, missing_customers) = self
+            .split_known(
+                &self.customers,
+                key.org_id,
+                batch.iter().filter_map(|(_, _, p)| p.event.customer.clone()),
+            )
+            .await;
+        let (known_agents, missing_agents) = self
+            .split_known(
+                &self.agents,
+                key.org_id,
+                batch.iter().filter_map(|(_, _, p)| p.event.agent.clone()),
+            )
+            .await;
+        conn.transaction(async |conn| {
+            let new_customers =
+                store::usage::resolve_external_ids(conn, ExternalKind::Customer, key.org_id, &missing_customers)
+                    .await?;
+            let new_agents =
+                store::usage::resolve_external_ids(conn, ExternalKind::Agent, key.org_id, &missing_agents).await?;
+            let claims: Vec<(String, Uuid, DateTime<Utc>)> = batch
+                .iter()
+                .map(|(_, id, p)| (p.event.request_id.clone(), *id, p.event.occurred_at))
+                .collect();
+            let claimed = store::usage::claim_request_ids(conn, key.org_id, &claims).await?;
+            let accepted: Vec<&(usize, Uuid, PricedEvent)> = batch
+                .iter()
+                .filter(|(_, _, p)| claimed.contains(&p.event.request_id))
+                .collect();
+            let rows: Vec<EventRow> = accepted
+                .iter()
+                .map(|(_, id, p)| {
+                    let lookup = |name: &Option<String>, known: &HashMap<String, Uuid>, new: &HashMap<String, Uuid>| {
+                        name.as_ref().and_then(|n| known.get(n).or_else(|| new.get(n)).copied())
+                    };
+                    event_row(
+                        *id,
+                        p,
+                        lookup(&p.event.customer, &known_customers, &new_customers),
+                        lookup(&p.event.agent, &known_agents, &new_agents),
+                    )
+                })
+                .collect();
+            store::usage::insert_events(conn, key, &rows).await?;
+            let priced: Vec<&PricedEvent> = accepted.iter().map(|(_, _, p)| p).collect();
+            let rollup_rows = rollups::aggregate(key, &rows, &priced);
+            store::usage::upsert_rollups(conn, key.org_id, &rollup_rows).await?;
+            Ok::<_, AppError>((claimed, new_customers, new_agents))
+        })
+        .await
+    }
+
+    async fn split_known(
+        &self,
+        cache: &Cache<(Uuid, String), Uuid>,
+        org_id: Uuid,
+        names: impl Iterator<Item = String>,
+    ) -> (HashMap<String, Uuid>, Vec<String>) {
+        let mut known = HashMap::new();
+        let mut missing = Vec::new();
+        for name in names {
+            if known.contains_key(&name) || missing.contains(&name) {
+                continue;
+            }
+            match cache.get(&(org_id, name.clone())).await {
+                Some(id) => {
+                    known.insert(name, id);
+                }
+                None => missing.push(name),
+            }
+        }
+        (known, missing)
+    }
+}
+
+fn event_error(message: String) -> FieldError {
+    FieldError {
+        field: "event".into(),
+        message,
+    }
+}
+
+/// A UUIDv7 carrying the event time, so a lookup by id knows its daily partition.
+pub fn event_id(occurred_at: DateTime<Utc>) -> Uuid {
+    let seconds = u64::try_from(occurred_at.timestamp()).unwrap_or_default();
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        seconds,
+        occurred_at.timestamp_subsec_nanos(),
+    ))
+}
+
+/// The millisecond an event id was minted for (see [`event_id`]).
+pub fn event_time(id: Uuid) -> Option<DateTime<Utc>> {
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
+}
+
+fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Option<Uuid>) -> EventRow {
+    let e = &p.event;
+    let c = &p.cost;
+    EventRow {
+        id,
+        occurred_at: e.occurred_at,
+        request_id: e.request_id.clone(),
+        customer_id,
+        agent_id,
+        endpoint: e.endpoint.clone(),
+        provider: e.provider.clone(),
+        model: e.model.clone(),
+        status: e.status.as_str(),
+        error_code: e.error_code.clone(),
+        prompt_tokens: e.prompt_tokens,
+        completion_tokens: e.completion_tokens,
+        cached_tokens: e.cached_tokens,
+        images: e.images,
+        latency_ms: e.latency_ms,
+        ttft_ms: e.ttft_ms,
+        cache_hit: e.cache_hit,
+        retries: e.retries,
+        started_at: e.started_at,
+        ended_at: e.ended_at,
+        metadata: e.metadata.clone(),
+        request_body: e.request_body.clone(),
+        response_body: e.response_body.clone(),
+        bodies_truncated: e.bodies_truncated,
+        billing_source: p.billing_source.as_str(),
+        unpriced: p.price_id.is_none(),
+        price_id: p.price_id,
+        input_cost: c.input,
+        output_cost: c.output,
+        cached_input_cost: c.cached_input,
+        request_cost: c.request,
+        image_cost: c.image,
+        data_storage_cost: c.data_storage,
+        cost_before_discount: c.before_discount,
+        discount_id: p.discount_id,
+        discount_percent: c.discount_percent,
+        discount_savings: c.discount_savings,
+        cost: c.total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_carry_their_time_to_the_millisecond() {
+        let at = DateTime::parse_from_rfc3339("2026-03-04T05:06:07.891234Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = event_id(at);
+        assert_eq!(event_time(id).unwrap().timestamp_millis(), at.timestamp_millis());
+        assert_ne!(event_id(at), id, "ids for the same instant are still unique");
+    }
+}
