@@ -201,6 +201,12 @@ impl std::fmt::Display for AppError {
     }
 }
 
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.internal.as_ref().map(|e| e.as_ref() as _)
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         self.code.status()

@@ -285,7 +285,7 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
         } => {
             result.status = EventResultStatus::Accepted;
             result.event_id = Some(event_id);
-            result.cost = Some(cost);
+            result.cost = Some(cost.normalize());
             result.unpriced = Some(unpriced);
         }
         Outcome::Duplicate { event_id } => {

@@ -321,6 +321,60 @@ impl TestApp {
         self.sign_in(&email).await
     }
 
+    /// Adds a price version straight to the catalog (USD per million tokens), valid
+    /// from long ago.
+    pub async fn add_price(
+        &self,
+        provider: &str,
+        model: &str,
+        provider_model_name: &str,
+        input: &str,
+        output: &str,
+        cached: &str,
+    ) {
+        let new = meterplane::store::prices::NewPrice {
+            provider: provider.into(),
+            model: model.into(),
+            provider_model_name: provider_model_name.into(),
+            input_per_mtok: input.parse().unwrap(),
+            output_per_mtok: output.parse().unwrap(),
+            cached_input_per_mtok: cached.parse().unwrap(),
+            per_request: rust_decimal::Decimal::ZERO,
+            per_image: rust_decimal::Decimal::ZERO,
+            valid_from: "2020-01-01T00:00:00Z".parse().unwrap(),
+        };
+        let mut conn = self.state.db.get().await.unwrap();
+        meterplane::store::prices::insert(&mut conn, &new).await.unwrap();
+    }
+
+    /// Sends a usage batch with the key and returns the status and body.
+    pub async fn send_batch(&self, key: &str, events: Value) -> (StatusCode, Value) {
+        let response = self
+            .request(Method::POST, "/v1/usage/batch")
+            .header("x-api-key", key)
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .expect("batch");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Counts rows of `table` belonging to `org_id`.
+    pub async fn count_rows(&self, table: &str, org_id: Uuid) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let count: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table} WHERE org_id = $1"))
+            .bind::<diesel::sql_types::Uuid, _>(org_id)
+            .get_result(&mut self.db().await)
+            .await
+            .unwrap();
+        count.n
+    }
+
     /// Records one usage event with the tenant's key and returns its event id.
     /// `fields` override the defaults (a priced gpt-4o call by `customer-1`).
     pub async fn record_event(&self, tenant: &Tenant, fields: Value) -> Uuid {

@@ -8,5 +8,7 @@ mod bad_input;
 mod health;
 mod helpers;
 mod openapi;
+mod spend_logs;
 mod tenancy;
 mod tokens;
+mod usage;

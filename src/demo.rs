@@ -1,0 +1,248 @@
+//! `meterplane demo`: a demo tenant with three weeks of realistic usage, so a newcomer
+//! sees real numbers at once. Safe to run again: it reuses what exists, issues a fresh
+//! key to print, and its sample events have fixed request ids (re-sent ones are
+//! recorded once).
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::{
+    auth::{Caller, KeyIdentity},
+    config::Config,
+    domain::{
+        email::EmailAddress,
+        names::Name,
+        password::Password,
+        plan::Plan,
+        project_mode::ProjectMode,
+        role::Access,
+        usage::{EventStatus, NewUsageEvent},
+    },
+    ingest::{IngestSettings, Ingestor, Outcome},
+    store::{self, access::OrgAccess, orgs::NewOrganization, users::NewUser, DbPool},
+};
+
+pub const DEMO_EMAIL: &str = "demo@meterplane.local";
+pub const DEMO_PASSWORD: &str = "meterplane-demo";
+const SAMPLE_DAYS: i64 = 21;
+
+struct SampleProject {
+    name: &'static str,
+    mode: ProjectMode,
+    /// (provider, model) pairs the project calls.
+    models: &'static [(&'static str, &'static str)],
+    agents: &'static [&'static str],
+    calls_per_day: std::ops::Range<u32>,
+}
+
+const PROJECTS: [SampleProject; 3] = [
+    SampleProject {
+        name: "Demo Project",
+        mode: ProjectMode::Credits,
+        models: &[
+            ("openai", "gpt-4o"),
+            ("openai", "gpt-4o-mini"),
+            ("anthropic", "claude-sonnet-4-5"),
+        ],
+        agents: &[],
+        calls_per_day: 40..90,
+    },
+    SampleProject {
+        name: "Support Bot",
+        mode: ProjectMode::Hybrid,
+        models: &[
+            ("anthropic", "claude-haiku-4-5"),
+            ("google", "gemini-2.5-flash"),
+            ("acme", "in-house-llm"),
+        ],
+        agents: &["triage", "refunds", "escalation"],
+        calls_per_day: 30..70,
+    },
+    SampleProject {
+        name: "Internal Tools",
+        mode: ProjectMode::ApiKeys,
+        models: &[("mistral", "mistral-small-latest"), ("openai", "gpt-5-mini")],
+        agents: &[],
+        calls_per_day: 10..30,
+    },
+];
+
+const FEATURES: [&str; 3] = ["search", "chat", "summarize"];
+const CUSTOMERS: [&str; 8] = [
+    "acme-corp",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "stark-industries",
+    "wayne-enterprises",
+    "tyrell",
+];
+
+pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
+    if store::prices::list(&mut conn, None).await?.is_empty() {
+        crate::cli::load_price_file(pool, crate::cli::BUNDLED_PRICES).await?;
+    }
+    let user = demo_user(&mut conn).await?;
+    let caller = Caller {
+        user_id: user.id,
+        is_operator: false,
+    };
+    let org_id = match store::orgs::list_for_user(&mut conn, user.id).await?.first() {
+        Some((org, _)) => org.id,
+        None => {
+            let new = NewOrganization {
+                name: Name::parse("Demo Org")?,
+                slug: None,
+                alert_emails: vec![],
+            };
+            store::orgs::create(&mut conn, user.id, new).await?.0.id
+        }
+    };
+    // Pro keeps 90 days, so three weeks of history fit.
+    store::orgs::set_plan(&mut conn, org_id, Plan::Pro, Plan::Pro.retention_days(None)?).await?;
+    let access = store::access::authorize(&mut conn, &caller, org_id, Access::Manage).await?;
+
+    let ingestor = Ingestor::new(
+        pool.clone(),
+        IngestSettings {
+            storage_per_mtok: config.ingest.storage_price_per_mtok,
+            body_cap_bytes: config.ingest.body_cap_bytes,
+        },
+    );
+    let mut printed_key = None;
+    let mut recorded = 0;
+    for (index, sample) in PROJECTS.iter().enumerate() {
+        let project = project(&mut conn, &access, sample).await?;
+        let created = store::api_keys::create(
+            &mut conn,
+            &access,
+            project.id,
+            store::api_keys::NewKey {
+                name: Name::parse("demo key")?,
+                expires_at: None,
+            },
+            config.auth.api_key_pepper.expose(),
+        )
+        .await?;
+        let identity = KeyIdentity {
+            key_id: created.key.id,
+            project_id: project.id,
+            org_id,
+        };
+        if index == 0 {
+            printed_key = Some((project.id, created.secret));
+        }
+        let events = sample_events(sample, index as u64);
+        for chunk in events.chunks(500) {
+            let outcomes = ingestor
+                .record(&identity, chunk.iter().cloned().map(Ok).collect())
+                .await?;
+            recorded += outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Accepted { .. }))
+                .count();
+        }
+    }
+    let (project_id, secret) = printed_key.context("no demo project")?;
+    println!("demo user:     {DEMO_EMAIL} / {DEMO_PASSWORD}");
+    println!("organization:  {org_id}");
+    println!("project:       {project_id}");
+    println!("api key:       {secret}");
+    println!("sample usage:  {recorded} new events over the last {SAMPLE_DAYS} days");
+    Ok(())
+}
+
+async fn demo_user(conn: &mut store::DbConn) -> anyhow::Result<store::users::User> {
+    let email = EmailAddress::parse(DEMO_EMAIL)?;
+    if let Some(user) = store::users::find_by_email(conn, &email).await? {
+        return Ok(user);
+    }
+    let password_hash = Password::parse(DEMO_PASSWORD)?.hash()?;
+    let new = NewUser {
+        email,
+        password_hash,
+        display_name: "Demo User".into(),
+        is_operator: false,
+    };
+    Ok(store::users::insert(conn, new).await?)
+}
+
+async fn project(
+    conn: &mut store::DbConn,
+    access: &OrgAccess,
+    sample: &SampleProject,
+) -> anyhow::Result<store::projects::Project> {
+    let existing = store::projects::list(conn, access)
+        .await?
+        .into_iter()
+        .find(|p| p.name == sample.name);
+    Ok(match existing {
+        Some(project) => project,
+        None => store::projects::create(conn, access, Name::parse(sample.name)?, sample.mode).await?,
+    })
+}
+
+/// Deterministic traffic: the same seed gives the same request ids and shapes.
+fn sample_events(sample: &SampleProject, seed: u64) -> Vec<NewUsageEvent> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = Utc::now();
+    let today = now.date_naive();
+    let mut events = Vec::new();
+    for days_ago in (0..SAMPLE_DAYS).rev() {
+        let day_start = (today - Duration::days(days_ago))
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or(now);
+        let calls = rng.random_range(sample.calls_per_day.clone());
+        for call in 0..calls {
+            let occurred_at = (day_start + Duration::seconds(rng.random_range(0..86_400))).min(now);
+            let (provider, model) = sample.models[rng.random_range(0..sample.models.len())];
+            let agent = (!sample.agents.is_empty()).then(|| sample.agents[rng.random_range(0..sample.agents.len())]);
+            let failed = rng.random_bool(0.04);
+            let prompt_tokens = rng.random_range(200..6_000);
+            let cache_hit = rng.random_bool(0.1);
+            events.push(NewUsageEvent {
+                request_id: format!("demo-{seed}-{days_ago}-{call}"),
+                endpoint: agent.map_or_else(|| "/chat/completions".to_owned(), |a| format!("/a2a/{a}")),
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                customer: Some(CUSTOMERS[rng.random_range(0..CUSTOMERS.len())].to_owned()),
+                agent: agent.map(str::to_owned),
+                status: if failed {
+                    EventStatus::Error
+                } else {
+                    EventStatus::Success
+                },
+                error_code: failed.then(|| {
+                    if rng.random_bool(0.5) {
+                        "rate_limited"
+                    } else {
+                        "upstream_timeout"
+                    }
+                    .to_owned()
+                }),
+                prompt_tokens,
+                completion_tokens: if failed { 0 } else { rng.random_range(50..1_500) },
+                cached_tokens: if cache_hit { prompt_tokens / 2 } else { 0 },
+                images: 0,
+                latency_ms: Some(rng.random_range(150..4_000)),
+                ttft_ms: Some(rng.random_range(80..900)),
+                cache_hit,
+                retries: i32::from(failed),
+                started_at: Some(occurred_at),
+                ended_at: None,
+                occurred_at,
+                metadata: Some(serde_json::json!({ "feature": FEATURES[call as usize % FEATURES.len()] })),
+                request_body: None,
+                response_body: None,
+                bodies_truncated: false,
+                billing_source: None,
+            });
+        }
+    }
+    events.retain(|e| e.occurred_at <= now);
+    events
+}

@@ -1,0 +1,502 @@
+//! Usage recording from the gateway: idempotency, exact costs, batches, bad input.
+
+use chrono::{Duration, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_json, expect_problem, uuid, Tenant, TestApp};
+
+async fn priced_app() -> (TestApp, Tenant) {
+    let app = TestApp::spawn().await;
+    // Claude Sonnet 4.5 list price: $3 in, $15 out, $0.30 cached, per million tokens.
+    app.add_price(
+        "anthropic",
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-5-20250929",
+        "3",
+        "15",
+        "0.30",
+    )
+    .await;
+    let tenant = app.tenant().await;
+    (app, tenant)
+}
+
+fn event(request_id: &str) -> Value {
+    json!({
+        "requestId": request_id, "endpoint": "/chat/completions", "provider": "anthropic",
+        "model": "claude-sonnet-4-5", "user": "customer-7", "promptTokens": 1200, "completionTokens": 300,
+        "cachedTokens": 200, "latencyMs": 840,
+    })
+}
+
+async fn post_event(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.request(Method::POST, "/v1/usage")
+        .header("x-api-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_event_is_priced_exactly_and_shows_in_the_log() {
+    let (app, tenant) = priced_app().await;
+    let recorded = expect_json(
+        post_event(&app, &tenant.key_secret, &event("req-1")).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // input (1200 − 200) × 3/M = 0.003; cached 200 × 0.30/M = 0.00006; output 300 × 15/M = 0.0045.
+    assert_eq!(recorded["status"], "accepted");
+    assert_eq!(recorded["cost"], "0.00756");
+    assert_eq!(recorded["unpriced"], false);
+
+    let detail = app
+        .get_json(
+            &tenant.owner,
+            &format!(
+                "/v1/orgs/{}/spend-logs/{}",
+                tenant.org_id,
+                recorded["eventId"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(
+        detail["costBreakdown"],
+        json!({
+            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "dataStorage": "0"
+        })
+    );
+    assert_eq!(
+        (detail["user"].as_str(), detail["totalTokens"].as_i64()),
+        (Some("customer-7"), Some(1500))
+    );
+    assert_eq!(detail["billingSource"], "credits");
+    assert_eq!(uuid(&detail["apiKeyId"]), tenant.key_id);
+}
+
+#[tokio::test]
+async fn the_same_request_id_sent_twenty_times_at_once_is_stored_once() {
+    let (app, tenant) = priced_app().await;
+    let body = event("req-concurrent");
+    let sends = (0..20).map(|_| post_event(&app, &tenant.key_secret, &body));
+    let responses = futures_util::future::join_all(sends).await;
+    let mut created = 0;
+    let mut event_ids = std::collections::HashSet::new();
+    for response in responses {
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::OK => assert_eq!(body["status"], "duplicate"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+        event_ids.insert(body["eventId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(created, 1, "exactly one request records the event");
+    assert_eq!(event_ids.len(), 1, "every answer names the same event");
+    assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 1);
+    let summed: Value = rollup_totals(&app, &tenant).await;
+    assert_eq!(summed["requests"], 1);
+    assert_eq!(summed["cost"], "0.00756");
+}
+
+/// Sums of the organization's roll-ups, as analytics will read them.
+async fn rollup_totals(app: &TestApp, tenant: &Tenant) -> Value {
+    #[derive(diesel::QueryableByName)]
+    struct Totals {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        requests: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        prompt_tokens: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        cost: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let t: Totals = diesel::sql_query(
+        "SELECT coalesce(sum(requests), 0)::bigint AS requests, coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens, \
+         trim_scale(coalesce(sum(cost), 0))::text AS cost FROM usage_daily WHERE org_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .get_result(&mut app.db().await)
+    .await
+    .unwrap();
+    json!({"requests": t.requests, "promptTokens": t.prompt_tokens, "cost": t.cost})
+}
+
+#[tokio::test]
+async fn a_batch_answers_per_event_and_one_bad_event_loses_nothing() {
+    let (app, tenant) = priced_app().await;
+    expect_json(
+        post_event(&app, &tenant.key_secret, &event("already-there")).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let events = json!([
+        event("b-1"),
+        event("already-there"),
+        {"requestId": "b-neg", "endpoint": "/chat/completions", "provider": "anthropic", "model": "claude-sonnet-4-5", "promptTokens": -5},
+        {"requestId": 42},
+        event("b-2"),
+        event("b-1"),
+        {"requestId": "b-unknown", "endpoint": "/chat/completions", "provider": "acme", "model": "mystery-1", "promptTokens": 10},
+    ]);
+    let (status, body) = app.send_batch(&tenant.key_secret, events).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["accepted"].as_i64(),
+            body["duplicates"].as_i64(),
+            body["rejected"].as_i64()
+        ),
+        (Some(3), Some(2), Some(2))
+    );
+    let statuses: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "accepted",
+            "duplicate",
+            "rejected",
+            "rejected",
+            "accepted",
+            "duplicate",
+            "accepted"
+        ]
+    );
+    let results = &body["results"];
+    assert_eq!(
+        results[5]["eventId"], results[0]["eventId"],
+        "a repeat inside the batch points at the first"
+    );
+    assert_eq!(results[2]["errors"][0]["field"], "promptTokens");
+    assert_eq!(results[3]["errors"][0]["field"], "event");
+    assert_eq!(
+        (results[6]["unpriced"].as_bool(), results[6]["cost"].as_str()),
+        (Some(true), Some("0"))
+    );
+
+    // Stored: the first single event plus the three accepted ones.
+    assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 4);
+    let totals = rollup_totals(&app, &tenant).await;
+    assert_eq!(totals["requests"], 4);
+    assert_eq!(
+        totals["cost"], "0.02268",
+        "three priced events of 0.00756 and one unpriced"
+    );
+}
+
+#[tokio::test]
+async fn bad_events_get_problems_and_store_nothing() {
+    let (app, tenant) = priced_app().await;
+    let base = event("bad");
+    let with = |patch: Value| {
+        let mut e = base.clone();
+        e.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        e
+    };
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            with(json!({"promptTokens": -1})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"completionTokens": 100_000_000_001_i64})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"cachedTokens": 5000})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"latencyMs": -3})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"requestId": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"metadata": [1, 2]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"startedAt": "2026-01-01T00:00:00Z", "endedAt": "2025-12-31T00:00:00Z"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"startedAt": (Utc::now() - Duration::days(10)).to_rfc3339()})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"startedAt": (Utc::now() + Duration::hours(2)).to_rfc3339()})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"billingSource": "api-keys"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            with(json!({"promptTokens": 1.5})),
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            with(json!({"promptTokens": 1e40})),
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            with(json!({"promptTokens": "12"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            with(json!({"status": "maybe"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+        ),
+        (
+            with(json!({"surprise": true})),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            json!({"endpoint": "/x", "provider": "a", "model": "b"}),
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let response = post_event(&app, &tenant.key_secret, &body).await;
+        assert_eq!(response.status(), status, "{body}");
+        expect_problem(response, status, code).await;
+    }
+    let oversized = with(json!({"metadata": {"blob": "x".repeat(300_000)}}));
+    expect_problem(
+        post_event(&app, &tenant.key_secret, &oversized).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+
+    // Batches: empty, over the limit, not a batch, oversized.
+    let (status, body) = app.send_batch(&tenant.key_secret, json!([])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed"))
+    );
+    let too_many: Vec<Value> = (0..1001).map(|i| event(&format!("many-{i}"))).collect();
+    let (status, body) = app.send_batch(&tenant.key_secret, json!(too_many)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed"))
+    );
+    let not_a_batch = app
+        .request(Method::POST, "/v1/usage/batch")
+        .header("x-api-key", &tenant.key_secret)
+        .json(&json!([event("x")]))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(not_a_batch, StatusCode::BAD_REQUEST, "invalid_type").await;
+
+    assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 0);
+    assert_eq!(app.count_rows("usage_request_ids", tenant.org_id).await, 0);
+    assert_eq!(app.count_rows("customers", tenant.org_id).await, 0);
+}
+
+#[tokio::test]
+async fn the_batch_endpoint_takes_bodies_larger_than_other_endpoints() {
+    let (app, tenant) = priced_app().await;
+    // ~600 KB: over the 256 KiB limit of other endpoints, well under the batch limit.
+    let events: Vec<Value> = (0..300)
+        .map(|i| {
+            let mut e = event(&format!("big-{i}"));
+            e["metadata"] = json!({"note": "y".repeat(2000)});
+            e
+        })
+        .collect();
+    let (status, body) = app.send_batch(&tenant.key_secret, json!(events)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 300);
+}
+
+#[tokio::test]
+async fn revoked_and_unknown_keys_cannot_record() {
+    let (app, tenant) = priced_app().await;
+    app.post_json(
+        &tenant.owner,
+        &format!(
+            "/v1/orgs/{}/projects/{}/keys/{}/revoke",
+            tenant.org_id, tenant.project_id, tenant.key_id
+        ),
+        json!(null),
+    )
+    .await;
+    expect_problem(
+        post_event(&app, &tenant.key_secret, &event("r")).await,
+        StatusCode::UNAUTHORIZED,
+        "api_key_revoked",
+    )
+    .await;
+    let (status, body) = app.send_batch(&tenant.key_secret, json!([event("r")])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("api_key_revoked"))
+    );
+    assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 0);
+}
+
+#[tokio::test]
+async fn customers_and_agents_are_created_on_first_sight() {
+    let (app, tenant) = priced_app().await;
+    let mut a2a = event("agent-call");
+    a2a["endpoint"] = json!("/a2a/planner/tasks");
+    a2a.as_object_mut().unwrap().remove("user");
+    let mut explicit = event("agent-explicit");
+    explicit["agentId"] = json!("writer");
+    let (status, body) = app
+        .send_batch(&tenant.key_secret, json!([event("c-1"), event("c-2"), a2a, explicit]))
+        .await;
+    assert_eq!((status, body["accepted"].as_i64()), (StatusCode::OK, Some(4)), "{body}");
+    assert_eq!(
+        app.count_rows("customers", tenant.org_id).await,
+        1,
+        "customer-7 once, however many events"
+    );
+    assert_eq!(app.count_rows("agents", tenant.org_id).await, 2);
+    let log = app
+        .get_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/spend-logs?agent=planner", tenant.org_id),
+        )
+        .await;
+    assert_eq!(log["data"].as_array().unwrap().len(), 1);
+    assert_eq!(log["data"][0]["endpoint"], "/a2a/planner/tasks");
+    assert_eq!(log["data"][0]["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn bodies_are_capped_redacted_and_charged_for_storage() {
+    let app = TestApp::spawn_with(|c| c.ingest.body_cap_bytes = 100).await;
+    app.add_price(
+        "anthropic",
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-5-20250929",
+        "3",
+        "15",
+        "0.30",
+    )
+    .await;
+    let tenant = app.tenant().await;
+    let mut stored = event("with-bodies");
+    stored["requestBody"] = json!({"messages": [{"role": "user", "content": "é".repeat(200)}]});
+    stored["responseBody"] = json!("short answer");
+    let mut redacted = event("redacted");
+    redacted["requestBody"] = json!({"secret": "do not keep"});
+    redacted["redactBodies"] = json!(true);
+    let (_, body) = app.send_batch(&tenant.key_secret, json!([stored, redacted])).await;
+    let path = |i: usize| {
+        format!(
+            "/v1/orgs/{}/spend-logs/{}",
+            tenant.org_id,
+            body["results"][i]["eventId"].as_str().unwrap()
+        )
+    };
+    let kept = app.get_json(&tenant.owner, &path(0)).await;
+    assert!(kept["requestBody"].as_str().unwrap().len() <= 100);
+    assert_eq!(kept["responseBody"], "short answer");
+    assert_eq!(kept["bodiesTruncated"], true);
+    // 1,500 stored tokens × $0.01/M = 0.000015, on top of the model charges.
+    assert_eq!(kept["costBreakdown"]["dataStorage"], "0.000015");
+    assert_eq!(kept["cost"], "0.007575");
+    let gone = app.get_json(&tenant.owner, &path(1)).await;
+    assert_eq!(
+        (gone["requestBody"].clone(), gone["cost"].clone()),
+        (Value::Null, json!("0.00756"))
+    );
+}
+
+#[tokio::test]
+async fn hybrid_projects_split_credits_and_api_keys_cost() {
+    let (app, tenant) = priced_app().await;
+    let hybrid = app
+        .post_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/projects", tenant.org_id),
+            json!({"name": "Hybrid", "mode": "hybrid"}),
+        )
+        .await;
+    let key = app
+        .post_json(
+            &tenant.owner,
+            &format!(
+                "/v1/orgs/{}/projects/{}/keys",
+                tenant.org_id,
+                hybrid["id"].as_str().unwrap()
+            ),
+            json!({"name": "hybrid"}),
+        )
+        .await;
+    let mut own_keys = event("h-1");
+    own_keys["billingSource"] = json!("api-keys");
+    let (_, body) = app
+        .send_batch(key["secret"].as_str().unwrap(), json!([own_keys, event("h-2")]))
+        .await;
+    assert_eq!(body["accepted"], 2, "{body}");
+    #[derive(diesel::QueryableByName)]
+    struct Split {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        credits: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        api_keys: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let split: Split = diesel::sql_query(
+        "SELECT trim_scale(sum(credits_cost))::text AS credits, trim_scale(sum(api_keys_cost))::text AS api_keys \
+         FROM usage_daily WHERE org_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .get_result(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        (split.credits.as_str(), split.api_keys.as_str()),
+        ("0.00756", "0.00756")
+    );
+}
+
+#[tokio::test]
+async fn provider_model_names_roll_up_under_the_catalog_model() {
+    let (app, tenant) = priced_app().await;
+    let mut dated = event("dated");
+    dated["model"] = json!("claude-sonnet-4-5-20250929");
+    let (_, body) = app.send_batch(&tenant.key_secret, json!([event("plain"), dated])).await;
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(
+        body["results"][1]["cost"], "0.00756",
+        "priced through the provider's name"
+    );
+    assert_eq!(
+        app.count_rows("usage_daily", tenant.org_id).await,
+        1,
+        "one roll-up row for both names"
+    );
+}
