@@ -13,7 +13,10 @@
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{money::round_money, Invalid};
+use super::{
+    money::{round_money, MAX_EVENT_AMOUNT},
+    Invalid,
+};
 
 const PER_MILLION: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 const HUNDRED: Decimal = Decimal::ONE_HUNDRED;
@@ -88,6 +91,11 @@ pub fn compute_cost(
         .ok_or_else(|| Invalid::new("image count too large to price"))?;
 
     let model_charges = input + cached_input + output + request + image;
+    if model_charges + data_storage >= MAX_EVENT_AMOUNT {
+        return Err(Invalid::new(format!(
+            "the cost of this event exceeds {MAX_EVENT_AMOUNT} USD"
+        )));
+    }
     let discount_savings = round_money(model_charges * discount_percent / HUNDRED);
     let before_discount = model_charges + data_storage;
     Ok(Cost {
@@ -212,6 +220,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(compute_cost(&q, None, dec!(0.01), dec!(50)).unwrap(), Cost::default());
+    }
+
+    #[test]
+    fn costs_too_large_to_store_are_rejected() {
+        let price = Price {
+            per_image: dec!(1_000_000),
+            ..sonnet()
+        };
+        let q = Quantities {
+            images: 10_000,
+            ..Default::default()
+        };
+        assert!(compute_cost(&q, Some(&price), dec!(0), dec!(0)).is_err());
+        let q = Quantities {
+            images: 9_999,
+            ..Default::default()
+        };
+        assert!(compute_cost(&q, Some(&price), dec!(0), dec!(0)).is_ok());
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl CreatePrice {
     /// Checks every field; shared by the API and `meterplane load-prices`.
     pub fn parse(self) -> Result<NewPrice, Vec<FieldError>> {
         let mut f = Fields::default();
-        let provider = f.take("provider", bounded_text(&self.provider, 100).map(|p| p.to_lowercase()));
+        let provider = f.take("provider", bounded_text(&self.provider.to_lowercase(), 100));
         let model = f.take("model", bounded_text(&self.model, 200));
         let provider_model_name = match self.provider_model_name.as_deref() {
             Some(name) => f.take("providerModelName", bounded_text(name, 200)),
@@ -206,7 +206,11 @@ pub async fn create_price(
     let mut conn = state.conn().await?;
     let row = store::prices::insert(&mut conn, &new).await?;
     tracing::info!(provider = %row.provider, model = %row.model, valid_from = %row.valid_from, "price added");
-    Ok(HttpResponse::Created().json(price_views(vec![row]).pop()))
+    // Its `validUntil` depends on the other versions of the model.
+    let view = price_views(store::prices::list(&mut conn, Some(&row.provider)).await?)
+        .into_iter()
+        .find(|v| v.id == row.id);
+    Ok(HttpResponse::Created().json(view))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -275,7 +279,7 @@ impl CreateDiscount {
             f.push("validUntil", "must be after validFrom");
         }
         let provider = match self.provider.as_deref() {
-            Some(p) => f.take("provider", bounded_text(p, 100).map(|p| Some(p.to_lowercase()))),
+            Some(p) => f.take("provider", bounded_text(&p.to_lowercase(), 100).map(Some)),
             None => Some(None),
         };
         let model = match self.model.as_deref() {

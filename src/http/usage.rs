@@ -163,7 +163,7 @@ pub fn parse_event(
     };
     let request_id = f.take("requestId", bounded_text(&req.request_id, 255));
     let endpoint = f.take("endpoint", bounded_text(&req.endpoint, 512));
-    let provider = f.take("provider", bounded_text(&req.provider, 100).map(|p| p.to_lowercase()));
+    let provider = f.take("provider", bounded_text(&req.provider.to_lowercase(), 100));
     let model = f.take("model", bounded_text(&req.model, 200));
     let customer = optional_text(&mut f, "user", req.user.as_deref(), 256);
     let agent_name = req

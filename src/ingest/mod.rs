@@ -208,10 +208,13 @@ impl Ingestor {
                     .await?;
             let new_agents =
                 store::usage::resolve_external_ids(conn, ExternalKind::Agent, key.org_id, &missing_agents).await?;
-            let claims: Vec<(String, Uuid, DateTime<Utc>)> = batch
+            // Sorted, like every multi-row write here, so concurrent batches that share
+            // keys take their locks in the same order and cannot deadlock.
+            let mut claims: Vec<(String, Uuid, DateTime<Utc>)> = batch
                 .iter()
                 .map(|(_, id, p)| (p.event.request_id.clone(), *id, p.event.occurred_at))
                 .collect();
+            claims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let claimed = store::usage::claim_request_ids(conn, key.org_id, &claims).await?;
             let accepted: Vec<&(usize, Uuid, PricedEvent)> = batch
                 .iter()
@@ -240,6 +243,8 @@ impl Ingestor {
         .await
     }
 
+    /// Splits the distinct names into those whose ids are cached and those to resolve
+    /// (sorted, for lock order).
     async fn split_known(
         &self,
         cache: &Cache<(Uuid, String), Uuid>,
@@ -248,10 +253,7 @@ impl Ingestor {
     ) -> (HashMap<String, Uuid>, Vec<String>) {
         let mut known = HashMap::new();
         let mut missing = Vec::new();
-        for name in names {
-            if known.contains_key(&name) || missing.contains(&name) {
-                continue;
-            }
+        for name in names.collect::<BTreeSet<String>>() {
             match cache.get(&(org_id, name.clone())).await {
                 Some(id) => {
                     known.insert(name, id);

@@ -8,6 +8,7 @@ mod bad_input;
 mod health;
 mod helpers;
 mod openapi;
+mod pricing;
 mod spend_logs;
 mod tenancy;
 mod tokens;

@@ -1,0 +1,927 @@
+//! Ingest throughput: usage events per second through `POST /v1/usage/batch` of a
+//! release build, against a raw PostgreSQL `COPY` of the same rows measured in the
+//! same run. See `benches/README.md` for the method and the knobs.
+//!
+//! `cargo bench --bench ingest` runs it; any other invocation (e.g. `cargo test
+//! --all-targets`) only prints how to run it.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{BufWriter, Write},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, ExitCode, Stdio},
+    str::FromStr,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const SERVER_BIN: &str = env!("CARGO_BIN_EXE_meterplane");
+/// The catalog `meterplane load-prices` loads; used to price the COPY rows alike.
+const PRICES: &str = include_str!("../data/prices.json");
+const MAX_BATCH: usize = 1_000;
+/// Linux reports process CPU time in USER_HZ ticks, 100 per second on every arch.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// (provider, model, weight in percent); all six are in the bundled catalog.
+const MODELS: [(&str, &str, u32); 6] = [
+    ("openai", "gpt-4o", 15),
+    ("openai", "gpt-4o-mini", 30),
+    ("anthropic", "claude-sonnet-4-5", 20),
+    ("anthropic", "claude-haiku-4-5", 15),
+    ("google", "gemini-2.5-flash", 12),
+    ("mistral", "mistral-small-latest", 8),
+];
+const CUSTOMERS: usize = 50;
+const AGENTS: usize = 5;
+const ERROR_CODES: [&str; 3] = ["rate_limited", "upstream_timeout", "context_length_exceeded"];
+
+fn main() -> ExitCode {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("ingest benchmark: not run (start it with `cargo bench --bench ingest`)");
+        return ExitCode::SUCCESS;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ingest benchmark FAILED: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Settings {
+    events: usize,
+    batch: usize,
+    concurrency: usize,
+    admin_url: String,
+    redis_url: String,
+}
+
+fn env_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(raw) if !raw.trim().is_empty() => raw.trim().parse().map_err(|e| anyhow!("{name}={raw:?}: {e}")),
+        _ => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        let settings = Self {
+            events: env_or("MP_BENCH_EVENTS", 1_000_000)?,
+            batch: env_or("MP_BENCH_BATCH", MAX_BATCH)?,
+            concurrency: env_or("MP_BENCH_CONCURRENCY", 4)?,
+            admin_url: env_or(
+                "MP_BENCH_ADMIN_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+            )?,
+            redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
+        };
+        if settings.events == 0 {
+            bail!("MP_BENCH_EVENTS must be at least 1");
+        }
+        if !(1..=MAX_BATCH).contains(&settings.batch) {
+            bail!("MP_BENCH_BATCH must be 1 to {MAX_BATCH} (the endpoint's limit)");
+        }
+        if !(1..=256).contains(&settings.concurrency) {
+            bail!("MP_BENCH_CONCURRENCY must be 1 to 256");
+        }
+        Ok(settings)
+    }
+}
+
+/// `postgres://u:p@h:5432/postgres?x=y` with its database replaced by `name`.
+fn database_url(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = &base[scheme_end..];
+    let without_db = match host_part.find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    if without_db.len() <= scheme_end {
+        bail!("MP_BENCH_ADMIN_URL is not a postgres:// URL: {admin_url}");
+    }
+    Ok(match query {
+        Some(q) => format!("{without_db}/{name}?{q}"),
+        None => format!("{without_db}/{name}"),
+    })
+}
+
+/// Runs one SQL command (or psql meta-command) and returns its unaligned output.
+fn psql(url: &str, command: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", command])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .context("running psql (is the PostgreSQL client installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "psql -c {command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn psql_i64(url: &str, query: &str) -> anyhow::Result<i64> {
+    let text = psql(url, query)?;
+    text.parse()
+        .with_context(|| format!("{query}: expected a number, got {text:?}"))
+}
+
+/// Everything the run creates, removed again however the run ends.
+struct Cleanup {
+    admin_url: String,
+    database: Option<String>,
+    server: Option<Child>,
+    files: Vec<PathBuf>,
+}
+
+impl Cleanup {
+    fn stop_server(&mut self) {
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        // SIGTERM first so actix shuts down its workers; SIGKILL if it takes too long.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.stop_server();
+        if let Some(db) = self.database.take() {
+            if let Err(e) = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")) {
+                eprintln!("could not drop the bench database {db}: {e:#}");
+            }
+        }
+        for file in self.files.drain(..) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+fn step(message: &str) {
+    eprintln!("[ingest bench] {message}");
+}
+
+fn run() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tag = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let db_name = format!("mp_bench_{tag}");
+    let db_url = database_url(&settings.admin_url, &db_name)?;
+    let csv_path = std::env::temp_dir().join(format!("{db_name}.csv"));
+    let log_path = std::env::temp_dir().join(format!("{db_name}.server.log"));
+    let mut cleanup = Cleanup {
+        admin_url: settings.admin_url.clone(),
+        database: None,
+        server: None,
+        files: vec![csv_path.clone()],
+    };
+
+    step(&format!("creating database {db_name}"));
+    psql(&settings.admin_url, &format!("CREATE DATABASE {db_name}"))
+        .context("creating the bench database (set MP_BENCH_ADMIN_URL to a role that may CREATE DATABASE)")?;
+    cleanup.database = Some(db_name.clone());
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port")?
+        .port();
+    let server_env: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", db_url.clone()),
+        ("REDIS_URL", settings.redis_url.clone()),
+        ("MP_REDIS_PREFIX", format!("mpbench:{tag}:")),
+        ("MP_BIND", format!("127.0.0.1:{port}")),
+        ("MP_LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    for job in ["migrate", "load-prices"] {
+        step(&format!("meterplane {job}"));
+        let out = Command::new(SERVER_BIN)
+            .arg(job)
+            .envs(server_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting {SERVER_BIN} {job}"))?;
+        if !out.status.success() {
+            bail!(
+                "meterplane {job} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+
+    step(&format!("starting meterplane serve on 127.0.0.1:{port}"));
+    let log = File::create(&log_path).context("creating the server log")?;
+    let child = Command::new(SERVER_BIN)
+        .arg("serve")
+        .envs(server_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting meterplane serve")?;
+    let server_pid = child.id();
+    cleanup.server = Some(child);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the load generator's runtime")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(settings.concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(300))
+        .build()?;
+
+    // The log is kept on failure; its end goes into the error.
+    let server_failed = |cleanup: &mut Cleanup, what: &str| -> anyhow::Error {
+        let exited = cleanup
+            .server
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+            .map_or(String::new(), |status| format!(" (the server exited: {status})"));
+        anyhow!(
+            "{what}{exited}; the end of the server log {}:\n{}",
+            log_path.display(),
+            tail(&log_path, 40)
+        )
+    };
+
+    if let Err(e) = runtime.block_on(wait_ready(&client, &base, &mut cleanup)) {
+        return Err(server_failed(&mut cleanup, &format!("{e:#}")));
+    }
+    let tenant = runtime
+        .block_on(create_tenant(&client, &base, &tag))
+        .context("creating the bench tenant")?;
+
+    step(&format!(
+        "generating {} events in batches of {} (not timed)",
+        settings.events, settings.batch
+    ));
+    let generated = Instant::now();
+    let bodies = generate(&settings, tenant.org_id, &csv_path)?;
+    step(&format!(
+        "generated {} request bodies, {:.1} MB, in {:.1} s",
+        bodies.len(),
+        bodies.iter().map(|b| b.1.len()).sum::<usize>() as f64 / 1e6,
+        generated.elapsed().as_secs_f64()
+    ));
+
+    step(&format!(
+        "sending {} events with {} requests in flight (timed)",
+        settings.events, settings.concurrency
+    ));
+    let cpu_before = CpuSample::take(server_pid);
+    let load = match runtime.block_on(send_all(
+        &client,
+        &base,
+        &tenant.key,
+        bodies,
+        settings.concurrency,
+        settings.events,
+    )) {
+        Ok(load) => load,
+        Err(e) => return Err(server_failed(&mut cleanup, &format!("{e:#}"))),
+    };
+    let cpu = CpuSample::take(server_pid).since(&cpu_before);
+    let memory = read_memory(server_pid);
+
+    let stored = psql_i64(&db_url, "SELECT count(*) FROM usage_events")?;
+    let rolled_up = psql_i64(&db_url, "SELECT coalesce(sum(requests), 0)::bigint FROM usage_daily")?;
+    let rollup_rows = psql_i64(&db_url, "SELECT count(*) FROM usage_daily")?;
+    println!("SELECT count(*) FROM usage_events      -> {stored}");
+    println!("SELECT sum(requests) FROM usage_daily  -> {rolled_up} (over {rollup_rows} roll-up rows)");
+    let sent = settings.events as i64;
+    if stored != sent || rolled_up != sent {
+        bail!("{sent} events were accepted but usage_events holds {stored} and usage_daily sums to {rolled_up}");
+    }
+
+    cleanup.stop_server();
+    let server_log_lines = std::fs::read_to_string(&log_path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    if server_log_lines == 0 {
+        let _ = std::fs::remove_file(&log_path);
+    }
+
+    step("COPY baseline: loading the same rows into an unindexed table (timed: the \\copy only)");
+    psql(
+        &db_url,
+        "CREATE TABLE bench_copy (
+            id uuid, org_id uuid, occurred_at timestamptz, request_id text, customer text,
+            agent text, endpoint text, provider text, model text, status text, error_code text,
+            prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint,
+            latency_ms int, ttft_ms int, cache_hit bool, cost numeric(20, 10))",
+    )?;
+    let copy_command = format!("\\copy bench_copy FROM '{}' WITH (FORMAT csv)", csv_path.display());
+    let copy_started = Instant::now();
+    psql(&db_url, &copy_command)?;
+    let copy_secs = copy_started.elapsed().as_secs_f64();
+    let copied = psql_i64(&db_url, "SELECT count(*) FROM bench_copy")?;
+    if copied != sent {
+        bail!("COPY loaded {copied} rows, expected {sent}");
+    }
+
+    let http_rate = settings.events as f64 / load.elapsed.as_secs_f64();
+    let copy_rate = settings.events as f64 / copy_secs;
+    let latency = |q: f64| -> String {
+        let index = ((load.latencies.len() as f64 - 1.0) * q).round() as usize;
+        load.latencies
+            .get(index)
+            .map_or("-".to_owned(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
+    };
+    let wall = load.elapsed.as_secs_f64();
+    println!();
+    println!(
+        "ingest benchmark: {} events, batch {}, concurrency {}, {} cores",
+        settings.events, settings.batch, settings.concurrency, cores
+    );
+    println!(
+        "HTTP batch ingest : {} events in {:.1} s = {} events/s",
+        settings.events,
+        wall,
+        thousands(http_rate)
+    );
+    println!(
+        "  batch latency   : p50 {}, p90 {}, p99 {}, max {}",
+        latency(0.5),
+        latency(0.9),
+        latency(0.99),
+        latency(1.0)
+    );
+    println!(
+        "  CPU while timed : server {:.1} s, postgres {:.1} s, load generator {:.1} s (of {:.1} s = {:.1} s wall x {} cores)",
+        cpu.server,
+        cpu.postgres,
+        cpu.client,
+        wall * cores as f64,
+        wall,
+        cores
+    );
+    println!(
+        "PostgreSQL COPY   : {} rows   in {:.1} s = {} rows/s (unindexed table, same rows)",
+        settings.events,
+        copy_secs,
+        thousands(copy_rate)
+    );
+    println!(
+        "ratio             : HTTP = {:.1} % of COPY",
+        100.0 * http_rate / copy_rate
+    );
+    match memory {
+        Some((hwm_kb, rss_kb)) => println!(
+            "server peak RSS   : {:.0} MB (VmHWM; VmRSS after the load {:.0} MB)",
+            hwm_kb as f64 / 1024.0,
+            rss_kb as f64 / 1024.0
+        ),
+        None => println!("server peak RSS   : unknown (no /proc/{server_pid}/status)"),
+    }
+    if server_log_lines > 0 {
+        println!(
+            "server log        : {server_log_lines} lines at warn level or above in {}",
+            log_path.display()
+        );
+    }
+    Ok(())
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str, cleanup: &mut Cleanup) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        if let Some(child) = cleanup.server.as_mut() {
+            if let Ok(Some(_)) = child.try_wait() {
+                bail!("meterplane serve exited before it was ready");
+            }
+        }
+        match client
+            .get(format!("{base}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => return Ok(()),
+            Ok(r) => last = format!("GET /readyz answered {}", r.status()),
+            Err(e) => last = format!("GET /readyz: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server was not ready within 60 s ({last})")
+}
+
+struct Tenant {
+    org_id: Uuid,
+    key: String,
+}
+
+async fn post_json(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+    let mut request = client.post(&url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if status != reqwest::StatusCode::CREATED {
+        bail!("POST {url} answered {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {url}: not JSON: {text}"))
+}
+
+fn string_at<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("no {pointer} in {value}"))
+}
+
+/// Signs up (which creates the organization), then creates a project and an API key.
+async fn create_tenant(client: &reqwest::Client, base: &str, tag: &str) -> anyhow::Result<Tenant> {
+    let signup = post_json(
+        client,
+        format!("{base}/v1/auth/signup"),
+        None,
+        json!({
+            "email": format!("bench-{tag}@example.com"),
+            "password": "bench-password-0123",
+            "organizationName": "Bench",
+        }),
+    )
+    .await?;
+    let token = string_at(&signup, "/token/accessToken")?;
+    let org_id: Uuid = string_at(&signup, "/organization/id")?.parse()?;
+    let project = post_json(
+        client,
+        format!("{base}/v1/orgs/{org_id}/projects"),
+        Some(token),
+        json!({"name": "bench", "mode": "credits"}),
+    )
+    .await?;
+    let project_id = string_at(&project, "/id")?;
+    let key = post_json(
+        client,
+        format!("{base}/v1/orgs/{org_id}/projects/{project_id}/keys"),
+        Some(token),
+        json!({"name": "bench"}),
+    )
+    .await?;
+    Ok(Tenant {
+        org_id,
+        key: string_at(&key, "/secret")?.to_owned(),
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    request_id: &'a str,
+    endpoint: &'a str,
+    provider: &'static str,
+    model: &'static str,
+    user: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cached_tokens: i64,
+    latency_ms: i64,
+    time_to_first_token_ms: i64,
+    cache_hit: bool,
+    started_at: &'a str,
+}
+
+struct Rates {
+    input: Decimal,
+    output: Decimal,
+    cached: Decimal,
+}
+
+/// Per-million-token prices of the bench's models, from the bundled catalog.
+fn catalog() -> anyhow::Result<HashMap<(&'static str, &'static str), Rates>> {
+    let entries: Vec<Value> = serde_json::from_str(PRICES).context("parsing data/prices.json")?;
+    let decimal = |entry: &Value, field: &str| -> anyhow::Result<Decimal> {
+        let text = entry
+            .get(field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("price entry without {field}: {entry}"))?;
+        Decimal::from_str(text).with_context(|| format!("{field}: {text}"))
+    };
+    let mut rates = HashMap::new();
+    for (provider, model, _) in MODELS {
+        // The newest version of the model's price.
+        let entry = entries
+            .iter()
+            .filter(|e| e["provider"] == provider && e["model"] == model)
+            .max_by_key(|e| e["validFrom"].as_str().unwrap_or("").to_owned())
+            .ok_or_else(|| anyhow!("{provider}/{model} is not in data/prices.json"))?;
+        rates.insert(
+            (provider, model),
+            Rates {
+                input: decimal(entry, "inputPerMtok")?,
+                output: decimal(entry, "outputPerMtok")?,
+                cached: decimal(entry, "cachedInputPerMtok")?,
+            },
+        );
+    }
+    Ok(rates)
+}
+
+fn money(tokens: i64, per_mtok: Decimal) -> Decimal {
+    (Decimal::from(tokens) * per_mtok / Decimal::from(1_000_000))
+        .round_dp_with_strategy(10, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Builds every request body (serialized JSON) and writes the same events as CSV rows
+/// for the COPY baseline. Deterministic for a given event count and start time.
+/// Returns (events in the body, body) per batch.
+fn generate(settings: &Settings, org_id: Uuid, csv_path: &std::path::Path) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
+    let rates = catalog()?;
+    let mut rng = StdRng::seed_from_u64(0x6d65_7465_7270_6c61);
+    let now: DateTime<Utc> = Utc::now();
+    let run = Uuid::new_v4().simple().to_string();
+    let customers: Vec<String> = (0..CUSTOMERS).map(|i| format!("customer-{i:02}")).collect();
+    let agent_endpoints: Vec<String> = (1..=AGENTS).map(|i| format!("/a2a/agent-{i}")).collect();
+    let weight_total: u32 = MODELS.iter().map(|m| m.2).sum();
+
+    let mut csv = BufWriter::with_capacity(
+        1 << 20,
+        File::create(csv_path).with_context(|| format!("creating {}", csv_path.display()))?,
+    );
+    let mut bodies = Vec::with_capacity(settings.events.div_ceil(settings.batch));
+    let mut body = Vec::new();
+    let mut in_body = 0usize;
+    for i in 0..settings.events {
+        let request_id = format!("bench-{run}-{i:08}");
+        // Skewed towards the first customers, as real tenants are.
+        let customer = &customers[((rng.random::<f64>().powi(2)) * CUSTOMERS as f64) as usize];
+        let agent = rng.random_bool(0.3).then(|| rng.random_range(0..AGENTS));
+        let endpoint = agent.map_or("/chat/completions", |a| agent_endpoints[a].as_str());
+        let mut pick = rng.random_range(0..weight_total);
+        let (provider, model, _) = MODELS
+            .iter()
+            .copied()
+            .find(|m| {
+                if pick < m.2 {
+                    true
+                } else {
+                    pick -= m.2;
+                    false
+                }
+            })
+            .unwrap_or(MODELS[0]);
+        let failed = rng.random_bool(0.03);
+        let cache_hit = rng.random_bool(0.10);
+        let prompt_tokens: i64 = rng.random_range(50..8_000);
+        let completion_tokens: i64 = if failed { 0 } else { rng.random_range(10..2_000) };
+        let cached_tokens = if cache_hit || rng.random_bool(0.2) {
+            rng.random_range(0..=prompt_tokens)
+        } else {
+            0
+        };
+        let latency_ms: i64 = if cache_hit {
+            rng.random_range(5..80)
+        } else {
+            rng.random_range(150..9_000)
+        };
+        let ttft_ms = rng.random_range(0..=latency_ms.min(1_500));
+        let started = now - chrono::Duration::milliseconds(rng.random_range(0..3_600_000));
+        let started_at = started.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let error_code = failed.then(|| ERROR_CODES[rng.random_range(0..ERROR_CODES.len())]);
+        let event = Event {
+            request_id: &request_id,
+            endpoint,
+            provider,
+            model,
+            user: customer,
+            status: if failed { "error" } else { "success" },
+            error_code,
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+            latency_ms,
+            time_to_first_token_ms: ttft_ms,
+            cache_hit,
+            started_at: &started_at,
+        };
+
+        if in_body == 0 {
+            body = Vec::with_capacity(settings.batch * 420);
+            body.extend_from_slice(b"{\"events\":[");
+        } else {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &event)?;
+        in_body += 1;
+        if in_body == settings.batch || i + 1 == settings.events {
+            body.extend_from_slice(b"]}");
+            bodies.push((in_body, std::mem::take(&mut body)));
+            in_body = 0;
+        }
+
+        let cost = rates.get(&(provider, model)).map_or(Decimal::ZERO, |r| {
+            money(prompt_tokens - cached_tokens, r.input)
+                + money(cached_tokens, r.cached)
+                + money(completion_tokens, r.output)
+        });
+        writeln!(
+            csv,
+            "{},{org_id},{started_at},{request_id},{customer},{},{endpoint},{provider},{model},{},{},{prompt_tokens},{completion_tokens},{cached_tokens},{latency_ms},{ttft_ms},{cache_hit},{cost}",
+            Uuid::now_v7(),
+            agent.map_or(String::new(), |a| format!("agent-{}", a + 1)),
+            event.status,
+            error_code.unwrap_or(""),
+        )?;
+    }
+    // On disk before the timed part, so its write-back does not compete with the load.
+    csv.into_inner()
+        .map_err(|e| anyhow!("writing the CSV: {e}"))?
+        .sync_all()?;
+    Ok(bodies)
+}
+
+#[derive(Deserialize)]
+struct BatchReply {
+    accepted: usize,
+    duplicates: usize,
+    rejected: usize,
+}
+
+struct Load {
+    elapsed: Duration,
+    /// Per request, sorted.
+    latencies: Vec<Duration>,
+}
+
+/// Sends the bodies with `concurrency` requests in flight over kept-alive connections.
+async fn send_all(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    bodies: Vec<(usize, Vec<u8>)>,
+    concurrency: usize,
+    events: usize,
+) -> anyhow::Result<Load> {
+    let total_batches = bodies.len();
+    let queue = Arc::new(Mutex::new(bodies.into_iter().enumerate()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done_events = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base}/v1/usage/batch");
+    let started = Instant::now();
+
+    let progress = {
+        let done = done_events.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let n = done.load(Ordering::Relaxed);
+                let secs = started.elapsed().as_secs_f64();
+                step(&format!(
+                    "  {n}/{events} events after {secs:.0} s ({} events/s so far)",
+                    thousands(n as f64 / secs)
+                ));
+            }
+        })
+    };
+
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (client, url, key) = (client.clone(), url.clone(), key.to_owned());
+        let (queue, stop, done) = (queue.clone(), stop.clone(), done_events.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total_batches / concurrency + 1);
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let next = queue.lock().map_err(|_| anyhow!("poisoned queue"))?.next();
+                let Some((index, (count, body))) = next else {
+                    break;
+                };
+                let sent = Instant::now();
+                let result = send_batch(&client, &url, &key, index, count, body).await;
+                latencies.push(sent.elapsed());
+                match result {
+                    Ok(n) => {
+                        done.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total_batches);
+    let mut failure = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(mut l)) => latencies.append(&mut l),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(e) => failure = failure.or(Some(anyhow!("a sender task failed: {e}"))),
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    progress.abort();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let sent = done_events.load(Ordering::Relaxed);
+    if sent != events {
+        bail!("{sent} of {events} events were accepted");
+    }
+    latencies.sort();
+    Ok(Load { elapsed, latencies })
+}
+
+/// One batch; fails unless every event in it was accepted.
+async fn send_batch(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    index: usize,
+    expected: usize,
+    body: Vec<u8>,
+) -> anyhow::Result<usize> {
+    let response = client
+        .post(url)
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("batch {index}: POST /v1/usage/batch"))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("batch {index}: reading the answer"))?;
+    if status != reqwest::StatusCode::OK {
+        bail!(
+            "batch {index}: POST /v1/usage/batch answered {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(2_000)])
+        );
+    }
+    let reply: BatchReply =
+        serde_json::from_slice(&bytes).with_context(|| format!("batch {index}: unexpected answer"))?;
+    if reply.accepted != expected {
+        let first_refused = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v["results"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["status"] != "accepted")
+                    .cloned()
+            })
+            .map_or_else(|| "-".to_owned(), |r| r.to_string());
+        bail!(
+            "batch {index}: {} of {expected} events accepted ({} duplicates, {} rejected); first not accepted: {first_refused}",
+            reply.accepted,
+            reply.duplicates,
+            reply.rejected
+        );
+    }
+    Ok(expected)
+}
+
+#[derive(Default)]
+struct CpuSample {
+    server: f64,
+    postgres: f64,
+    client: f64,
+}
+
+impl CpuSample {
+    /// CPU seconds (user + system) of the server, of all `postgres` processes, and of
+    /// this process. Postgres processes that exit in between are not counted.
+    fn take(server_pid: u32) -> Self {
+        let mut postgres = 0.0;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+                    continue;
+                };
+                if let Some(("postgres", secs)) = proc_cpu(pid).as_ref().map(|(c, s)| (c.as_str(), *s)) {
+                    postgres += secs;
+                }
+            }
+        }
+        Self {
+            server: proc_cpu(&server_pid.to_string()).map_or(0.0, |c| c.1),
+            postgres,
+            client: proc_cpu("self").map_or(0.0, |c| c.1),
+        }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            server: self.server - before.server,
+            postgres: self.postgres - before.postgres,
+            client: self.client - before.client,
+        }
+    }
+}
+
+/// (command name, user + system CPU seconds) from /proc/<pid>/stat.
+fn proc_cpu(pid: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    // After the command: state is field 3; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / TICKS_PER_SEC))
+}
+
+/// (VmHWM, VmRSS) in kB.
+fn read_memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// 39812.4 -> "39,800": three significant digits, grouped by thousands.
+fn thousands(value: f64) -> String {
+    if !value.is_finite() || value <= 0.0 {
+        return "0".to_owned();
+    }
+    let digits = value.log10().floor() as i32 + 1;
+    let scale = 10f64.powi((digits - 3).max(0));
+    let rounded = ((value / scale).round() * scale) as u64;
+    let text = rounded.to_string();
+    let mut out = String::with_capacity(text.len() + text.len() / 3);
+    for (i, c) in text.chars().enumerate() {
+        if i > 0 && (text.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
