@@ -346,11 +346,8 @@ fn run() -> anyhow::Result<()> {
     step("COPY baseline: loading the same rows into an unindexed table (timed: the \\copy only)");
     psql(
         &db_url,
-        "CREATE TABLE bench_copy (
-            id uuid, org_id uuid, occurred_at timestamptz, request_id text, customer text,
-            agent text, endpoint text, provider text, model text, status text, error_code text,
-            prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint,
-            latency_ms int, ttft_ms int, cache_hit bool, cost numeric(20, 10))",
+        // Every column of a stored event, without its partitioning, indexes or checks.
+        "CREATE TABLE bench_copy (LIKE usage_events)",
     )?;
     let copy_command = format!("\\copy bench_copy FROM '{}' WITH (FORMAT csv)", csv_path.display());
     let copy_started = Instant::now();
@@ -658,18 +655,29 @@ fn generate(settings: &Settings, org_id: Uuid, csv_path: &std::path::Path) -> an
             in_body = 0;
         }
 
-        let cost = rates.get(&(provider, model)).map_or(Decimal::ZERO, |r| {
-            money(prompt_tokens - cached_tokens, r.input)
-                + money(cached_tokens, r.cached)
-                + money(completion_tokens, r.output)
-        });
+        // The row as `usage_events` stores it, column for column.
+        let (input, cached, output) =
+            rates
+                .get(&(provider, model))
+                .map_or((Decimal::ZERO, Decimal::ZERO, Decimal::ZERO), |r| {
+                    (
+                        money(prompt_tokens - cached_tokens, r.input),
+                        money(cached_tokens, r.cached),
+                        money(completion_tokens, r.output),
+                    )
+                });
+        let cost = input + cached + output;
         writeln!(
             csv,
-            "{},{org_id},{started_at},{request_id},{customer},{},{endpoint},{provider},{model},{},{},{prompt_tokens},{completion_tokens},{cached_tokens},{latency_ms},{ttft_ms},{cache_hit},{cost}",
+            "{org_id},{},{started_at},{request_id},{org_id},{org_id},{},{},{endpoint},{provider},{model},{},{},\
+             {prompt_tokens},{completion_tokens},{cached_tokens},0,{latency_ms},{ttft_ms},{cache_hit},0,{started_at},,\
+             \"{{\"\"bench\"\":true}}\",,,false,credits,false,{},{input},{output},{cached},0,0,0,{cost},,0,0,{cost},{started_at}",
             Uuid::now_v7(),
-            agent.map_or(String::new(), |a| format!("agent-{}", a + 1)),
+            Uuid::now_v7(),
+            agent.map_or(String::new(), |_| Uuid::now_v7().to_string()),
             event.status,
             error_code.unwrap_or(""),
+            Uuid::now_v7(),
         )?;
     }
     // On disk before the timed part, so its write-back does not compete with the load.

@@ -116,7 +116,9 @@ CREATE TABLE usage_request_ids (
     occurred_at timestamptz NOT NULL,
     PRIMARY KEY (org_id, request_id)
 );
-CREATE INDEX usage_request_ids_occurred_idx ON usage_request_ids (occurred_at);
+-- BRIN: rows arrive roughly in time order, and the purge only needs ranges; a btree
+-- would cost every insert far more.
+CREATE INDEX usage_request_ids_occurred_idx ON usage_request_ids USING brin (occurred_at);
 
 -- Daily roll-ups at the finest grain analytics needs; every report (by day, project,
 -- key, customer, agent, endpoint, model) is a GROUP BY over these rows. Maintained in
@@ -152,15 +154,29 @@ CREATE TABLE usage_daily (
     api_keys_cost        numeric(24, 10) NOT NULL,
     latency_ms_sum       bigint NOT NULL,
     latency_count        bigint NOT NULL,
-    -- Counts per fixed latency bucket (bounds in domain::rollup), for percentiles.
-    latency_buckets      bigint[] NOT NULL,
+    -- Counts per fixed latency bucket (bounds in domain::rollup::LATENCY_BUCKETS_MS;
+    -- b16 is everything slower), for percentiles. Plain columns: adding them on
+    -- conflict is far cheaper than element-wise array arithmetic.
+    latency_b00 bigint NOT NULL,
+    latency_b01 bigint NOT NULL,
+    latency_b02 bigint NOT NULL,
+    latency_b03 bigint NOT NULL,
+    latency_b04 bigint NOT NULL,
+    latency_b05 bigint NOT NULL,
+    latency_b06 bigint NOT NULL,
+    latency_b07 bigint NOT NULL,
+    latency_b08 bigint NOT NULL,
+    latency_b09 bigint NOT NULL,
+    latency_b10 bigint NOT NULL,
+    latency_b11 bigint NOT NULL,
+    latency_b12 bigint NOT NULL,
+    latency_b13 bigint NOT NULL,
+    latency_b14 bigint NOT NULL,
+    latency_b15 bigint NOT NULL,
+    latency_b16 bigint NOT NULL,
+    -- Concurrent ingest transactions write to different shards of the same grain, so
+    -- they do not wait for each other's row locks. Readers sum over shards.
+    shard                smallint NOT NULL CHECK (shard >= 0),
     CONSTRAINT usage_daily_grain UNIQUE NULLS NOT DISTINCT
-        (org_id, day, project_id, api_key_id, customer_id, agent_id, endpoint, provider, model)
+        (org_id, day, project_id, api_key_id, customer_id, agent_id, endpoint, provider, model, shard)
 );
-
--- Element-wise sum of two equally long arrays (latency histograms).
-CREATE FUNCTION array_add(a bigint[], b bigint[]) RETURNS bigint[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_agg(coalesce(x, 0) + coalesce(y, 0) ORDER BY i)
-    FROM unnest(a, b) WITH ORDINALITY AS t(x, y, i)
-$$;

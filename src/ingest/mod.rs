@@ -8,6 +8,10 @@ mod rollups;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    sync::{
+        atomic::{AtomicU16, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -61,7 +65,14 @@ pub struct Ingestor {
     customers: Cache<(Uuid, String), Uuid>,
     agents: Cache<(Uuid, String), Uuid>,
     partitions: Cache<NaiveDate, ()>,
+    /// Round-robin over the roll-up shards, from a random start per instance.
+    shard_counter: Arc<AtomicU16>,
 }
+
+/// How many roll-up rows one grain may be spread over; bounds both the ingest
+/// transactions that can run without waiting on each other and the extra rows
+/// analytics sum.
+pub const ROLLUP_SHARDS: u16 = 8;
 
 impl Ingestor {
     pub fn new(pool: DbPool, settings: IngestSettings) -> Self {
@@ -78,7 +89,13 @@ impl Ingestor {
             agents: ids(),
             // Dropped after a day so partitions removed by the retention purge are noticed.
             partitions: Cache::builder().time_to_live(Duration::from_secs(3600)).build(),
+            shard_counter: Arc::new(AtomicU16::new(rand::random::<u16>() % ROLLUP_SHARDS)),
         }
+    }
+
+    fn next_shard(&self) -> i16 {
+        let n = self.shard_counter.fetch_add(1, Ordering::Relaxed) % ROLLUP_SHARDS;
+        i16::try_from(n).unwrap_or(0)
     }
 
     pub fn settings(&self) -> &IngestSettings {
@@ -236,7 +253,7 @@ impl Ingestor {
                 .collect();
             store::usage::insert_events(conn, key, &rows).await?;
             let priced: Vec<&PricedEvent> = accepted.iter().map(|(_, _, p)| p).collect();
-            let rollup_rows = rollups::aggregate(key, &rows, &priced);
+            let rollup_rows = rollups::aggregate(key, &rows, &priced, self.next_shard());
             store::usage::upsert_rollups(conn, key.org_id, &rollup_rows).await?;
             Ok::<_, AppError>((claimed, new_customers, new_agents))
         })

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::{
     auth::KeyIdentity,
     domain::{
-        rollup::{bucket_index, BUCKET_COUNT},
+        rollup::bucket_index,
         usage::{BillingSource, PricedEvent},
     },
     store::usage::{EventRow, RollupRow},
@@ -18,8 +18,9 @@ type Grain = (chrono::NaiveDate, Option<Uuid>, Option<Uuid>, String, String, Str
 /// One row per grain, sorted by grain (the lock order `upsert_rollups` relies on).
 /// `priced` holds the priced event of each row, in the same order as `rows`; roll-ups
 /// use its catalog model id, so both names of a model add up in one row.
-pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent]) -> Vec<RollupRow> {
-    let mut by_grain: BTreeMap<Grain, (RollupRow, Vec<i64>)> = BTreeMap::new();
+/// Every row goes to roll-up shard `shard`.
+pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent], shard: i16) -> Vec<RollupRow> {
+    let mut by_grain: BTreeMap<Grain, RollupRow> = BTreeMap::new();
     for (row, priced) in rows.iter().zip(priced) {
         let grain = (
             row.occurred_at.date_naive(),
@@ -29,33 +30,21 @@ pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent]) 
             row.provider.clone(),
             priced.model_id.clone(),
         );
-        let (sum, buckets) = by_grain.entry(grain).or_insert_with(|| {
-            let rollup = RollupRow {
-                day: row.occurred_at.date_naive(),
-                project_id: key.project_id,
-                api_key_id: key.key_id,
-                customer_id: row.customer_id,
-                agent_id: row.agent_id,
-                endpoint: row.endpoint.clone(),
-                provider: row.provider.clone(),
-                model: priced.model_id.clone(),
-                ..RollupRow::default()
-            };
-            (rollup, vec![0; BUCKET_COUNT])
+        let sum = by_grain.entry(grain).or_insert_with(|| RollupRow {
+            day: row.occurred_at.date_naive(),
+            project_id: key.project_id,
+            api_key_id: key.key_id,
+            customer_id: row.customer_id,
+            agent_id: row.agent_id,
+            endpoint: row.endpoint.clone(),
+            provider: row.provider.clone(),
+            model: priced.model_id.clone(),
+            shard,
+            ..RollupRow::default()
         });
         add(sum, row, priced.billing_source);
-        if let Some(ms) = row.latency_ms {
-            buckets[bucket_index(i64::from(ms))] += 1;
-        }
     }
-    by_grain
-        .into_values()
-        .map(|(mut rollup, buckets)| {
-            let cells: Vec<String> = buckets.iter().map(i64::to_string).collect();
-            rollup.latency_buckets = format!("{{{}}}", cells.join(","));
-            rollup
-        })
-        .collect()
+    by_grain.into_values().collect()
 }
 
 fn add(sum: &mut RollupRow, row: &EventRow, source: BillingSource) {
@@ -83,5 +72,6 @@ fn add(sum: &mut RollupRow, row: &EventRow, source: BillingSource) {
     if let Some(ms) = row.latency_ms {
         sum.latency_ms_sum += i64::from(ms);
         sum.latency_count += 1;
+        sum.latency_buckets[bucket_index(i64::from(ms))] += 1;
     }
 }

@@ -21,6 +21,7 @@ use super::{
 use crate::{
     auth::KeyIdentity,
     domain::project_mode::ProjectMode,
+    domain::rollup::BUCKET_COUNT,
     error::{AppError, AppResult},
 };
 
@@ -289,12 +290,13 @@ pub struct RollupRow {
     pub api_keys_cost: Decimal,
     pub latency_ms_sum: i64,
     pub latency_count: i64,
-    /// The histogram as a PostgreSQL array literal (`{1,0,…}`), cast on insert:
-    /// `unnest` would flatten a two-dimensional array.
-    pub latency_buckets: String,
+    /// Counts per latency bucket (`domain::rollup`), stored as `latency_b00..b16`.
+    pub latency_buckets: [i64; BUCKET_COUNT],
+    pub shard: i16,
 }
 
-const SUMMED: [&str; 20] = [
+/// The summed columns of `usage_daily`, in the order `upsert_rollups` binds them.
+const SUMMED: [&str; 21] = [
     "requests",
     "errors",
     "cache_hits",
@@ -315,45 +317,73 @@ const SUMMED: [&str; 20] = [
     "credits_cost",
     "api_keys_cost",
     "latency_ms_sum",
+    "latency_count",
+];
+
+const MONEY_COLUMNS: [&str; 11] = [
+    "input_cost",
+    "output_cost",
+    "cached_input_cost",
+    "request_cost",
+    "image_cost",
+    "data_storage_cost",
+    "cost_before_discount",
+    "discount_savings",
+    "cost",
+    "credits_cost",
+    "api_keys_cost",
 ];
 
 /// Adds `rows` to the roll-ups. Rows must come sorted by grain so concurrent batches
-/// lock shared rows in the same order (no deadlocks).
+/// that share a shard lock rows in the same order (no deadlocks).
 pub async fn upsert_rollups(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let updates: Vec<String> = SUMMED
+    let buckets: Vec<String> = (0..BUCKET_COUNT).map(|i| format!("latency_b{i:02}")).collect();
+    let summed: Vec<&str> = SUMMED
         .iter()
-        .chain(["latency_count"].iter())
-        .map(|c| format!("{c} = d.{c} + EXCLUDED.{c}"))
-        .chain(["latency_buckets = array_add(d.latency_buckets, EXCLUDED.latency_buckets)".to_owned()])
+        .copied()
+        .chain(buckets.iter().map(String::as_str))
         .collect();
+    // $1 is the organization; the grain columns, then the summed ones, follow as arrays.
+    let grain = [
+        ("day", "date"),
+        ("project_id", "uuid"),
+        ("api_key_id", "uuid"),
+        ("customer_id", "uuid"),
+        ("agent_id", "uuid"),
+        ("endpoint", "text"),
+        ("provider", "text"),
+        ("model", "text"),
+        ("shard", "int2"),
+    ];
+    let columns: Vec<&str> = grain.iter().map(|(c, _)| *c).chain(summed.iter().copied()).collect();
+    let types: Vec<&str> = grain
+        .iter()
+        .map(|(_, t)| *t)
+        .chain(
+            summed
+                .iter()
+                .map(|c| if MONEY_COLUMNS.contains(c) { "numeric" } else { "int8" }),
+        )
+        .collect();
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 2))
+        .collect();
+    let updates: Vec<String> = summed.iter().map(|c| format!("{c} = d.{c} + EXCLUDED.{c}")).collect();
     let sql = format!(
-        "INSERT INTO usage_daily AS d (org_id, day, project_id, api_key_id, customer_id, agent_id, endpoint, provider, \
-         model, requests, errors, cache_hits, unpriced, prompt_tokens, completion_tokens, cached_tokens, images, \
-         input_cost, output_cost, cached_input_cost, request_cost, image_cost, data_storage_cost, \
-         cost_before_discount, discount_savings, cost, credits_cost, api_keys_cost, latency_ms_sum, latency_count, \
-         latency_buckets) \
-         SELECT $1, t.day, t.project_id, t.api_key_id, t.customer_id, t.agent_id, t.endpoint, t.provider, t.model, \
-         t.requests, t.errors, t.cache_hits, t.unpriced, t.prompt_tokens, t.completion_tokens, t.cached_tokens, \
-         t.images, t.input_cost, t.output_cost, t.cached_input_cost, t.request_cost, t.image_cost, \
-         t.data_storage_cost, t.cost_before_discount, t.discount_savings, t.cost, t.credits_cost, t.api_keys_cost, \
-         t.latency_ms_sum, t.latency_count, t.latency_buckets::bigint[] \
-         FROM unnest($2::date[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[], \
-         $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], \
-         $18::numeric[], $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[], $23::numeric[], \
-         $24::numeric[], $25::numeric[], $26::numeric[], $27::numeric[], $28::numeric[], $29::int8[], $30::int8[], \
-         $31::text[]) WITH ORDINALITY AS t(day, project_id, api_key_id, customer_id, agent_id, endpoint, provider, \
-         model, requests, errors, cache_hits, unpriced, prompt_tokens, completion_tokens, cached_tokens, images, \
-         input_cost, output_cost, cached_input_cost, request_cost, image_cost, data_storage_cost, \
-         cost_before_discount, discount_savings, cost, credits_cost, api_keys_cost, latency_ms_sum, latency_count, \
-         latency_buckets, ord) ORDER BY t.ord \
-         ON CONFLICT ON CONSTRAINT usage_daily_grain DO UPDATE SET {}",
-        updates.join(", ")
+        "INSERT INTO usage_daily AS d (org_id, {cols}) SELECT $1, {cols} FROM unnest({arrays}) \
+         WITH ORDINALITY AS t({cols}, ord) ORDER BY ord \
+         ON CONFLICT ON CONSTRAINT usage_daily_grain DO UPDATE SET {updates}",
+        cols = columns.join(", "),
+        arrays = arrays.join(", "),
+        updates = updates.join(", "),
     );
     let query = diesel::sql_query(sql).into_boxed().bind::<SqlUuid, _>(org_id);
-    let query = bind_columns!(query, rows,
+    let mut query = bind_columns!(query, rows,
         day: Array<diesel::sql_types::Date>,
         project_id: Array<SqlUuid>,
         api_key_id: Array<SqlUuid>,
@@ -362,6 +392,7 @@ pub async fn upsert_rollups(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow])
         endpoint: Array<Text>,
         provider: Array<Text>,
         model: Array<Text>,
+        shard: Array<diesel::sql_types::Int2>,
         requests: Array<Int8>,
         errors: Array<Int8>,
         cache_hits: Array<Int8>,
@@ -383,8 +414,11 @@ pub async fn upsert_rollups(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow])
         api_keys_cost: Array<Numeric>,
         latency_ms_sum: Array<Int8>,
         latency_count: Array<Int8>,
-        latency_buckets: Array<Text>,
     );
+    for i in 0..BUCKET_COUNT {
+        let column: Vec<i64> = rows.iter().map(|r| r.latency_buckets[i]).collect();
+        query = query.bind::<Array<Int8>, _>(column);
+    }
     query.execute(conn).await?;
     Ok(())
 }

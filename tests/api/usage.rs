@@ -500,3 +500,68 @@ async fn provider_model_names_roll_up_under_the_catalog_model() {
         "one roll-up row for both names"
     );
 }
+
+#[tokio::test]
+async fn roll_ups_keep_latency_histograms_and_counts() {
+    let (app, tenant) = priced_app().await;
+    let mut events = Vec::new();
+    for (i, (latency, status, cache_hit)) in [
+        (10, "success", true),
+        (30, "success", false),
+        (120, "error", false),
+        (70_000, "success", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = event(&format!("lat-{i}"));
+        e["latencyMs"] = json!(latency);
+        e["status"] = json!(status);
+        e["cacheHit"] = json!(cache_hit);
+        events.push(e);
+    }
+    let mut no_latency = event("lat-none");
+    no_latency.as_object_mut().unwrap().remove("latencyMs");
+    events.push(no_latency);
+    let (_, body) = app.send_batch(&tenant.key_secret, json!(events)).await;
+    assert_eq!(body["accepted"], 5);
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::BigInt>)]
+        buckets: Vec<i64>,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        latency_sum: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        latency_count: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        errors: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        cache_hits: i64,
+    }
+    let columns: Vec<String> = (0..17).map(|i| format!("sum(latency_b{i:02})")).collect();
+    use diesel_async::RunQueryDsl;
+    let row: Row = diesel::sql_query(format!(
+        "SELECT ARRAY[{}]::bigint[] AS buckets, sum(latency_ms_sum)::bigint AS latency_sum, \
+         sum(latency_count)::bigint AS latency_count, sum(errors)::bigint AS errors, \
+         sum(cache_hits)::bigint AS cache_hits FROM usage_daily WHERE org_id = $1",
+        columns.join(", ")
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .get_result(&mut app.db().await)
+    .await
+    .unwrap();
+    let mut expected = vec![0; 17];
+    expected[0] = 1; // 10 ms ≤ 25
+    expected[1] = 1; // 30 ms ≤ 50
+    expected[3] = 1; // 120 ms ≤ 200
+    expected[16] = 1; // 70 s: beyond the last bound
+    assert_eq!(row.buckets, expected);
+    assert_eq!(
+        (row.latency_sum, row.latency_count),
+        (70_160, 4),
+        "the event without latency is not counted"
+    );
+    assert_eq!((row.errors, row.cache_hits), (1, 1));
+    assert_eq!(meterplane::domain::rollup::percentile(&row.buckets, 0.5), Some(50));
+}
