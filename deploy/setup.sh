@@ -37,7 +37,7 @@ Try it:
       -d '{"email":"demo@meterplane.local","password":"meterplane-demo"}' | sed -E 's/.*"accessToken":"([^"]+)".*/\1/')
   curl -s http://$bind/v1/me -H "authorization: Bearer \$TOKEN"
   curl -s http://$bind/v1/gateway/whoami -H "x-api-key: $key"
-  curl -s -X POST http://$bind/v1/usage -H "x-api-key: $key" -H 'content-type: application/json' \
+  curl -s -X POST http://$bind/v1/usage -H "x-api-key: $key" -H 'content-type: application/json' \\
       -d '{"requestId":"try-1","endpoint":"/chat/completions","provider":"openai","model":"gpt-4o","user":"me","promptTokens":1200,"completionTokens":300}'
   curl -s "http://$bind/v1/orgs/$org/spend-logs?limit=5" -H "authorization: Bearer \$TOKEN"
 

@@ -87,7 +87,8 @@ impl Ingestor {
             settings,
             customers: ids(),
             agents: ids(),
-            // Dropped after a day so partitions removed by the retention purge are noticed.
+            // Forgotten after an hour, so a partition dropped by the retention purge is
+            // created again if a (late but still retained) event needs it.
             partitions: Cache::builder().time_to_live(Duration::from_secs(3600)).build(),
             shard_counter: Arc::new(AtomicU16::new(rand::random::<u16>() % ROLLUP_SHARDS)),
         }
@@ -148,6 +149,10 @@ impl Ingestor {
         let days: BTreeSet<NaiveDate> = batch.iter().map(|(_, _, p)| p.event.occurred_at.date_naive()).collect();
         for day in days {
             self.ensure_partition(&mut conn, day).await?;
+        }
+        if batch.is_empty() {
+            // Nothing valid to store: every outcome is already a rejection.
+            return Ok(outcomes.into_iter().flatten().collect());
         }
         let (claimed, new_customers, new_agents) = self.write(&mut conn, key, &batch).await?;
 

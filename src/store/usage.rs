@@ -128,6 +128,9 @@ pub async fn recorded_event_ids(
     org_id: Uuid,
     request_ids: &[String],
 ) -> AppResult<HashMap<String, Uuid>> {
+    if request_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows: Vec<(String, Uuid)> = usage_request_ids::table
         .filter(usage_request_ids::org_id.eq(org_id))
         .filter(usage_request_ids::request_id.eq_any(request_ids))
@@ -320,19 +323,10 @@ const SUMMED: [&str; 21] = [
     "latency_count",
 ];
 
-const MONEY_COLUMNS: [&str; 11] = [
-    "input_cost",
-    "output_cost",
-    "cached_input_cost",
-    "request_cost",
-    "image_cost",
-    "data_storage_cost",
-    "cost_before_discount",
-    "discount_savings",
-    "cost",
-    "credits_cost",
-    "api_keys_cost",
-];
+/// Money columns are `numeric`; every other summed column is `int8`.
+fn is_money(column: &str) -> bool {
+    column.ends_with("cost") || column == "discount_savings"
+}
 
 /// Adds `rows` to the roll-ups. Rows must come sorted by grain so concurrent batches
 /// that share a shard lock rows in the same order (no deadlocks).
@@ -362,11 +356,7 @@ pub async fn upsert_rollups(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow])
     let types: Vec<&str> = grain
         .iter()
         .map(|(_, t)| *t)
-        .chain(
-            summed
-                .iter()
-                .map(|c| if MONEY_COLUMNS.contains(c) { "numeric" } else { "int8" }),
-        )
+        .chain(summed.iter().map(|c| if is_money(c) { "numeric" } else { "int8" }))
         .collect();
     let arrays: Vec<String> = types
         .iter()
