@@ -63,6 +63,7 @@ impl Application {
         let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
         let workers = config.workers;
         let state = AppState::connect(config).await?;
+        tokio::spawn(prepare_partitions_hourly(state.ingest.clone()));
         Self::from_parts(listener, state, workers)
     }
 
@@ -104,6 +105,17 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Keeps usage partitions for today and the next two days in place.
+async fn prepare_partitions_hourly(ingest: Ingestor) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        if let Err(e) = ingest.prepare_partitions(2).await {
+            tracing::warn!(error = %e, "could not prepare usage partitions; ingestion will create them on demand");
+        }
     }
 }
 

@@ -122,7 +122,8 @@ CREATE INDEX usage_request_ids_occurred_idx ON usage_request_ids USING brin (occ
 
 -- Daily roll-ups at the finest grain analytics needs; every report (by day, project,
 -- key, customer, agent, endpoint, model) is a GROUP BY over these rows. Maintained in
--- the same transaction as the events they summarize.
+-- the same transaction as the events they summarize. Money columns hold 20 integer
+-- digits: many events of the largest single-event cost still fit.
 CREATE TABLE usage_daily (
     org_id               uuid NOT NULL,
     day                  date NOT NULL,
@@ -141,17 +142,17 @@ CREATE TABLE usage_daily (
     completion_tokens    bigint NOT NULL,
     cached_tokens        bigint NOT NULL,
     images               bigint NOT NULL,
-    input_cost           numeric(24, 10) NOT NULL,
-    output_cost          numeric(24, 10) NOT NULL,
-    cached_input_cost    numeric(24, 10) NOT NULL,
-    request_cost         numeric(24, 10) NOT NULL,
-    image_cost           numeric(24, 10) NOT NULL,
-    data_storage_cost    numeric(24, 10) NOT NULL,
-    cost_before_discount numeric(24, 10) NOT NULL,
-    discount_savings     numeric(24, 10) NOT NULL,
-    cost                 numeric(24, 10) NOT NULL,
-    credits_cost         numeric(24, 10) NOT NULL,
-    api_keys_cost        numeric(24, 10) NOT NULL,
+    input_cost           numeric(30, 10) NOT NULL,
+    output_cost          numeric(30, 10) NOT NULL,
+    cached_input_cost    numeric(30, 10) NOT NULL,
+    request_cost         numeric(30, 10) NOT NULL,
+    image_cost           numeric(30, 10) NOT NULL,
+    data_storage_cost    numeric(30, 10) NOT NULL,
+    cost_before_discount numeric(30, 10) NOT NULL,
+    discount_savings     numeric(30, 10) NOT NULL,
+    cost                 numeric(30, 10) NOT NULL,
+    credits_cost         numeric(30, 10) NOT NULL,
+    api_keys_cost        numeric(30, 10) NOT NULL,
     latency_ms_sum       bigint NOT NULL,
     latency_count        bigint NOT NULL,
     -- Counts per fixed latency bucket (bounds in domain::rollup::LATENCY_BUCKETS_MS;

@@ -11,7 +11,7 @@ impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
         let bad = || Invalid::new(format!("`{raw}` is not a valid email address"));
-        if email.len() > 254 || email.chars().any(char::is_whitespace) {
+        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
         let (local, domain) = email.split_once('@').ok_or_else(bad)?;

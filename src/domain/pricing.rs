@@ -133,13 +133,22 @@ impl Catalog {
         Self { entries }
     }
 
-    /// The version in force at `at` for `model` (catalog id or provider name): the one
-    /// with the latest `valid_from` not after `at`.
+    /// The version in force at `at` for `model`. The reported name is first resolved to
+    /// a catalog model — its catalog id, or a provider name any version carries — so a
+    /// new version applies whichever name the gateway reports.
     pub fn lookup(&self, provider: &str, model: &str, at: chrono::DateTime<chrono::Utc>) -> Option<&CatalogEntry> {
-        self.entries
-            .iter()
-            .filter(|e| e.provider == provider && (e.model == model || e.provider_model_name == model))
-            .filter(|e| e.valid_from <= at)
+        let of_provider = || self.entries.iter().filter(move |e| e.provider == provider);
+        let catalog_id = if of_provider().any(|e| e.model == model) {
+            model
+        } else {
+            of_provider()
+                .filter(|e| e.provider_model_name == model)
+                .max_by_key(|e| e.valid_from)?
+                .model
+                .as_str()
+        };
+        of_provider()
+            .filter(|e| e.model == catalog_id && e.valid_from <= at)
             .max_by_key(|e| e.valid_from)
     }
 }
@@ -279,6 +288,16 @@ mod tests {
         assert_eq!(input_at("claude-sonnet-4-5-20250929", 10), Some(dec!(2)));
         assert_eq!(input_at("claude-sonnet-4-5", 20), Some(dec!(2)));
         assert_eq!(catalog.lookup("openai", "claude-sonnet-4-5", day(20)), None);
+
+        // A later version recorded without the provider name still applies to events
+        // that report the provider name.
+        let mut renamed = entry(day(15), dec!(1));
+        renamed.provider_model_name = renamed.model.clone();
+        let catalog = Catalog::new(vec![entry(day(1), dec!(3)), renamed]);
+        let price = catalog
+            .lookup("anthropic", "claude-sonnet-4-5-20250929", day(20))
+            .map(|e| e.price.input_per_mtok);
+        assert_eq!(price, Some(dec!(1)));
         assert_eq!(
             catalog.lookup(
                 "anthropic",

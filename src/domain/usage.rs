@@ -130,6 +130,25 @@ pub fn cap_body(body: String, cap: usize) -> (String, bool) {
     (body[..end].to_owned(), true)
 }
 
+/// PostgreSQL `text` and `jsonb` cannot hold NUL; stored bodies get U+FFFD instead.
+pub fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+/// Whether a JSON value holds a NUL anywhere (keys included), which `jsonb` refuses.
+pub fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
 /// Checks a text field's length in characters.
 pub fn bounded_text(value: &str, max: usize) -> Result<String, Invalid> {
     let trimmed = value.trim();
@@ -285,6 +304,14 @@ mod tests {
         assert!(BillingSource::resolve(ProjectMode::Credits, Some(ApiKeys)).is_err());
         assert_eq!(BillingSource::resolve(ProjectMode::Hybrid, Some(ApiKeys)), Ok(ApiKeys));
         assert_eq!(BillingSource::resolve(ProjectMode::Hybrid, None), Ok(Credits));
+    }
+
+    #[test]
+    fn nul_characters_are_found_and_replaced() {
+        assert_eq!(without_nul("a\0b".into()), "a\u{FFFD}b");
+        assert!(json_has_nul(&serde_json::json!({"k": ["x", "a\u{0}b"]})));
+        assert!(json_has_nul(&serde_json::json!({"a\u{0}": 1})));
+        assert!(!json_has_nul(&serde_json::json!({"k": "fine\n"})));
     }
 
     #[test]

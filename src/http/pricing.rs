@@ -8,7 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paths::OrgPath, state::AppState, validate::Fields};
+use super::{
+    extract::AuthUser,
+    paths::OrgPath,
+    state::AppState,
+    validate::{query_text, Fields},
+};
 use crate::{
     domain::{role::Access, usage::bounded_text, Invalid},
     error::{AppError, AppResult, FieldError, Problem},
@@ -79,7 +84,7 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
 pub struct CreatePrice {
     provider: String,
     model: String,
-    /// Defaults to `model`.
+    /// Defaults to the name the model's latest version carries, else to `model`.
     #[serde(default)]
     provider_model_name: Option<String>,
     input_per_mtok: Decimal,
@@ -176,7 +181,7 @@ pub async fn list_prices(
     query: web::Query<PriceQuery>,
 ) -> AppResult<web::Json<Vec<PriceView>>> {
     let mut conn = state.conn().await?;
-    let provider = query.provider.as_deref().map(str::to_lowercase);
+    let provider = query_text("provider", query.into_inner().provider)?.map(|p| p.to_lowercase());
     Ok(web::Json(price_views(
         store::prices::list(&mut conn, provider.as_deref()).await?,
     )))
@@ -202,8 +207,14 @@ pub async fn create_price(
     body: web::Json<CreatePrice>,
 ) -> AppResult<HttpResponse> {
     caller.0.require_operator()?;
-    let new = body.into_inner().parse().map_err(AppError::validation)?;
+    let named = body.provider_model_name.is_some();
+    let mut new = body.into_inner().parse().map_err(AppError::validation)?;
     let mut conn = state.conn().await?;
+    if !named {
+        if let Some(name) = store::prices::provider_model_name_of(&mut conn, &new.provider, &new.model).await? {
+            new.provider_model_name = name;
+        }
+    }
     let row = store::prices::insert(&mut conn, &new).await?;
     tracing::info!(provider = %row.provider, model = %row.model, valid_from = %row.valid_from, "price added");
     // Its `validUntil` depends on the other versions of the model.

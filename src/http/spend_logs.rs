@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paths::OrgPath, state::AppState};
+use super::{extract::AuthUser, paths::OrgPath, state::AppState, validate::query_text};
 use crate::{
     domain::{
         role::Access,
@@ -252,10 +252,10 @@ pub async fn list_spend_logs(
     let filter = LogFilter {
         project_id: q.project_id,
         api_key_id: q.api_key_id,
-        customer: q.customer,
-        agent: q.agent,
-        provider: q.provider.map(|p| p.to_lowercase()),
-        model: q.model,
+        customer: query_text("customer", q.customer)?,
+        agent: query_text("agent", q.agent)?,
+        provider: query_text("provider", q.provider)?.map(|p| p.to_lowercase()),
+        model: query_text("model", q.model)?,
         status: q.status.map(|s| s.as_str().to_owned()),
         from: q.from,
         to: q.to,

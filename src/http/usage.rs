@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{extract::GatewayKey, state::AppState, validate::Fields};
 use crate::{
     domain::usage::{
-        agent_from_endpoint, bounded_count, bounded_text, cap_body, BillingSource, EventStatus, NewUsageEvent,
-        MAX_DURATION_MS, MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
+        agent_from_endpoint, bounded_count, bounded_text, cap_body, json_has_nul, without_nul, BillingSource,
+        EventStatus, NewUsageEvent, MAX_DURATION_MS, MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
     },
     error::{AppError, AppResult, FieldError, Problem},
     ingest::Outcome,
@@ -143,9 +143,10 @@ fn as_i32(value: i64) -> i32 {
 }
 
 /// Stored form of a body: JSON strings as they are, anything else serialized.
+/// (Serialized JSON escapes NUL as `\u0000`; only a raw string can hold one.)
 fn body_text(body: serde_json::Value) -> String {
     match body {
-        serde_json::Value::String(s) => s,
+        serde_json::Value::String(s) => without_nul(s),
         other => other.to_string(),
     }
 }
@@ -197,6 +198,9 @@ pub fn parse_event(
     match &req.metadata {
         Some(serde_json::Value::Object(_)) | None => {}
         Some(_) => f.push("metadata", "must be a JSON object"),
+    }
+    if req.metadata.as_ref().is_some_and(json_has_nul) {
+        f.push("metadata", "must not contain NUL characters");
     }
     if req
         .metadata

@@ -71,6 +71,21 @@ impl Fields {
     }
 }
 
+/// A free-text query parameter: trimmed, bounded, no control characters (PostgreSQL
+/// cannot even compare a string holding NUL).
+pub fn query_text(name: &str, value: Option<String>) -> AppResult<Option<String>> {
+    value
+        .map(|v| {
+            crate::domain::usage::bounded_text(&v, 256).map_err(|e| {
+                AppError::new(
+                    crate::error::ErrorCode::InvalidQueryParameter,
+                    format!("{name}: {}", e.0),
+                )
+            })
+        })
+        .transpose()
+}
+
 pub fn one<T>(checked: Checked<T>) -> AppResult<T> {
     checked.map_err(|e| AppError::validation(vec![e]))
 }

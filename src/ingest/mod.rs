@@ -192,6 +192,17 @@ impl Ingestor {
             .collect())
     }
 
+    /// Creates the partitions of today and the next `days_ahead` days ahead of need, so
+    /// ingestion rarely creates one on its path. Run at start-up and every hour.
+    pub async fn prepare_partitions(&self, days_ahead: u32) -> AppResult<()> {
+        let mut conn = self.pool.get().await?;
+        let today = Utc::now().date_naive();
+        for day in today.iter_days().take(days_ahead as usize + 1) {
+            self.ensure_partition(&mut conn, day).await?;
+        }
+        Ok(())
+    }
+
     async fn ensure_partition(&self, conn: &mut DbConn, day: NaiveDate) -> AppResult<()> {
         if self.partitions.contains_key(&day) {
             return Ok(());

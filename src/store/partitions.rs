@@ -10,30 +10,54 @@ pub fn partition_name(day: NaiveDate) -> String {
     format!("usage_events_p{}", day.format("%Y%m%d"))
 }
 
-/// Creates the partition for `day` if it does not exist. An advisory lock per day
-/// serializes concurrent creators; `lock_timeout` keeps a busy parent table from
-/// stalling ingestion for long.
+/// Creates the partition for `day` if it does not exist.
+///
+/// `CREATE TABLE … PARTITION OF` would lock the parent against readers and writers;
+/// creating a standalone table and then `ATTACH`ing it only takes a lock that lets
+/// inserts and queries go on. An advisory lock per day serializes concurrent creators.
+/// Failures are transient (a lock wait timed out), so they answer 503.
 pub async fn ensure_day(conn: &mut DbConn, day: NaiveDate) -> AppResult<()> {
     let next = day
         .succ_opt()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("no day after {day}")))?;
     let key: i32 = day.format("%Y%m%d").to_string().parse().unwrap_or_default();
-    let create = format!(
-        "CREATE TABLE IF NOT EXISTS {} PARTITION OF usage_events \
-         FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
-        partition_name(day)
-    );
+    let name = partition_name(day);
     conn.transaction(async |conn| {
-        diesel::sql_query("SET LOCAL lock_timeout = '10s'")
-            .execute(conn)
-            .await?;
+        diesel::sql_query("SET LOCAL lock_timeout = '5s'").execute(conn).await?;
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock(8812, {key})"))
             .execute(conn)
             .await?;
-        diesel::sql_query(create).execute(conn).await?;
-        Ok::<_, AppError>(())
+        if exists(conn, &name).await? {
+            return Ok(());
+        }
+        diesel::sql_query(format!(
+            "CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        ))
+        .execute(conn)
+        .await?;
+        diesel::sql_query(format!(
+            "ALTER TABLE usage_events ATTACH PARTITION {name} \
+             FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')"
+        ))
+        .execute(conn)
+        .await?;
+        Ok::<_, diesel::result::Error>(())
     })
     .await
+    .map_err(AppError::unavailable)
+}
+
+async fn exists(conn: &mut DbConn, name: &str) -> Result<bool, diesel::result::Error> {
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let found: Found = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS found")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await?;
+    Ok(found.found)
 }
 
 /// Names of the existing partitions, oldest first.

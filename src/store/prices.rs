@@ -124,6 +124,18 @@ pub async fn upsert_all(conn: &mut DbConn, prices: &[NewPrice]) -> AppResult<usi
     Ok(written)
 }
 
+/// The provider's own name the latest version of a model carries, if any.
+pub async fn provider_model_name_of(conn: &mut DbConn, provider: &str, model: &str) -> AppResult<Option<String>> {
+    Ok(model_prices::table
+        .filter(model_prices::provider.eq(provider))
+        .filter(model_prices::model.eq(model))
+        .order(model_prices::valid_from.desc())
+        .select(model_prices::provider_model_name)
+        .first(conn)
+        .await
+        .optional()?)
+}
+
 /// Every version, optionally of one provider, grouped by model, oldest first.
 pub async fn list(conn: &mut DbConn, provider: Option<&str>) -> AppResult<Vec<PriceRow>> {
     let mut query = model_prices::table.select(PriceRow::as_select()).into_boxed();

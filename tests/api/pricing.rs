@@ -877,3 +877,35 @@ async fn an_event_whose_cost_cannot_be_stored_is_rejected_on_its_own() {
     assert_eq!(body["results"][1]["status"], "rejected");
     assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 1);
 }
+
+#[tokio::test]
+async fn a_new_version_keeps_the_provider_name_and_prices_events_reported_by_it() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant().await;
+    let today = Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let add = |body: serde_json::Value| app.post_json(&operator, "/v1/admin/prices", body);
+    add(
+        json!({"provider": "named", "model": "nm-1", "providerModelName": "nm-1-2026-01-01",
+        "inputPerMtok": "4", "outputPerMtok": "0", "cachedInputPerMtok": "0",
+        "validFrom": (today - chrono::Duration::days(30)).to_rfc3339()}),
+    )
+    .await;
+    // The new version leaves out the provider name: it inherits it.
+    let v2 = add(json!({"provider": "named", "model": "nm-1",
+        "inputPerMtok": "2", "outputPerMtok": "0", "cachedInputPerMtok": "0",
+        "validFrom": (today - chrono::Duration::days(1)).to_rfc3339()}))
+    .await;
+    assert_eq!(v2["providerModelName"], "nm-1-2026-01-01");
+    // 1,000 input tokens at the new $2/M, whichever name the gateway reports.
+    for (i, model) in ["nm-1", "nm-1-2026-01-01"].into_iter().enumerate() {
+        let id = app
+            .record_event(&tenant, json!({"requestId": format!("named-{i}"), "provider": "named", "model": model, "promptTokens": 1000, "completionTokens": 0}))
+            .await;
+        let detail = app
+            .get_json(&tenant.owner, &format!("/v1/orgs/{}/spend-logs/{id}", tenant.org_id))
+            .await;
+        assert_eq!(detail["cost"], "0.002", "{model}");
+        assert_eq!(detail["priceId"], v2["id"], "{model}");
+    }
+}

@@ -565,3 +565,85 @@ async fn roll_ups_keep_latency_histograms_and_counts() {
     assert_eq!((row.errors, row.cache_hits), (1, 1));
     assert_eq!(meterplane::domain::rollup::percentile(&row.buckets, 0.5), Some(50));
 }
+
+#[tokio::test]
+async fn partitions_are_prepared_ahead_and_created_on_demand() {
+    let (app, tenant) = priced_app().await;
+    app.state.ingest.prepare_partitions(2).await.unwrap();
+    app.state.ingest.prepare_partitions(2).await.unwrap(); // idempotent
+    let names = meterplane::store::partitions::list(&mut app.db().await).await.unwrap();
+    let today = Utc::now().date_naive();
+    let expected: Vec<String> = today
+        .iter_days()
+        .take(3)
+        .map(meterplane::store::partitions::partition_name)
+        .collect();
+    assert_eq!(names, expected);
+
+    // An event two days back needs a partition nobody prepared: created on the way in.
+    let mut late = event("late");
+    late["startedAt"] = json!((today - Duration::days(2))
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .to_rfc3339());
+    expect_json(post_event(&app, &tenant.key_secret, &late).await, StatusCode::CREATED).await;
+    let names = meterplane::store::partitions::list(&mut app.db().await).await.unwrap();
+    assert_eq!(names.len(), 4);
+    assert_eq!(
+        names[0],
+        meterplane::store::partitions::partition_name(today - Duration::days(2))
+    );
+}
+
+#[tokio::test]
+async fn nul_characters_never_reach_the_database() {
+    let (app, tenant) = priced_app().await;
+    let mut with_nul_body = event("nul-body");
+    with_nul_body["requestBody"] = json!("a\u{0}b");
+    let mut with_nul_metadata = event("nul-metadata");
+    with_nul_metadata["metadata"] = json!({"k": "a\u{0}b"});
+    let (status, body) = app
+        .send_batch(
+            &tenant.key_secret,
+            json!([event("ok"), with_nul_body, with_nul_metadata]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["accepted"].as_i64(), body["rejected"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(body["results"][2]["errors"][0]["field"], "metadata");
+    let stored = app
+        .get_json(
+            &tenant.owner,
+            &format!(
+                "/v1/orgs/{}/spend-logs/{}",
+                tenant.org_id,
+                body["results"][1]["eventId"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(stored["requestBody"], "a\u{FFFD}b");
+
+    let filter = app
+        .as_user(
+            Method::GET,
+            &format!("/v1/orgs/{}/spend-logs?customer=a%00b", tenant.org_id),
+            &tenant.owner,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(filter, StatusCode::BAD_REQUEST, "invalid_query_parameter").await;
+    let signup = app
+        .request(Method::POST, "/v1/auth/signup")
+        .json(&json!({"email": "a\u{0}b@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(signup, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let login = app.login("a\u{0}b@example.com", "correct horse battery").await;
+    expect_problem(login, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
