@@ -75,9 +75,22 @@ pub struct MembershipView {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct PendingInvitation {
+    /// Accept with `POST /v1/invitations/{id}/accept`.
+    id: Uuid,
+    org_id: Uuid,
+    organization_name: String,
+    role: Role,
+    invited_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct MeResponse {
     user: UserView,
     memberships: Vec<MembershipView>,
+    /// Organizations that invited this account's email address.
+    invitations: Vec<PendingInvitation>,
 }
 
 impl From<store::users::User> for UserView {
@@ -215,8 +228,20 @@ pub async fn me(state: web::Data<AppState>, caller: AuthUser) -> AppResult<web::
             role,
         })
         .collect();
+    let invitations = store::invitations::open_for(&mut conn, &user.email)
+        .await?
+        .into_iter()
+        .map(|(i, organization_name)| PendingInvitation {
+            id: i.id,
+            org_id: i.org_id,
+            organization_name,
+            role: i.role,
+            invited_at: i.created_at,
+        })
+        .collect();
     Ok(web::Json(MeResponse {
         user: user.into(),
         memberships,
+        invitations,
     }))
 }

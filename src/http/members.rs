@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     auth::hash_password,
     extract::AuthUser,
+    invitations::InvitationView,
     paths::{MemberPath, OrgPath},
     state::AppState,
     validate,
@@ -23,7 +24,7 @@ use crate::{
     error::{AppResult, Problem},
     store::{
         self,
-        members::{Member, NewMember},
+        members::{Added, Member, NewMember},
     },
 };
 
@@ -55,7 +56,8 @@ impl From<Member> for MemberView {
 pub struct AddMember {
     email: String,
     role: Role,
-    /// Sets up an account for an email that has none yet; ignored otherwise.
+    /// Provisions an account for an email that has none yet; without it, or when the
+    /// email has an account, the person is invited instead.
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
@@ -87,14 +89,18 @@ pub async fn list_members(
     Ok(web::Json(members.into_iter().map(MemberView::from).collect()))
 }
 
-/// Adds a person to the organization. Only owners may add owners.
+/// Adds a person. With a `password` and an email that has no account yet, the account
+/// is created and joins at once (201). Otherwise the person is invited and joins by
+/// accepting (202) — the answer is the same whether or not the email has an account.
+/// Only owners may add or invite owners.
 #[utoipa::path(
     tag = "members",
     security(("bearer" = [])),
     params(OrgPath),
     request_body = AddMember,
     responses(
-        (status = 201, body = MemberView),
+        (status = 201, description = "A new account was created and is a member", body = MemberView),
+        (status = 202, description = "The person is invited", body = InvitationView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -127,8 +133,10 @@ pub async fn add_member(
         display_name: name.map(Name::into_string).unwrap_or_default(),
         password_hash,
     };
-    let member = store::members::add(&mut conn, &access, new).await?;
-    Ok(HttpResponse::Created().json(MemberView::from(member)))
+    Ok(match store::members::add(&mut conn, &access, new).await? {
+        Added::Member(member) => HttpResponse::Created().json(MemberView::from(member)),
+        Added::Invited(invitation) => HttpResponse::Accepted().json(InvitationView::from(invitation)),
+    })
 }
 
 /// Changes a member's role. An organization always keeps at least one owner.

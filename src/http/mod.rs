@@ -8,6 +8,7 @@ pub mod auth;
 pub mod extract;
 pub mod gateway;
 pub mod health;
+pub mod invitations;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
@@ -40,6 +41,9 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(members::add_member)
                 .service(members::change_member_role)
                 .service(members::remove_member)
+                .service(invitations::list_invitations)
+                .service(invitations::revoke_invitation)
+                .service(invitations::accept_invitation)
                 .service(projects::create_project)
                 .service(projects::list_projects)
                 .service(projects::get_project)

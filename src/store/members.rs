@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{
     access::OrgAccess,
+    invitations::{self, Invitation},
     schema::{memberships, users},
     users::{self as user_store, NewUser},
     DbConn,
@@ -65,25 +66,41 @@ async fn get(conn: &mut DbConn, org_id: Uuid, user_id: Uuid) -> AppResult<Member
         .ok_or_else(|| AppError::not_found("member"))
 }
 
-/// A person to add: an existing account by email, or a new one with this password.
+/// A person to add: a new account with this password, or an invitation.
 pub struct NewMember {
     pub email: EmailAddress,
     pub role: Role,
     pub display_name: String,
-    /// Argon2 hash for a new account; `None` when the account must already exist.
+    /// Argon2 hash, used only when no account exists for the email.
     pub password_hash: Option<String>,
 }
 
-pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppResult<Member> {
+pub enum Added {
+    /// A new account, provisioned with the given password, is a member now.
+    Member(Member),
+    /// The email has an account (which joins only by accepting), or has none and no
+    /// password was given. Both answer the same, so the caller learns nothing about
+    /// accounts outside the organization.
+    Invited(Invitation),
+}
+
+pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppResult<Added> {
     access.require(new.role.access_to_assign())?;
     let org_id = access.org_id();
-    conn.transaction(async |conn| {
-        let user = match (user_store::find_by_email(conn, &new.email).await?, new.password_hash) {
-            (Some(user), _) => user,
+    conn.transaction(
+        async |conn| match (user_store::find_by_email(conn, &new.email).await?, new.password_hash) {
+            (Some(user), _) => {
+                if get(conn, org_id, user.id).await.is_ok() {
+                    return Err(AppError::conflict("this person is already a member"));
+                }
+                Ok(Added::Invited(
+                    invitations::open(conn, access, &new.email, new.role).await?,
+                ))
+            }
             (None, Some(password_hash)) => {
                 let display_name = new.display_name.clone();
                 let email = new.email.clone();
-                user_store::insert(
+                let user = user_store::insert(
                     conn,
                     NewUser {
                         email,
@@ -92,29 +109,22 @@ pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppRe
                         is_operator: false,
                     },
                 )
-                .await?
+                .await?;
+                diesel::insert_into(memberships::table)
+                    .values((
+                        memberships::org_id.eq(org_id),
+                        memberships::user_id.eq(user.id),
+                        memberships::role.eq(new.role),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(Added::Member(get(conn, org_id, user.id).await?))
             }
-            (None, None) => {
-                return Err(AppError::invalid_field(
-                    "password",
-                    "required when no account exists for this email",
-                ))
-            }
-        };
-        let inserted = diesel::insert_into(memberships::table)
-            .values((
-                memberships::org_id.eq(org_id),
-                memberships::user_id.eq(user.id),
-                memberships::role.eq(new.role),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        if inserted == 0 {
-            return Err(AppError::conflict("this user is already a member"));
-        }
-        get(conn, org_id, user.id).await
-    })
+            (None, None) => Ok(Added::Invited(
+                invitations::open(conn, access, &new.email, new.role).await?,
+            )),
+        },
+    )
     .await
 }
 

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api_keys;
 pub mod discounts;
+pub mod invitations;
 pub mod members;
 pub mod orgs;
 pub mod partitions;

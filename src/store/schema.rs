@@ -123,9 +123,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    invitations (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        email -> Text,
+        role -> Text,
+        invited_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(invitations -> organizations (org_id));
 diesel::joinable!(memberships -> organizations (org_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(api_keys -> projects (project_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, organizations, memberships, projects, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    organizations,
+    memberships,
+    projects,
+    api_keys,
+    invitations,
+    model_prices,
+    discounts,
+    customers,
+    agents,
+    usage_request_ids,
+);

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{Tenant, TestApp, TestUser};
+use crate::helpers::{uuid, Tenant, TestApp, TestUser};
 
 const PUBLIC: &[&str] = &[
     "GET /healthz",
@@ -28,7 +28,13 @@ const PUBLIC: &[&str] = &[
     "POST /v1/auth/signup",
     "POST /v1/auth/login",
 ];
-const USER_SCOPED: &[&str] = &["GET /v1/me", "GET /v1/orgs", "POST /v1/orgs", "GET /v1/prices"];
+const USER_SCOPED: &[&str] = &[
+    "GET /v1/me",
+    "GET /v1/orgs",
+    "POST /v1/orgs",
+    "GET /v1/prices",
+    "POST /v1/invitations/{invitationId}/accept",
+];
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
 enum Class {
@@ -159,6 +165,7 @@ fn ids(org: Uuid, victim: &Victim) -> Vec<(&'static str, String)> {
         ("keyId", victim.tenant.key_id.to_string()),
         ("userId", victim.member.to_string()),
         ("eventId", victim.event_id.to_string()),
+        ("invitationId", victim.invitation_id.to_string()),
         // Operator-only paths refuse before looking anything up.
         ("discountId", Uuid::new_v4().to_string()),
     ]
@@ -168,6 +175,8 @@ struct Victim {
     tenant: Tenant,
     member: Uuid,
     event_id: Uuid,
+    /// An open invitation of the victim's organization, to someone else.
+    invitation_id: Uuid,
 }
 
 /// The victim's ids must never appear in what another tenant gets back.
@@ -191,10 +200,18 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
     let event_id = app
         .record_event(&tenant, serde_json::json!({"requestId": "matrix-1"}))
         .await;
+    let invitation = app
+        .post_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/members", tenant.org_id),
+            json!({"email": "invitee@example.com", "role": "admin"}),
+        )
+        .await;
     let victim = Victim {
         tenant: tenant.clone(),
         member: viewer.id,
         event_id,
+        invitation_id: uuid(&invitation["id"]),
     };
     let victim_owner = &tenant.owner;
     let intruder = app.tenant().await;
@@ -208,8 +225,15 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
         match op.class {
             Class::Public => {}
             Class::User => {
-                let (status, _) = call(&app, op, &op.url(&[]), Auth::None).await;
+                let url = op.url(&victim_ids);
+                let (status, _) = call(&app, op, &url, Auth::None).await;
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{label} anonymous");
+                if op.path.contains('{') {
+                    // A person-scoped object of someone else (an invitation): 404.
+                    let (status, body) = call(&app, op, &url, Auth::User(&intruder.owner)).await;
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{label} by someone else: {body}");
+                    assert_no_leak(&label, &body, &victim);
+                }
             }
             Class::Gateway => {
                 let (status, _) = call(&app, op, &op.url(&victim_ids), Auth::None).await;

@@ -225,14 +225,112 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
         .await
         .unwrap();
     expect_problem(again, StatusCode::CONFLICT, "conflict").await;
-    let no_password = app
+    // A new email without a password is invited, not refused.
+    let invited = app
         .as_user(Method::POST, &format!("{org}/members"), &admin)
         .json(&json!({"email": "nobody-yet@example.com", "role": "viewer"}))
         .send()
         .await
         .unwrap();
-    let problem = expect_problem(no_password, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    assert_eq!(problem["errors"][0]["field"], "password");
+    assert_eq!(invited.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn existing_accounts_join_only_by_accepting_an_invitation() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let org = format!("/v1/orgs/{}", tenant.org_id);
+    let elsewhere = app.tenant().await; // someone with an account and an organization of their own
+    let stranger = app.signup().await;
+
+    // Inviting an existing account and an unknown email answer alike: nothing tells
+    // the inviter whether an account exists, and no profile data comes back.
+    let add = |email: String, role: &'static str| {
+        app.as_user(Method::POST, &format!("{org}/members"), &tenant.owner)
+            .json(&json!({"email": email, "role": role}))
+            .send()
+    };
+    let existing = expect_json(
+        add(elsewhere.owner.email.clone(), "admin").await.unwrap(),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let unknown = expect_json(
+        add("no-account@example.com".into(), "admin").await.unwrap(),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&existing), keys(&unknown));
+    assert!(!existing.to_string().contains(&elsewhere.owner.id.to_string()));
+
+    // Not a member until accepted.
+    let members = app.get_json(&tenant.owner, &format!("{org}/members")).await;
+    assert_eq!(members.as_array().unwrap().len(), 1);
+    let not_yet = app.as_user(Method::GET, &org, &elsewhere.owner).send().await.unwrap();
+    expect_problem(not_yet, StatusCode::NOT_FOUND, "not_found").await;
+
+    // The invitee sees it; nobody else can accept it.
+    let me = app.get_json(&elsewhere.owner, "/v1/me").await;
+    assert_eq!(me["invitations"][0]["orgId"], tenant.org_id.to_string());
+    assert_eq!(me["invitations"][0]["organizationName"], "Acme AI");
+    let accept = |user| {
+        app.as_user(
+            Method::POST,
+            &format!("/v1/invitations/{}/accept", existing["id"].as_str().unwrap()),
+            user,
+        )
+        .send()
+    };
+    expect_problem(accept(&stranger).await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    let accepted = expect_json(accept(&elsewhere.owner).await.unwrap(), StatusCode::OK).await;
+    assert_eq!(accepted["role"], "admin");
+    assert_eq!(
+        app.get_json(&elsewhere.owner, &org).await["id"],
+        tenant.org_id.to_string()
+    );
+    expect_problem(
+        accept(&elsewhere.owner).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    // Withdrawn invitations cannot be accepted; a viewer cannot withdraw.
+    let viewer = app.member(&tenant, "viewer").await;
+    let pending = app.get_json(&tenant.owner, &format!("{org}/invitations")).await;
+    assert_eq!(
+        pending.as_array().unwrap().len(),
+        1,
+        "only the unknown email is still pending"
+    );
+    let withdraw_path = format!("{org}/invitations/{}", pending[0]["id"].as_str().unwrap());
+    let by_viewer = app
+        .as_user(Method::DELETE, &withdraw_path, &viewer)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(by_viewer, StatusCode::FORBIDDEN, "forbidden").await;
+    let withdrawn = app
+        .as_user(Method::DELETE, &withdraw_path, &tenant.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_json(&tenant.owner, &format!("{org}/invitations")).await,
+        json!([])
+    );
+
+    // Only owners invite owners.
+    let admin = app.member(&tenant, "admin").await;
+    let owner_invite = app
+        .as_user(Method::POST, &format!("{org}/members"), &admin)
+        .json(&json!({"email": stranger.email, "role": "owner"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(owner_invite, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
 #[tokio::test]
