@@ -66,7 +66,60 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .configure(super::routes(0))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    describe_problems(&mut doc);
     doc
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Documents error answers as they are sent, in one place rather than on every
+/// handler: with the `application/problem+json` media type, plus the generic answers
+/// the extractors give — 400 for malformed input or parameters on every operation that
+/// takes any, 413 and 415 on every operation with a body.
+fn describe_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_JSON, Content::new(Some(Ref::from_schema_name("Problem"))))
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let takes_body = op.request_body.is_some();
+            let takes_parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let responses = &mut op.responses.responses;
+            for (status, response) in responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with('4') || status.starts_with('5'), response) {
+                    if let Some(content) = response.content.shift_remove("application/json") {
+                        response.content.insert(PROBLEM_JSON.to_owned(), content);
+                    }
+                }
+            }
+            if takes_body || takes_parameters {
+                responses.entry("400".to_owned()).or_insert_with(|| {
+                    problem("Malformed JSON, an unknown or missing field, a wrong type, or a bad parameter")
+                });
+            }
+            if takes_body {
+                responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| problem("The body is too large"));
+                responses
+                    .entry("415".to_owned())
+                    .or_insert_with(|| problem("The body is not application/json"));
+            }
+        }
+    }
 }
 
 /// The document as committed: pretty JSON with a trailing newline.

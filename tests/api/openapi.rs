@@ -35,6 +35,23 @@ fn every_operation_is_described_for_sdk_generators() {
                     .is_some_and(|r| r.keys().any(|s| s.starts_with('2'))),
                 "{method} {path} documents no success"
             );
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let content = response["content"].as_object().unwrap();
+                    assert!(
+                        content.keys().all(|k| k == "application/problem+json"),
+                        "{method} {path} {status} is not documented as problem+json"
+                    );
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(
+                        op["responses"].get(status).is_some(),
+                        "{method} {path} takes a body but omits {status}"
+                    );
+                }
+            }
             if op.get("security").is_some() {
                 assert!(
                     op["responses"].get("401").is_some(),
