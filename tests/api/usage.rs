@@ -8,7 +8,13 @@ use crate::helpers::{expect_json, expect_problem, uuid, Tenant, TestApp};
 
 async fn priced_app() -> (TestApp, Tenant) {
     let app = TestApp::spawn().await;
-    // Claude Sonnet 4.5 list price: $3 in, $15 out, $0.30 cached, per million tokens.
+    add_sonnet_price(&app).await;
+    let tenant = app.tenant().await;
+    (app, tenant)
+}
+
+/// Claude Sonnet 4.5 list price: $3 in, $15 out, $0.30 cached, per million tokens.
+async fn add_sonnet_price(app: &TestApp) {
     app.add_price(
         "anthropic",
         "claude-sonnet-4-5",
@@ -18,8 +24,6 @@ async fn priced_app() -> (TestApp, Tenant) {
         "0.30",
     )
     .await;
-    let tenant = app.tenant().await;
-    (app, tenant)
 }
 
 fn event(request_id: &str) -> Value {
@@ -396,15 +400,7 @@ async fn customers_and_agents_are_created_on_first_sight() {
 #[tokio::test]
 async fn bodies_are_capped_redacted_and_charged_for_storage() {
     let app = TestApp::spawn_with(|c| c.ingest.body_cap_bytes = 100).await;
-    app.add_price(
-        "anthropic",
-        "claude-sonnet-4-5",
-        "claude-sonnet-4-5-20250929",
-        "3",
-        "15",
-        "0.30",
-    )
-    .await;
+    add_sonnet_price(&app).await;
     let tenant = app.tenant().await;
     let mut stored = event("with-bodies");
     stored["requestBody"] = json!({"messages": [{"role": "user", "content": "é".repeat(200)}]});
