@@ -4,7 +4,13 @@ use actix_web::{get, put, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{extract::AuthUser, orgs::OrganizationView, paths::OrgPath, state::AppState, validate};
+use super::{
+    extract::{AuthUser, JsonBody},
+    orgs::OrganizationView,
+    paths::OrgPath,
+    state::AppState,
+    validate,
+};
 use crate::{
     domain::plan::Plan,
     error::{AppResult, Problem},
@@ -57,7 +63,7 @@ pub async fn set_organization_plan(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<OrgPath>,
-    body: web::Json<SetPlan>,
+    body: JsonBody<SetPlan>,
 ) -> AppResult<web::Json<OrganizationView>> {
     caller.0.require_operator()?;
     let retention = validate::one(validate::field(

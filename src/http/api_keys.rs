@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    extract::AuthUser,
+    extract::{AuthUser, JsonBody},
     paths::{KeyPath, ProjectPath},
     state::AppState,
     validate,
@@ -149,7 +149,7 @@ pub async fn create_api_key(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<ProjectPath>,
-    body: web::Json<CreateApiKey>,
+    body: JsonBody<CreateApiKey>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
@@ -254,7 +254,7 @@ pub async fn rotate_api_key(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<KeyPath>,
-    body: web::Json<RotateApiKey>,
+    body: JsonBody<RotateApiKey>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;

@@ -5,7 +5,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{extract::AuthUser, orgs::OrganizationView, state::AppState, validate};
+use super::{
+    extract::{AuthUser, JsonBody},
+    orgs::OrganizationView,
+    state::AppState,
+    validate,
+};
 use crate::{
     domain::{
         email::EmailAddress,
@@ -132,14 +137,14 @@ pub async fn hash_password(password: Password) -> AppResult<String> {
     )
 )]
 #[post("/auth/signup")]
-pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupRequest>) -> AppResult<HttpResponse> {
+pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -> AppResult<HttpResponse> {
     if !state.config.auth.signup_enabled {
         return Err(AppError::new(
             ErrorCode::Disabled,
             "self-service sign-up is disabled on this deployment",
         ));
     }
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let (email, password, name, org_name) = validate::all4(
         validate::field("email", EmailAddress::parse(&body.email)),
         validate::field("password", Password::parse(&body.password)),
@@ -192,8 +197,8 @@ pub async fn signup(state: web::Data<AppState>, body: web::Json<SignupRequest>) 
     )
 )]
 #[post("/auth/login")]
-pub async fn login(state: web::Data<AppState>, body: web::Json<LoginRequest>) -> AppResult<web::Json<TokenResponse>> {
-    let body = body.into_inner();
+pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> AppResult<web::Json<TokenResponse>> {
+    let body = body.into_inner().0;
     let wrong = || AppError::new(ErrorCode::InvalidCredentials, "email or password is incorrect");
     let user = match EmailAddress::parse(&body.email) {
         Ok(email) => store::users::find_by_email(&mut *state.conn().await?, &email).await?,

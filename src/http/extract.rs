@@ -75,3 +75,37 @@ impl FromRequest for GatewayKey {
         })
     }
 }
+
+/// A JSON request body that must be an object. serde's derived `Deserialize` also
+/// accepts a struct written as an array (`["Acme"]`), which no client means; this
+/// wrapper accepts only maps and streams them into `T`, so unknown-field and type
+/// errors keep their usual classification.
+pub struct Body<T>(pub T);
+
+/// The extractor every handler with a JSON body uses.
+pub type JsonBody<T> = web::Json<Body<T>>;
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Body<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(Body)
+    }
+}

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     auth::hash_password,
-    extract::AuthUser,
+    extract::{AuthUser, JsonBody},
     invitations::InvitationView,
     paths::{MemberPath, OrgPath},
     state::AppState,
@@ -113,11 +113,11 @@ pub async fn add_member(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<OrgPath>,
-    body: web::Json<AddMember>,
+    body: JsonBody<AddMember>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let (email, password, name) = validate::all3(
         validate::field("email", EmailAddress::parse(&body.email)),
         validate::optional("password", body.password.as_deref().map(Password::parse)),
@@ -158,7 +158,7 @@ pub async fn change_member_role(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<MemberPath>,
-    body: web::Json<ChangeRole>,
+    body: JsonBody<ChangeRole>,
 ) -> AppResult<web::Json<MemberView>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;

@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paths::OrgPath, state::AppState, validate};
+use super::{
+    extract::{AuthUser, JsonBody},
+    paths::OrgPath,
+    state::AppState,
+    validate,
+};
 use crate::{
     domain::{
         email::EmailAddress,
@@ -110,9 +115,9 @@ fn parse_alert_emails(raw: &[String]) -> Result<Vec<EmailAddress>, Vec<crate::er
 pub async fn create_organization(
     state: web::Data<AppState>,
     caller: AuthUser,
-    body: web::Json<CreateOrganization>,
+    body: JsonBody<CreateOrganization>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let (name, slug) = validate::all2(
         validate::field("name", Name::parse(&body.name)),
         validate::optional("slug", body.slug.as_deref().map(Slug::parse)),
@@ -191,11 +196,11 @@ pub async fn update_organization(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<OrgPath>,
-    body: web::Json<UpdateOrganization>,
+    body: JsonBody<UpdateOrganization>,
 ) -> AppResult<web::Json<OrganizationView>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let name = validate::one(validate::optional("name", body.name.as_deref().map(Name::parse)))?;
     let alert_emails = body
         .alert_emails

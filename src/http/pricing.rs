@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    extract::AuthUser,
+    extract::{AuthUser, JsonBody},
     paths::OrgPath,
     state::AppState,
     validate::{query_text, Fields},
@@ -204,11 +204,11 @@ pub async fn list_prices(
 pub async fn create_price(
     state: web::Data<AppState>,
     caller: AuthUser,
-    body: web::Json<CreatePrice>,
+    body: JsonBody<CreatePrice>,
 ) -> AppResult<HttpResponse> {
     caller.0.require_operator()?;
     let named = body.provider_model_name.is_some();
-    let mut new = body.into_inner().parse().map_err(AppError::validation)?;
+    let mut new = body.into_inner().0.parse().map_err(AppError::validation)?;
     let mut conn = state.conn().await?;
     if !named {
         if let Some(name) = store::prices::provider_model_name_of(&mut conn, &new.provider, &new.model).await? {
@@ -370,10 +370,10 @@ pub async fn list_discounts(
 pub async fn create_discount(
     state: web::Data<AppState>,
     caller: AuthUser,
-    body: web::Json<CreateDiscount>,
+    body: JsonBody<CreateDiscount>,
 ) -> AppResult<HttpResponse> {
     caller.0.require_operator()?;
-    let new = body.into_inner().parse(Utc::now())?;
+    let new = body.into_inner().0.parse(Utc::now())?;
     let mut conn = state.conn().await?;
     let row = store::discounts::insert(&mut conn, new).await?;
     tracing::info!(discount_id = %row.id, org_id = ?row.org_id, percent = %row.percent, "discount created");

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    extract::AuthUser,
+    extract::{AuthUser, JsonBody},
     paths::{OrgPath, ProjectPath},
     state::AppState,
     validate,
@@ -79,7 +79,7 @@ pub async fn create_project(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<OrgPath>,
-    body: web::Json<CreateProject>,
+    body: JsonBody<CreateProject>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
@@ -144,7 +144,7 @@ pub async fn update_project(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<ProjectPath>,
-    body: web::Json<UpdateProject>,
+    body: JsonBody<UpdateProject>,
 ) -> AppResult<web::Json<ProjectView>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;

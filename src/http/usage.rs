@@ -7,7 +7,11 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{extract::GatewayKey, state::AppState, validate::Fields};
+use super::{
+    extract::{GatewayKey, JsonBody},
+    state::AppState,
+    validate::Fields,
+};
 use crate::{
     domain::usage::{
         agent_from_endpoint, bounded_count, bounded_text, cap_body, json_has_nul, without_nul, BillingSource,
@@ -317,10 +321,10 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
 pub async fn record_usage(
     state: web::Data<AppState>,
     key: GatewayKey,
-    body: web::Json<UsageEventRequest>,
+    body: JsonBody<UsageEventRequest>,
 ) -> AppResult<HttpResponse> {
     let request_id = body.request_id.clone();
-    let parsed = parse_event(body.into_inner(), state.ingest.settings().body_cap_bytes, Utc::now());
+    let parsed = parse_event(body.into_inner().0, state.ingest.settings().body_cap_bytes, Utc::now());
     let outcome = state.ingest.record(&key.0, vec![parsed]).await?.pop();
     match outcome {
         Some(Outcome::Rejected { errors }) => Err(AppError::validation(errors)),
@@ -350,9 +354,9 @@ pub async fn record_usage(
 pub async fn record_usage_batch(
     state: web::Data<AppState>,
     key: GatewayKey,
-    body: web::Json<UsageBatchRequest>,
+    body: JsonBody<UsageBatchRequest>,
 ) -> AppResult<web::Json<BatchResponse>> {
-    let raw = body.into_inner().events;
+    let raw = body.into_inner().0.events;
     if raw.is_empty() || raw.len() > MAX_BATCH {
         return Err(AppError::invalid_field(
             "events",

@@ -157,3 +157,48 @@ async fn bad_paths_and_unknown_routes() {
     let wrong_method = app.request(Method::DELETE, "/v1/auth/login").send().await.unwrap();
     expect_problem(wrong_method, StatusCode::NOT_FOUND, "route_not_found").await;
 }
+
+#[tokio::test]
+async fn a_body_written_as_an_array_is_not_an_object() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let org = format!("/v1/orgs/{}", tenant.org_id);
+    let rename = app
+        .as_user(Method::PATCH, &org, &tenant.owner)
+        .json(&json!(["Renamed via array"]))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(rename, StatusCode::BAD_REQUEST, "invalid_type").await;
+    assert_eq!(
+        app.get_json(&tenant.owner, &org).await["name"],
+        "Acme AI",
+        "nothing changed"
+    );
+
+    let login = app
+        .request(Method::POST, "/v1/auth/login")
+        .json(&json!([tenant.owner.email, "correct horse battery"]))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(login, StatusCode::BAD_REQUEST, "invalid_type").await;
+    for path in ["/v1/usage", "/v1/usage/batch"] {
+        let usage = app
+            .request(Method::POST, path)
+            .header("x-api-key", &tenant.key_secret)
+            .json(&json!([["r-1", "/chat/completions", "openai", "gpt-4o"]]))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(usage, StatusCode::BAD_REQUEST, "invalid_type").await;
+    }
+    // Objects still report their own mistakes precisely.
+    let unknown = app
+        .as_user(Method::PATCH, &org, &tenant.owner)
+        .json(&json!({"nme": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(unknown, StatusCode::BAD_REQUEST, "unknown_field").await;
+}
