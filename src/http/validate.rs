@@ -72,9 +72,10 @@ impl Fields {
 }
 
 /// A free-text query parameter: trimmed, bounded, no control characters (PostgreSQL
-/// cannot even compare a string holding NUL).
+/// cannot even compare a string holding NUL). Left empty (`?customer=`), it is no filter.
 pub fn query_text(name: &str, value: Option<String>) -> AppResult<Option<String>> {
     value
+        .filter(|v| !v.trim().is_empty())
         .map(|v| {
             crate::domain::usage::bounded_text(&v, 256).map_err(|e| {
                 AppError::new(
