@@ -79,7 +79,11 @@ async fn filters_narrow_the_log() {
     assert_eq!(count(&page(&app, &tenant, "status=error").await), 3);
     assert_eq!(count(&page(&app, &tenant, "customer=customer-1").await), 7);
     assert_eq!(count(&page(&app, &tenant, "customer=nobody").await), 0);
-    assert_eq!(count(&page(&app, &tenant, "customer=&model=").await), 15, "empty filters filter nothing");
+    assert_eq!(
+        count(&page(&app, &tenant, "customer=&model=").await),
+        15,
+        "empty filters filter nothing"
+    );
     assert_eq!(
         count(&page(&app, &tenant, &format!("projectId={}", tenant.project_id)).await),
         15
