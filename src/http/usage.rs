@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    extract::{GatewayKey, JsonBody},
+    extract::{Body, GatewayKey, JsonBody},
     state::AppState,
     validate::Fields,
 };
@@ -368,19 +368,21 @@ pub async fn record_usage_batch(
     let mut request_ids = Vec::with_capacity(raw.len());
     let parsed: Vec<_> = raw
         .iter()
-        .map(|event| match serde_json::from_str::<UsageEventRequest>(event.get()) {
-            Ok(req) => {
-                request_ids.push(Some(req.request_id.clone()));
-                parse_event(req, body_cap, received_at)
-            }
-            Err(e) => {
-                request_ids.push(None);
-                Err(vec![FieldError {
-                    field: "event".into(),
-                    message: e.to_string(),
-                }])
-            }
-        })
+        .map(
+            |event| match serde_json::from_str::<Body<UsageEventRequest>>(event.get()) {
+                Ok(Body(req)) => {
+                    request_ids.push(Some(req.request_id.clone()));
+                    parse_event(req, body_cap, received_at)
+                }
+                Err(e) => {
+                    request_ids.push(None);
+                    Err(vec![FieldError {
+                        field: "event".into(),
+                        message: e.to_string(),
+                    }])
+                }
+            },
+        )
         .collect();
     let outcomes = state.ingest.record(&key.0, parsed).await?;
     let results: Vec<EventResult> = outcomes

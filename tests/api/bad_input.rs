@@ -193,6 +193,16 @@ async fn a_body_written_as_an_array_is_not_an_object() {
             .unwrap();
         expect_problem(usage, StatusCode::BAD_REQUEST, "invalid_type").await;
     }
+    // Inside a batch, an event written as an array is rejected on its own.
+    let (status, body) = app
+        .send_batch(
+            &tenant.key_secret,
+            json!([["r-2", "/chat/completions", "openai", "gpt-4o"]]),
+        )
+        .await;
+    assert_eq!((status, body["rejected"].as_i64()), (StatusCode::OK, Some(1)), "{body}");
+    assert_eq!(body["results"][0]["errors"][0]["field"], "event");
+
     // Objects still report their own mistakes precisely.
     let unknown = app
         .as_user(Method::PATCH, &org, &tenant.owner)
