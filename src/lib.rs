@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod demo;
 pub mod domain;
 pub mod error;

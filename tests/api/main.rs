@@ -5,6 +5,7 @@
 mod api_keys;
 mod authz_matrix;
 mod bad_input;
+mod counters;
 mod health;
 mod helpers;
 mod openapi;
