@@ -4,6 +4,7 @@
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
 pub mod api_key;
+pub mod decision;
 pub mod discount;
 pub mod email;
 pub mod money;

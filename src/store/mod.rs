@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod decisions;
 pub mod discounts;
 pub mod invitations;
 pub mod members;
