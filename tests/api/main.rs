@@ -7,6 +7,7 @@ mod authz_matrix;
 mod bad_input;
 mod health;
 mod helpers;
+mod ledger;
 mod openapi;
 mod pricing;
 mod spend_logs;
