@@ -15,6 +15,7 @@ pub mod partitions;
 pub mod prices;
 pub mod projects;
 pub mod schema;
+pub mod spend_ledger;
 pub mod spend_logs;
 mod sql_enums;
 pub mod usage;

@@ -8,6 +8,7 @@ mod bad_input;
 mod counters;
 mod health;
 mod helpers;
+mod ledger;
 mod openapi;
 mod pricing;
 mod spend_logs;
