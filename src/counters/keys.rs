@@ -4,8 +4,10 @@
 //! and agent scopes in one atomic step, also on Redis Cluster. The price is that one
 //! organization's counters live on one shard.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+use crate::domain::{budget::BudgetScope, period::BudgetPeriod};
 
 /// How long a requests- or tokens-per-minute window outlives its minute.
 pub const MINUTE_WINDOW_MS: i64 = 120_000;
@@ -13,7 +15,7 @@ pub const MINUTE_WINDOW_MS: i64 = 120_000;
 /// A budget or rate-limit scope as the counters see it: its kind and its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScopeRef {
-    pub kind: &'static str,
+    pub kind: BudgetScope,
     pub id: Uuid,
 }
 
@@ -47,20 +49,35 @@ impl OrgKeys {
 
     /// Settled spend (micro-USD) of a scope in one period, e.g. `…:spend:customer:<id>:m202612`.
     pub fn spend(&self, scope: ScopeRef, period_tag: &str) -> String {
-        format!("{}:spend:{}:{}:{period_tag}", self.base, scope.kind, scope.id.simple())
+        format!(
+            "{}:spend:{}:{}:{period_tag}",
+            self.base,
+            scope.kind.as_str(),
+            scope.id.simple()
+        )
     }
 
     /// Reserved, not yet settled spend of a scope (micro-USD).
     pub fn reserved(&self, scope: ScopeRef) -> String {
-        format!("{}:reserved:{}:{}", self.base, scope.kind, scope.id.simple())
+        format!("{}:reserved:{}:{}", self.base, scope.kind.as_str(), scope.id.simple())
     }
 
     pub fn requests_in_minute(&self, scope: ScopeRef, minute: i64) -> String {
-        format!("{}:rpm:{}:{}:{minute}", self.base, scope.kind, scope.id.simple())
+        format!(
+            "{}:rpm:{}:{}:{minute}",
+            self.base,
+            scope.kind.as_str(),
+            scope.id.simple()
+        )
     }
 
     pub fn tokens_in_minute(&self, scope: ScopeRef, minute: i64) -> String {
-        format!("{}:tpm:{}:{}:{minute}", self.base, scope.kind, scope.id.simple())
+        format!(
+            "{}:tpm:{}:{}:{minute}",
+            self.base,
+            scope.kind.as_str(),
+            scope.id.simple()
+        )
     }
 }
 
@@ -69,19 +86,35 @@ pub fn minute_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
-/// The tags of the four budget periods an instant falls in (daily, ISO-weekly,
-/// monthly, total), with how long their counters are kept after a write. The
-/// lifetimes outlast each period with room for late events.
-pub fn period_tags(at: DateTime<Utc>) -> [(String, i64); 4] {
-    const DAY: i64 = 86_400;
-    let week = at.iso_week();
-    [
-        (format!("d{}", at.format("%Y%m%d")), 3 * DAY),
-        (format!("w{}{:02}", week.year(), week.week()), 15 * DAY),
-        (format!("m{}", at.format("%Y%m")), 63 * DAY),
-        ("t".to_owned(), 0),
-    ]
+/// The tag of the window of `period` that holds `at`: the period's letter and the
+/// window's first day (`m20261201`), or `t` for the total.
+pub fn period_tag(period: BudgetPeriod, at: DateTime<Utc>) -> String {
+    let window = period.window(at);
+    match period {
+        BudgetPeriod::Total => "t".to_owned(),
+        BudgetPeriod::Daily => format!("d{}", window.first_day().format("%Y%m%d")),
+        BudgetPeriod::Weekly => format!("w{}", window.first_day().format("%Y%m%d")),
+        BudgetPeriod::Monthly => format!("m{}", window.first_day().format("%Y%m%d")),
+    }
 }
+
+/// How long a period counter is kept after a write: past its window's end, with room
+/// for late events; the total never expires.
+pub fn period_lifetime(period: BudgetPeriod, at: DateTime<Utc>) -> i64 {
+    const SLACK_SECS: i64 = 2 * 86_400;
+    match period.window(at).end {
+        Some(end) => (end - at).num_seconds().max(0) + SLACK_SECS,
+        None => 0,
+    }
+}
+
+/// Every period, in the order the ledger reports them (daily, weekly, monthly, total).
+pub const PERIODS: [BudgetPeriod; 4] = [
+    BudgetPeriod::Daily,
+    BudgetPeriod::Weekly,
+    BudgetPeriod::Monthly,
+    BudgetPeriod::Total,
+];
 
 #[cfg(test)]
 mod tests {
@@ -92,7 +125,7 @@ mod tests {
         let org = Uuid::nil();
         let keys = OrgKeys::new("mp:", org);
         let scope = ScopeRef {
-            kind: "customer",
+            kind: BudgetScope::Customer,
             id: Uuid::max(),
         };
         let tag = format!("{{{}}}", org.simple());
@@ -112,11 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn period_tags_follow_utc_calendar_and_iso_weeks() {
+    fn period_tags_name_the_utc_window_and_outlive_it() {
         let at = "2027-01-01T23:59:59Z".parse::<DateTime<Utc>>().unwrap_or_default();
-        let tags: Vec<String> = period_tags(at).into_iter().map(|(tag, _)| tag).collect();
-        // 1 January 2027 is a Friday in ISO week 53 of 2026.
-        assert_eq!(tags, ["d20270101", "w202653", "m202701", "t"]);
+        let tags: Vec<String> = PERIODS.iter().map(|p| period_tag(*p, at)).collect();
+        // 1 January 2027 is a Friday; its ISO week started on Monday 28 December.
+        assert_eq!(tags, ["d20270101", "w20261228", "m20270101", "t"]);
+        assert_eq!(period_lifetime(BudgetPeriod::Daily, at), 1 + 2 * 86_400);
+        assert_eq!(period_lifetime(BudgetPeriod::Total, at), 0);
         assert_eq!(minute_of(at), at.timestamp() / 60);
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use redis::{aio::ConnectionManager, RedisResult, Script};
 use uuid::Uuid;
 
-use keys::{minute_of, period_tags, MINUTE_WINDOW_MS};
+use keys::{minute_of, period_lifetime, period_tag, MINUTE_WINDOW_MS, PERIODS};
 pub use keys::{OrgKeys, ScopeRef};
 
 const RESERVATIONS: &str = include_str!("reservations.lua");
@@ -23,7 +23,7 @@ const RESERVATIONS: &str = include_str!("reservations.lua");
 /// A budget that applies to a scope, for the period in force now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetLimit {
-    /// Which period counter it reads (see [`keys::period_tags`]).
+    /// Which period counter it reads (see [`keys::period_tag`]).
     pub period_tag: String,
     pub amount_micros: i64,
     /// Hard budgets deny at 100 %; soft ones only alert.
@@ -291,15 +291,15 @@ impl Settlement {
         now: DateTime<Utc>,
     ) {
         let minute = minute_of(now);
-        let tags = period_tags(occurred_at);
         let mut rpm_keys = Vec::with_capacity(scopes.len());
         for scope in scopes {
             if cost_micros > 0 {
-                for (tag, lifetime) in &tags {
+                for period in PERIODS {
+                    let lifetime = period_lifetime(period, occurred_at);
                     let entry = self
                         .increments
-                        .entry(self.keys.spend(*scope, tag))
-                        .or_insert((0, *lifetime));
+                        .entry(self.keys.spend(*scope, &period_tag(period, occurred_at)))
+                        .or_insert((0, lifetime));
                     entry.0 += cost_micros;
                 }
             }

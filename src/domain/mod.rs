@@ -8,6 +8,7 @@ pub mod budget;
 pub mod decision;
 pub mod discount;
 pub mod email;
+pub mod identity;
 pub mod micros;
 pub mod money;
 pub mod names;

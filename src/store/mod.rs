@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod decisions;
 pub mod discounts;
 pub mod invitations;
+pub mod limits;
 pub mod members;
 pub mod orgs;
 pub mod partitions;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use meterplane::counters::{
     AuthorizeCall, BudgetLimit, Counters, DenyReason, ScopeLimits, ScopeReading, ScopeRef, Settlement, Verdict,
 };
+use meterplane::domain::budget::BudgetScope;
 use uuid::Uuid;
 
 struct Fixture {
@@ -27,11 +28,11 @@ async fn fixture() -> Fixture {
         prefix,
         org,
         customer: ScopeRef {
-            kind: "customer",
+            kind: BudgetScope::Customer,
             id: Uuid::new_v4(),
         },
         organization: ScopeRef {
-            kind: "organization",
+            kind: BudgetScope::Organization,
             id: org,
         },
     }
