@@ -6,7 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use meterplane::counters::{
     AuthorizeCall, BudgetLimit, Counters, DenyReason, ScopeLimits, ScopeReading, ScopeRef, Settlement, Verdict,
 };
-use meterplane::domain::budget::BudgetScope;
+use meterplane::{
+    counters::keys::period_tag,
+    domain::{budget::BudgetScope, period::BudgetPeriod},
+};
 use uuid::Uuid;
 
 struct Fixture {
@@ -42,6 +45,11 @@ fn noon() -> DateTime<Utc> {
     "2026-12-02T12:00:00Z".parse().unwrap()
 }
 
+/// The monthly counter the budgets below read: the month of `noon()`.
+fn month() -> String {
+    period_tag(BudgetPeriod::Monthly, noon())
+}
+
 impl Fixture {
     fn hard_budget(&self, amount_micros: i64) -> Vec<ScopeLimits> {
         vec![
@@ -54,7 +62,7 @@ impl Fixture {
             ScopeLimits {
                 scope: self.customer,
                 budget: Some(BudgetLimit {
-                    period_tag: "m202612".into(),
+                    period_tag: month(),
                     amount_micros,
                     hard: true,
                 }),
@@ -128,7 +136,7 @@ async fn lost_counters_are_noticed_and_usage_is_not_double_counted_after_a_rebui
     );
     // The rebuild sets what the ledger holds (here: the 500 settled above).
     f.counters
-        .rebuild(f.org, &[(f.customer, "m202612".into(), 500, 0)])
+        .rebuild(f.org, &[(f.customer, month(), 500, 0)])
         .await
         .unwrap();
     let (verdict, readings) = f.ask_full(&scopes, "r1", 10, 0, noon()).await;
