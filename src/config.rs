@@ -39,7 +39,18 @@ pub struct Config {
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub ingest: IngestConfig,
+    pub budgets: BudgetConfig,
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    /// How long an authorize reservation waits for its usage event.
+    pub reservation_ttl: Duration,
+    /// How long an instance reuses the budgets, rate limits and blocks it read.
+    pub rules_cache_ttl: Duration,
+    /// One allowed call in this many goes to the decision log (denials always do).
+    pub decision_sample_every: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +178,11 @@ impl Config {
                 storage_price_per_mtok: env.parse("MP_DATA_STORAGE_PRICE_PER_MTOK", "0.01")?,
                 body_cap_bytes: env.parse("MP_BODY_CAP_BYTES", "32768")?,
                 batch_limit_bytes: env.parse("MP_BATCH_LIMIT_BYTES", "16777216")?,
+            },
+            budgets: BudgetConfig {
+                reservation_ttl: Duration::from_secs(env.parse("MP_RESERVATION_TTL_SECS", "600")?),
+                rules_cache_ttl: Duration::from_millis(env.parse("MP_BUDGET_RULES_CACHE_MS", "1000")?),
+                decision_sample_every: env.parse("MP_DECISION_SAMPLE_EVERY", "100")?,
             },
             log_format,
         })

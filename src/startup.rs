@@ -13,8 +13,11 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
     config::Config,
+    counters::Counters,
+    enforcement::{EnforcementSettings, Enforcer},
     http::{self, rejections, state::AppState},
     ingest::{IngestSettings, Ingestor},
+    jobs::decision_log::DecisionLog,
     store,
 };
 
@@ -48,7 +51,22 @@ impl AppState {
                 body_cap_bytes: config.ingest.body_cap_bytes,
             },
         );
+        let counters = Counters::new(redis.clone(), &config.redis.key_prefix);
+        let enforcer = Enforcer::new(
+            db.clone(),
+            counters,
+            &config.redis.key_prefix,
+            DecisionLog::start(db.clone()),
+            EnforcementSettings {
+                reservation_ttl: chrono::Duration::from_std(config.budgets.reservation_ttl)
+                    .context("MP_RESERVATION_TTL_SECS is too large")?,
+                rules_ttl: config.budgets.rules_cache_ttl,
+                when_redis_down: config.redis.when_down,
+                allow_sample_every: config.budgets.decision_sample_every,
+            },
+        );
         Ok(Self {
+            enforcer,
             jwt: JwtService::new(&config.auth),
             keys,
             ingest,

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod authorize;
+pub mod decisions;
 pub mod extract;
 pub mod gateway;
 pub mod health;
@@ -58,6 +60,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(admin::list_all_organizations)
                 .service(admin::set_organization_plan)
                 .service(gateway::whoami)
+                .service(authorize::authorize)
+                .service(decisions::list_decisions)
                 .service(pricing::list_prices)
                 .service(pricing::create_price)
                 .service(pricing::list_discounts)

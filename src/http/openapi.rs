@@ -24,6 +24,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "projects", description = "Projects of an organization"),
         (name = "api keys", description = "Project API keys presented by the gateway"),
         (name = "gateway", description = "Called by the gateway with a project API key"),
+        (name = "budgets", description = "Budgets, rate limits, blocks and why calls were denied"),
         (name = "usage", description = "Usage events reported by the gateway"),
         (name = "spend logs", description = "The request log of an organization"),
         (name = "pricing", description = "The model price catalog and discounts"),

@@ -7,6 +7,7 @@ use redis::aio::ConnectionManager;
 use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
     config::Config,
+    enforcement::Enforcer,
     error::AppResult,
     ingest::Ingestor,
     store::DbPool,
@@ -20,6 +21,7 @@ pub struct AppState {
     pub jwt: JwtService,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
+    pub enforcer: Enforcer,
 }
 
 pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;

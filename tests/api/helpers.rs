@@ -172,6 +172,18 @@ impl TestApp {
     /// Starts a server whose configuration `adjust` may change first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let database_url = fresh_database().await;
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        Self::start(database_url, prefix, adjust).await
+    }
+
+    /// Another instance of the same deployment: its own server, pools and caches, on
+    /// this one's database and Redis key prefix.
+    pub async fn another_instance(&self) -> Self {
+        let prefix = self.state.config.redis.key_prefix.clone();
+        Self::start(self.database_url.clone(), prefix, |_| {}).await
+    }
+
+    async fn start(database_url: String, prefix: String, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::from_lookup(|name| match name {
             "DATABASE_URL" => Some(database_url.clone()),
             "MP_DB_POOL_SIZE" => Some("4".into()),
@@ -179,7 +191,7 @@ impl TestApp {
             _ => None,
         })
         .expect("test configuration");
-        config.redis.key_prefix = format!("test:{}:", Uuid::new_v4().simple());
+        config.redis.key_prefix = prefix;
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let state = AppState::connect(config)

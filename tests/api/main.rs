@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_keys;
+mod authorize;
 mod authz_matrix;
 mod bad_input;
 mod counters;
