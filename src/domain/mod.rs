@@ -3,11 +3,13 @@
 //! Values arriving from requests are parsed into these types at the edge ("parse,
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
+pub mod alert_email;
 pub mod api_key;
 pub mod discount;
 pub mod email;
 pub mod money;
 pub mod names;
+pub mod outbox;
 pub mod password;
 pub mod plan;
 pub mod pricing;
