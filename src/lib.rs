@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     error::AppResult,
     ingest::Ingestor,
+    jobs::outbox::Wakeup,
     store::DbPool,
 };
 
@@ -20,6 +21,8 @@ pub struct AppState {
     pub jwt: JwtService,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
+    /// Wakes this instance's outbox worker after a transaction that queued an email commits.
+    pub outbox: Wakeup,
 }
 
 pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;

@@ -10,6 +10,7 @@ pub mod discounts;
 pub mod invitations;
 pub mod members;
 pub mod orgs;
+pub mod outbox;
 pub mod partitions;
 pub mod prices;
 pub mod projects;
