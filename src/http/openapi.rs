@@ -26,6 +26,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "gateway", description = "Called by the gateway with a project API key"),
         (name = "usage", description = "Usage events reported by the gateway"),
         (name = "spend logs", description = "The request log of an organization"),
+        (name = "alerts", description = "Alert emails sent to an organization, and their delivery"),
         (name = "pricing", description = "The model price catalog and discounts"),
         (name = "operator", description = "Platform operators only"),
         (name = "operations", description = "Health probes"),

@@ -2,6 +2,7 @@
 //! One binary with a module per capability, so the crate links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_emails;
 mod api_keys;
 mod authz_matrix;
 mod bad_input;
@@ -9,6 +10,7 @@ mod health;
 mod helpers;
 mod openapi;
 mod pricing;
+mod smtp_sink;
 mod spend_logs;
 mod tenancy;
 mod tokens;
