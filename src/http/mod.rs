@@ -3,6 +3,7 @@
 //! they hold no SQL and no business rules.
 
 pub mod admin;
+pub mod alerts;
 pub mod api_keys;
 pub mod auth;
 pub mod authorize;
@@ -70,6 +71,7 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(pricing::list_organization_discounts)
                 .service(spend_logs::list_spend_logs)
                 .service(spend_logs::get_spend_log)
+                .service(alerts::list_alerts)
                 .service(usage::record_usage)
                 .service(
                     scope("/usage/batch")

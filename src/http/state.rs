@@ -10,6 +10,7 @@ use crate::{
     enforcement::Enforcer,
     error::AppResult,
     ingest::Ingestor,
+    jobs::outbox::Wakeup,
     store::DbPool,
 };
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
     pub enforcer: Enforcer,
+    /// Wakes this instance's outbox worker after a transaction that queued an email commits.
+    pub outbox: Wakeup,
 }
 
 pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;
