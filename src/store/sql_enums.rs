@@ -33,4 +33,12 @@ macro_rules! text_enum {
     )+};
 }
 
-text_enum!(Plan, Role, ProjectMode, BudgetScope, BudgetPeriod, EmailKind, EmailStatus);
+text_enum!(
+    Plan,
+    Role,
+    ProjectMode,
+    BudgetScope,
+    BudgetPeriod,
+    EmailKind,
+    EmailStatus
+);
