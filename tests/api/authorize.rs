@@ -449,3 +449,45 @@ async fn redis_counters_match_the_ledger_after_a_random_workload() {
     let (_, _, whole) = authorize(&app, &tenant, json!({"requestId": "org-check"})).await;
     assert!(whole["scopes"][0]["budget"].is_null(), "no organization budget was set");
 }
+
+#[tokio::test]
+async fn the_rebuild_command_sets_counters_from_the_ledger() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    priced_model(&app).await;
+    record(&app, &tenant, usage("cmd-1", "c1", 100_000, 50_000)).await;
+    lose_counters(&app).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meterplane"))
+        .args(["rebuild-counters", "--org", &tenant.org_id.to_string()])
+        .env("DATABASE_URL", &app.database_url)
+        .env(
+            "REDIS_URL",
+            std::env::var("MP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        )
+        .env("MP_REDIS_PREFIX", &app.state.config.redis.key_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt the counters of 1 organization"));
+    let keys = meterplane::counters::OrgKeys::new(&app.state.config.redis.key_prefix, tenant.org_id);
+    let customer = id_of(&app, "customers", tenant.org_id, "c1").await;
+    let month =
+        meterplane::counters::keys::period_tag(meterplane::domain::period::BudgetPeriod::Monthly, chrono::Utc::now());
+    let mut redis = app.state.redis.clone();
+    let ready: bool = redis::cmd("EXISTS")
+        .arg(keys.ready())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(ready);
+    let key = keys.spend(
+        meterplane::counters::ScopeRef {
+            kind: meterplane::domain::budget::BudgetScope::Customer,
+            id: customer,
+        },
+        &month,
+    );
+    let micros: i64 = redis::cmd("GET").arg(key).query_async(&mut redis).await.unwrap();
+    assert_eq!(micros, 200_000, "0.2 USD in micro-dollars");
+}
