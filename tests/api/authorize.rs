@@ -491,3 +491,68 @@ async fn the_rebuild_command_sets_counters_from_the_ledger() {
     let micros: i64 = redis::cmd("GET").arg(key).query_async(&mut redis).await.unwrap();
     assert_eq!(micros, 200_000, "0.2 USD in micro-dollars");
 }
+
+#[tokio::test]
+async fn a_daily_budget_starts_over_at_midnight_utc() {
+    use meterplane::{
+        enforcement::CallRequest,
+        ingest::{CommittedEvent, CommittedSpend},
+    };
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    authorize(&app, &tenant, json!({"requestId": "seed", "user": "night-owl"})).await;
+    let customer = id_of(&app, "customers", tenant.org_id, "night-owl").await;
+    set_budget(&app, tenant.org_id, "customer", customer, "0.3", true).await;
+    execute(
+        &app,
+        &format!("UPDATE budgets SET period = 'daily' WHERE scope_id = '{customer}'"),
+    )
+    .await;
+    app.state.enforcer.forget_rules(tenant.org_id);
+    let key = meterplane::domain::identity::KeyIdentity {
+        key_id: tenant.key_id,
+        project_id: tenant.project_id,
+        org_id: tenant.org_id,
+    };
+    let ask = |request_id: &str| CallRequest {
+        key,
+        request_id: request_id.to_owned(),
+        customer: Some(("night-owl".to_owned(), customer)),
+        agent: None,
+        endpoint: None,
+        provider: None,
+        model: None,
+        estimated_cost: "0.2".parse().unwrap(),
+        estimated_tokens: 0,
+    };
+    let before_midnight: chrono::DateTime<chrono::Utc> = "2026-12-02T23:59:59Z".parse().unwrap();
+    let enforcer = &app.state.enforcer;
+    assert!(enforcer
+        .authorize(&ask("late-1"), before_midnight)
+        .await
+        .unwrap()
+        .allowed());
+    let spend = CommittedSpend {
+        org_id: tenant.org_id,
+        by_scope: vec![],
+        events: vec![CommittedEvent {
+            request_id: "late-1".into(),
+            occurred_at: before_midnight,
+            cost_micros: 200_000,
+            tokens: 0,
+            customer_id: Some(customer),
+            agent_id: None,
+        }],
+    };
+    enforcer.settle(&key, &spend, before_midnight).await;
+    let denied = enforcer.authorize(&ask("late-2"), before_midnight).await.unwrap();
+    assert_eq!(
+        denied.reason,
+        meterplane::domain::decision::DecisionReason::BudgetExceeded
+    );
+    // One second later it is another UTC day: the daily counter is empty again.
+    let after_midnight = before_midnight + chrono::Duration::seconds(1);
+    let next_day = enforcer.authorize(&ask("early-1"), after_midnight).await.unwrap();
+    assert!(next_day.allowed(), "{next_day:?}");
+    assert_eq!(next_day.scopes[3].reading.spent_micros, 0);
+}
