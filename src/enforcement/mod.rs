@@ -328,30 +328,46 @@ impl Enforcer {
     }
 
     /// Queues alert emails for every budget of the scopes this usage touched whose
-    /// thresholds are now reached. Reads the cached rules first, so usage of scopes
-    /// without budgets costs no query.
+    /// thresholds are now reached. Usage of one call reads the cached rules of its
+    /// scopes (so a call without budgets costs no query); a batch reads the rules of
+    /// all its scopes in one query.
     pub async fn alert_after_usage(&self, key: &KeyIdentity, spend: &CommittedSpend, now: DateTime<Utc>) {
         let result = async {
             let calls: std::collections::BTreeSet<(Option<Uuid>, Option<Uuid>)> =
                 spend.events.iter().map(|e| (e.customer_id, e.agent_id)).collect();
-            let mut budgets = Vec::new();
-            for (customer_id, agent_id) in calls {
-                let scopes = CallScopes {
-                    org_id: key.org_id,
-                    project_id: key.project_id,
-                    api_key_id: key.key_id,
-                    customer_id,
-                    agent_id,
-                };
-                for (scope, id, rules) in self.rules_for(scopes).await?.iter() {
-                    let counted = (*scope, *id);
-                    if let Some(budget) = &rules.budget {
-                        if !budgets.iter().any(|(s, i, _)| (*s, *i) == counted) {
-                            budgets.push((*scope, *id, budget.clone()));
-                        }
+            let call_scopes = |(customer_id, agent_id): (Option<Uuid>, Option<Uuid>)| CallScopes {
+                org_id: key.org_id,
+                project_id: key.project_id,
+                api_key_id: key.key_id,
+                customer_id,
+                agent_id,
+            };
+            let rules: Vec<(BudgetScope, Uuid, ScopeRules)> = match calls.len() {
+                0 => return Ok(0),
+                1 => {
+                    let only = calls.into_iter().next().map(call_scopes);
+                    match only {
+                        Some(scopes) => self.rules_for(scopes).await?.as_ref().clone(),
+                        None => return Ok(0),
                     }
                 }
-            }
+                _ => {
+                    let mut scopes: Vec<(BudgetScope, Uuid)> = Vec::new();
+                    for call in calls {
+                        for scope in call_scopes(call).scopes() {
+                            if !scopes.contains(&scope) {
+                                scopes.push(scope);
+                            }
+                        }
+                    }
+                    let mut conn = self.pool.get().await?;
+                    store::limits::rules_for_scopes(&mut conn, key.org_id, &scopes).await?
+                }
+            };
+            let budgets: Vec<_> = rules
+                .into_iter()
+                .filter_map(|(scope, id, rules)| rules.budget.map(|b| (scope, id, b)))
+                .collect();
             if budgets.is_empty() {
                 return Ok(0);
             }

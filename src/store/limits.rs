@@ -136,36 +136,40 @@ pub async fn rules_for_scopes(
             .scope
             .parse()
             .map_err(|_| AppError::internal(anyhow::anyhow!("unknown scope {} in the database", row.scope)))?;
-        let Some((_, _, rules)) = out
-            .iter_mut()
-            .find(|(s, id, _)| *s == scope && row.scope_id.is_none_or(|r| r == *id))
-        else {
-            continue;
+        let budget = match (
+            row.kind.as_str(),
+            row.budget_id,
+            row.amount,
+            row.period.as_deref(),
+            row.hard_limit,
+        ) {
+            ("budget", Some(id), Some(amount), Some(period), Some(hard_limit)) => Some(BudgetRule {
+                id,
+                amount,
+                period: period
+                    .parse()
+                    .map_err(|_| AppError::internal(anyhow::anyhow!("unknown period {period}")))?,
+                hard_limit,
+                thresholds: row.thresholds.clone().unwrap_or_default(),
+                is_default: row.scope_id.is_none(),
+            }),
+            _ => None,
         };
-        match row.kind.as_str() {
-            "budget" if rules.budget.is_none() => {
-                let (Some(id), Some(amount), Some(period), Some(hard_limit)) =
-                    (row.budget_id, row.amount, row.period.as_deref(), row.hard_limit)
-                else {
-                    continue;
-                };
-                rules.budget = Some(BudgetRule {
-                    id,
-                    amount,
-                    period: period
-                        .parse()
-                        .map_err(|_| AppError::internal(anyhow::anyhow!("unknown period {period}")))?,
-                    hard_limit,
-                    thresholds: row.thresholds.clone().unwrap_or_default(),
-                    is_default: row.scope_id.is_none(),
-                });
+        // A scope's own row applies to it; a default row to every scope of its kind
+        // that has no row of its own (own rows came first).
+        let targets = out
+            .iter_mut()
+            .filter(|(s, id, _)| *s == scope && row.scope_id.is_none_or(|r| r == *id));
+        for (_, _, rules) in targets {
+            match row.kind.as_str() {
+                "budget" if rules.budget.is_none() => rules.budget = budget.clone(),
+                "rate" if rules.requests_per_minute.is_none() && rules.tokens_per_minute.is_none() => {
+                    rules.requests_per_minute = row.requests_per_minute;
+                    rules.tokens_per_minute = row.tokens_per_minute;
+                }
+                "blocked" => rules.blocked = true,
+                _ => {}
             }
-            "rate" if rules.requests_per_minute.is_none() && rules.tokens_per_minute.is_none() => {
-                rules.requests_per_minute = row.requests_per_minute;
-                rules.tokens_per_minute = row.tokens_per_minute;
-            }
-            "blocked" => rules.blocked = true,
-            _ => {}
         }
     }
     Ok(out)

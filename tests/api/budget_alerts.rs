@@ -108,3 +108,45 @@ async fn crossing_thresholds_from_three_instances_sends_one_email_each() {
     assert_eq!(thresholds.len(), 3);
     assert!(thresholds.contains(&50) && thresholds.contains(&80) && thresholds.contains(&100));
 }
+
+#[tokio::test]
+async fn a_default_budget_alerts_for_each_customer_on_its_own() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    app.set_alert_emails(&tenant, &["ops@acme.test"]).await;
+    app.add_price("openai", "alert-model", "alert-model", "1", "1", "1")
+        .await;
+    execute(
+        &app,
+        &format!(
+            "INSERT INTO budgets (id, org_id, scope, scope_id, amount, period, hard_limit, thresholds) \
+             VALUES ('{}', '{}', 'customer', NULL, 0.1, 'monthly', false, '{{50}}')",
+            Uuid::new_v4(),
+            tenant.org_id
+        ),
+    )
+    .await;
+    // One batch, two customers, 6 cents each: both pass 50 % of their own 10 cents;
+    // a third spends 4 cents and does not.
+    let (status, body) = app
+        .send_batch(
+            &tenant.key_secret,
+            json!([spend("x-1", "x", 6), spend("y-1", "y", 6), spend("z-1", "z", 4)]),
+        )
+        .await;
+    assert_eq!((status, body["accepted"].as_u64()), (StatusCode::OK, Some(3)));
+    let history = app
+        .get_json(&tenant.owner, &format!("/v1/orgs/{}/alerts", tenant.org_id))
+        .await;
+    let alerts = history["data"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2, "{history}");
+    let subjects: std::collections::HashSet<&str> = alerts.iter().map(|a| a["subjectId"].as_str().unwrap()).collect();
+    assert_eq!(subjects.len(), 2, "one alert per customer");
+    assert!(alerts.iter().all(|a| a["thresholdPercent"] == 50));
+    // The same spend reported again (a duplicate) queues nothing more.
+    app.send_batch(&tenant.key_secret, json!([spend("x-1", "x", 6)])).await;
+    let again = app
+        .get_json(&tenant.owner, &format!("/v1/orgs/{}/alerts", tenant.org_id))
+        .await;
+    assert_eq!(again["data"].as_array().unwrap().len(), 2);
+}
