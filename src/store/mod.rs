@@ -6,14 +6,19 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod budgets;
+pub mod defaults;
 pub mod discounts;
 pub mod invitations;
 pub mod members;
 pub mod orgs;
+pub mod parties;
 pub mod partitions;
 pub mod prices;
 pub mod projects;
+pub mod rate_limits;
 pub mod schema;
+pub mod scopes;
 pub mod spend_ledger;
 pub mod spend_logs;
 mod sql_enums;

@@ -5,6 +5,8 @@
 mod api_keys;
 mod authz_matrix;
 mod bad_input;
+mod budgets;
+mod customers;
 mod health;
 mod helpers;
 mod ledger;
