@@ -26,7 +26,7 @@ use crate::{
     error::{AppError, AppResult, ErrorCode, Problem},
     store::{
         self,
-        parties::{PartyFilter, PartyRow, PartySort},
+        parties::{self, PartyRow, PartySort},
     },
 };
 
@@ -170,7 +170,7 @@ impl From<PartySortParam> for PartySort {
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
-pub struct PartyQuery {
+pub struct PartyListQuery {
     sort: Option<PartySortParam>,
     status: Option<PartyStatus>,
     /// Exactly this `user` (or `agentId`) as the gateway reports it.
@@ -205,7 +205,7 @@ async fn list(
     caller: &AuthUser,
     org_id: Uuid,
     kind: DefaultScope,
-    q: PartyQuery,
+    q: PartyListQuery,
 ) -> AppResult<PartyPage> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, org_id, Access::Read).await?;
@@ -217,14 +217,17 @@ async fn list(
             format!("limit must be between 1 and {MAX_PAGE}, offset at least 0"),
         ));
     }
-    let filter = PartyFilter {
+    let query = parties::PartyQuery {
         id: None,
         external_id: query_text("externalId", q.external_id)?,
         blocked: q.status.map(|s| s == PartyStatus::Blocked),
+        sort: q.sort.unwrap_or_default().into(),
+        // One more than asked: whether another page follows.
+        limit: limit + 1,
+        offset,
     };
     let now = Utc::now();
-    let sort = q.sort.unwrap_or_default().into();
-    let mut rows = store::parties::page(&mut conn, &access, kind, &filter, sort, limit + 1, offset, now).await?;
+    let mut rows = store::parties::page(&mut conn, &access, kind, &query, now).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     Ok(PartyPage {
@@ -271,7 +274,7 @@ async fn set_blocked(
 #[utoipa::path(
     tag = "customers and agents",
     security(("bearer" = [])),
-    params(OrgPath, PartyQuery),
+    params(OrgPath, PartyListQuery),
     responses((status = 200, body = PartyPage), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/customers")]
@@ -279,7 +282,7 @@ pub async fn list_customers(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<OrgPath>,
-    query: web::Query<PartyQuery>,
+    query: web::Query<PartyListQuery>,
 ) -> AppResult<web::Json<PartyPage>> {
     Ok(web::Json(
         list(&state, &caller, path.org_id, DefaultScope::Customer, query.into_inner()).await?,
@@ -360,7 +363,7 @@ pub async fn unblock_customer(
 #[utoipa::path(
     tag = "customers and agents",
     security(("bearer" = [])),
-    params(OrgPath, PartyQuery),
+    params(OrgPath, PartyListQuery),
     responses((status = 200, body = PartyPage), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/agents")]
@@ -368,7 +371,7 @@ pub async fn list_agents(
     state: web::Data<AppState>,
     caller: AuthUser,
     path: web::Path<OrgPath>,
-    query: web::Query<PartyQuery>,
+    query: web::Query<PartyListQuery>,
 ) -> AppResult<web::Json<PartyPage>> {
     Ok(web::Json(
         list(&state, &caller, path.org_id, DefaultScope::Agent, query.into_inner()).await?,

@@ -103,11 +103,15 @@ impl PartySort {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct PartyFilter {
+/// Which parties, in which order, which page.
+#[derive(Debug, Clone)]
+pub struct PartyQuery {
     pub id: Option<Uuid>,
     pub external_id: Option<String>,
     pub blocked: Option<bool>,
+    pub sort: PartySort,
+    pub limit: i64,
+    pub offset: i64,
 }
 
 fn table(kind: DefaultScope) -> &'static str {
@@ -126,15 +130,11 @@ fn scope(kind: DefaultScope) -> BudgetScope {
 /// budget in force (the month when none applies), from its last reset when that falls
 /// inside it: the SQL form of `domain::budget::counted`, so a party's spend here is
 /// the spend its budget reports.
-#[allow(clippy::too_many_arguments)]
 pub async fn page(
     conn: &mut DbConn,
     access: &OrgAccess,
     kind: DefaultScope,
-    filter: &PartyFilter,
-    sort: PartySort,
-    limit: i64,
-    offset: i64,
+    query: &PartyQuery,
     now: DateTime<Utc>,
 ) -> AppResult<Vec<PartyRow>> {
     let first_day = |p: BudgetPeriod| -> NaiveDate { p.window(now).first_day() };
@@ -174,7 +174,7 @@ pub async fn page(
          ) l ON true \
          ORDER BY {order} LIMIT $10 OFFSET $11",
         table = table(kind),
-        order = sort.order_by(),
+        order = query.sort.order_by(),
     );
     let rows = diesel::sql_query(sql)
         .into_boxed::<Pg>()
@@ -184,11 +184,11 @@ pub async fn page(
         .bind::<Date, _>(first_day(BudgetPeriod::Weekly))
         .bind::<Date, _>(first_day(BudgetPeriod::Monthly))
         .bind::<Date, _>(first_day(BudgetPeriod::Total))
-        .bind::<Nullable<SqlUuid>, _>(filter.id)
-        .bind::<Nullable<Text>, _>(filter.external_id.clone())
-        .bind::<Nullable<Bool>, _>(filter.blocked)
-        .bind::<BigInt, _>(limit)
-        .bind::<BigInt, _>(offset)
+        .bind::<Nullable<SqlUuid>, _>(query.id)
+        .bind::<Nullable<Text>, _>(query.external_id.clone())
+        .bind::<Nullable<Bool>, _>(query.blocked)
+        .bind::<BigInt, _>(query.limit)
+        .bind::<BigInt, _>(query.offset)
         .load(conn)
         .await?;
     Ok(rows)
@@ -202,11 +202,15 @@ pub async fn get(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<PartyRow> {
-    let filter = PartyFilter {
+    let query = PartyQuery {
         id: Some(id),
-        ..PartyFilter::default()
+        external_id: None,
+        blocked: None,
+        sort: PartySort::default(),
+        limit: 1,
+        offset: 0,
     };
-    page(conn, access, kind, &filter, PartySort::default(), 1, 0, now)
+    page(conn, access, kind, &query, now)
         .await?
         .pop()
         .ok_or_else(|| AppError::not_found(noun(kind)))
