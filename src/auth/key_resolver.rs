@@ -10,20 +10,14 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use uuid::Uuid;
 
-use super::KeyIdentity;
 use crate::{
-    domain::api_key,
+    domain::{
+        api_key::{self, KeyStatus},
+        identity::{KeyIdentity, KeyRecord},
+    },
     error::{AppError, AppResult, ErrorCode},
     store::{self, DbPool},
 };
-
-/// What the cache keeps about a key: enough to accept or refuse it without the database.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub identity: KeyIdentity,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
 
 /// How often `last_used_at` is written for one key, at most.
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
@@ -55,6 +49,15 @@ impl ApiKeyResolver {
     }
 
     pub async fn resolve(&self, secret: &str) -> AppResult<KeyIdentity> {
+        let record = self.resolve_record(secret).await?;
+        check_usable(&record, Utc::now())?;
+        self.touch(record.identity.key_id).await;
+        Ok(record.identity)
+    }
+
+    /// The key behind `secret` whatever its state (the authorize check answers a
+    /// revoked or expired key with a decision rather than a 401). Unknown keys are 401.
+    pub async fn resolve_record(&self, secret: &str) -> AppResult<KeyRecord> {
         if !api_key::looks_like_key(secret) {
             return Err(invalid_key());
         }
@@ -69,10 +72,7 @@ impl ApiKeyResolver {
             })
             .await
             .map_err(|e| AppError::unavailable(anyhow::anyhow!("api key lookup: {e}")))?;
-        let record = record.ok_or_else(invalid_key)?;
-        check_usable(&record, Utc::now())?;
-        self.touch(record.identity.key_id).await;
-        Ok(record.identity)
+        record.ok_or_else(invalid_key)
     }
 
     /// Drops a key from this instance's cache (after revoke or rotate).
@@ -81,7 +81,7 @@ impl ApiKeyResolver {
     }
 
     /// Records use at most once per key per minute, off the request path.
-    async fn touch(&self, key_id: Uuid) {
+    pub async fn touch(&self, key_id: Uuid) {
         if self.recently_touched.contains_key(&key_id) {
             return;
         }
@@ -106,13 +106,11 @@ fn invalid_key() -> AppError {
 
 /// Whether a key may be used at `now`.
 pub fn check_usable(record: &KeyRecord, now: DateTime<Utc>) -> AppResult<()> {
-    if record.revoked_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked"));
+    match KeyStatus::at(record.revoked_at, record.expires_at, now) {
+        KeyStatus::Active => Ok(()),
+        KeyStatus::Revoked => Err(AppError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked")),
+        KeyStatus::Expired => Err(AppError::new(ErrorCode::ApiKeyExpired, "the API key has expired")),
     }
-    if record.expires_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(ErrorCode::ApiKeyExpired, "the API key has expired"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

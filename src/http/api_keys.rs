@@ -9,25 +9,18 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     paths::{KeyPath, ProjectPath},
+    schemas::DisplayName,
     state::AppState,
     validate,
 };
 use crate::{
-    domain::{names::Name, role::Access, Invalid},
+    domain::{api_key::KeyStatus, names::Name, role::Access, Invalid},
     error::{AppResult, Problem},
     store::{
         self,
         api_keys::{ApiKey, CreatedKey, NewKey},
     },
 };
-
-#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    Active,
-    Expired,
-    Revoked,
-}
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -52,14 +45,7 @@ pub struct ApiKeyView {
 
 impl From<ApiKey> for ApiKeyView {
     fn from(k: ApiKey) -> Self {
-        let now = Utc::now();
-        let status = if k.revoked_at.is_some_and(|at| at <= now) {
-            KeyStatus::Revoked
-        } else if k.expires_at.is_some_and(|at| at <= now) {
-            KeyStatus::Expired
-        } else {
-            KeyStatus::Active
-        };
+        let status = KeyStatus::at(k.revoked_at, k.expires_at, Utc::now());
         Self {
             id: k.id,
             org_id: k.org_id,
@@ -98,6 +84,7 @@ impl From<CreatedKey> for CreatedApiKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "checkout-service", "expiresAt": "2030-01-01T00:00:00Z"}))]
 pub struct CreateApiKey {
+    #[schema(value_type = DisplayName)]
     name: String,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
@@ -107,8 +94,9 @@ pub struct CreateApiKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"gracePeriodSeconds": 3600}))]
 pub struct RotateApiKey {
-    /// How long the old key keeps working (0..=604800 s, default 0).
+    /// How long the old key keeps working, in seconds (at most 7 days).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800, default = 0)]
     grace_period_seconds: i64,
 }
 
@@ -137,7 +125,7 @@ fn grace_period(seconds: i64) -> Result<chrono::Duration, Invalid> {
     params(ProjectPath),
     request_body = CreateApiKey,
     responses(
-        (status = 201, body = CreatedApiKey),
+        (status = 201, description = "The key with its secret, shown this once", body = CreatedApiKey),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -169,11 +157,12 @@ pub async fn create_api_key(
     Ok(HttpResponse::Created().json(CreatedApiKey::from(created)))
 }
 
+/// The project's keys, listed by their visible prefix.
 #[utoipa::path(
     tag = "api keys",
     security(("bearer" = [])),
     params(ProjectPath),
-    responses((status = 200, body = Vec<ApiKeyView>), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The project's keys (never their secrets)", body = Vec<ApiKeyView>), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/projects/{projectId}/keys")]
 pub async fn list_api_keys(
@@ -187,11 +176,12 @@ pub async fn list_api_keys(
     Ok(web::Json(keys.into_iter().map(ApiKeyView::from).collect()))
 }
 
+/// One key (never its secret).
 #[utoipa::path(
     tag = "api keys",
     security(("bearer" = [])),
     params(KeyPath),
-    responses((status = 200, body = ApiKeyView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The key", body = ApiKeyView), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/projects/{projectId}/keys/{keyId}")]
 pub async fn get_api_key(
@@ -214,7 +204,7 @@ pub async fn get_api_key(
     security(("bearer" = [])),
     params(KeyPath),
     responses(
-        (status = 200, body = ApiKeyView),
+        (status = 200, description = "The key, now revoked", body = ApiKeyView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -241,7 +231,7 @@ pub async fn revoke_api_key(
     params(KeyPath),
     request_body = RotateApiKey,
     responses(
-        (status = 201, body = CreatedApiKey),
+        (status = 201, description = "The key's new secret, shown this once", body = CreatedApiKey),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),

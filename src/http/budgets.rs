@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::{
     extract::{AuthUser, JsonBody},
+    paging,
     paths::{OrgPath, ScopePath},
+    schemas::{Money, ThresholdPercent},
     state::AppState,
     validate::Fields,
 };
@@ -19,7 +21,7 @@ use crate::{
         period::BudgetPeriod,
         role::Access,
     },
-    error::{AppError, AppResult, ErrorCode, FieldError, Problem},
+    error::{AppError, AppResult, FieldError, Problem},
     store::{
         self,
         access::OrgAccess,
@@ -28,9 +30,6 @@ use crate::{
         DbConn,
     },
 };
-
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 500;
 
 /// Whose budget applies to a scope.
 #[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -53,20 +52,20 @@ pub struct BudgetView {
     /// The customer, agent, API key or project; the organization's own id for
     /// `organization`.
     scope_id: Uuid,
-    #[schema(value_type = String, example = "100")]
+    #[schema(value_type = Money)]
     amount: Decimal,
     period: BudgetPeriod,
-    /// Alert thresholds in percent of `amount`.
-    #[schema(example = json!([50, 80, 100]))]
+    /// Alert thresholds in percent of `amount`, ascending.
+    #[schema(value_type = Vec<ThresholdPercent>, example = json!([50, 80, 100]))]
     thresholds: Vec<i32>,
     /// Deny calls once spend reaches `amount`; otherwise alerts only.
     hard_limit: bool,
     /// Spend counted in the current period: from the later of `periodStart` and
     /// `resetAt`, from the durable spend ledger.
-    #[schema(value_type = String, example = "12.5")]
+    #[schema(value_type = Money)]
     spent: Decimal,
     /// `amount − spent`, never below 0.
-    #[schema(value_type = String, example = "87.5")]
+    #[schema(value_type = Money)]
     remaining: Decimal,
     period_start: DateTime<Utc>,
     /// When the period ends and spend starts over; absent for `total`.
@@ -120,12 +119,13 @@ impl BudgetView {
 #[schema(example = json!({"amount": "100", "period": "monthly", "thresholds": [50, 80, 100], "hardLimit": true}))]
 pub struct SetBudget {
     /// USD, more than 0, at most 1,000,000,000, at most 10 decimal places.
-    #[schema(value_type = String)]
+    #[schema(value_type = Money)]
     amount: Decimal,
     #[schema(value_type = BudgetPeriod)]
     period: String,
-    /// Percentages 1–100, at most 10; default `[50, 80, 100]`. `[]`: no alerts.
+    /// Percentages 1–100, at most 10, any order; default `[50, 80, 100]`. `[]`: no alerts.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ThresholdPercent>>, max_items = 10)]
     thresholds: Option<Vec<i64>>,
     /// Default `true`: calls are denied at 100 %. `false`: alerts only.
     #[serde(default)]
@@ -161,12 +161,13 @@ impl SetBudget {
 #[schema(example = json!({"amount": "250", "period": "weekly"}))]
 pub struct ChangeBudget {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Money>)]
     amount: Option<Decimal>,
     #[serde(default)]
     #[schema(value_type = Option<BudgetPeriod>)]
     period: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ThresholdPercent>>, max_items = 10)]
     thresholds: Option<Vec<i64>>,
     #[serde(default)]
     hard_limit: Option<bool>,
@@ -201,7 +202,8 @@ impl ChangeBudget {
 pub struct ListQuery {
     /// Only budgets of this scope.
     scope: Option<BudgetScope>,
-    /// 1..=500, default 100.
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
     /// `nextCursor` of the previous page.
     cursor: Option<Uuid>,
@@ -215,18 +217,6 @@ pub struct BudgetPage {
     next_cursor: Option<Uuid>,
 }
 
-pub fn page_limit(limit: Option<i64>) -> AppResult<i64> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if (1..=MAX_PAGE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(AppError::new(
-            ErrorCode::InvalidQueryParameter,
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ))
-    }
-}
-
 async fn view(conn: &mut DbConn, access: &OrgAccess, budget: Budget) -> AppResult<BudgetView> {
     let mut views = store::budgets::with_spend(conn, access, vec![budget], Utc::now()).await?;
     BudgetView::own(
@@ -236,12 +226,19 @@ async fn view(conn: &mut DbConn, access: &OrgAccess, budget: Budget) -> AppResul
     )
 }
 
-/// The organization's budgets (defaults are at `/defaults/{kind}`), oldest first.
+/// The organization's budgets with their current spend, oldest first.
+///
+/// Only budgets of a scope of their own; the defaults for customers and agents are at
+/// `/defaults/{kind}`.
 #[utoipa::path(
     tag = "budgets",
     security(("bearer" = [])),
     params(OrgPath, ListQuery),
-    responses((status = 200, body = BudgetPage), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "A page of budgets", body = BudgetPage),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/budgets")]
 pub async fn list_budgets(
@@ -252,7 +249,7 @@ pub async fn list_budgets(
 ) -> AppResult<web::Json<BudgetPage>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
-    let limit = page_limit(query.limit)?;
+    let limit = paging::page_size(query.limit)?;
     let mut rows = store::budgets::list(&mut conn, &access, query.scope, query.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
@@ -264,8 +261,10 @@ pub async fn list_budgets(
     }))
 }
 
-/// Sets a scope's budget: 201 when it had none, 200 when it replaces the one it had.
-/// Spend already made in the current period counts towards the new budget.
+/// Sets a scope's budget, creating or replacing it.
+///
+/// 201 when the scope had none, 200 when it replaces the one it had. Spend already
+/// made in the current period counts towards the new budget.
 #[utoipa::path(
     tag = "budgets",
     security(("bearer" = [])),
@@ -291,6 +290,7 @@ pub async fn set_budget(
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let settings = body.parse().map_err(AppError::validation)?;
     let (budget, created) = store::budgets::put(&mut conn, &access, Subject::Target(path.target()), &settings).await?;
+    state.enforcer.forget_rules(path.org_id);
     let view = view(&mut conn, &access, budget).await?;
     Ok(if created {
         HttpResponse::Created().json(view)
@@ -304,7 +304,11 @@ pub async fn set_budget(
     tag = "budgets",
     security(("bearer" = [])),
     params(ScopePath),
-    responses((status = 200, body = BudgetView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "The budget", body = BudgetView),
+        (status = 401, body = Problem),
+        (status = 404, description = "No such scope, or it has no budget of its own", body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/budgets/{scope}/{scopeId}")]
 pub async fn get_budget(
@@ -318,14 +322,14 @@ pub async fn get_budget(
     Ok(web::Json(view(&mut conn, &access, budget).await?))
 }
 
-/// Changes some of a budget's values.
+/// Changes some of a budget's values; spend already made keeps counting.
 #[utoipa::path(
     tag = "budgets",
     security(("bearer" = [])),
     params(ScopePath),
     request_body = ChangeBudget,
     responses(
-        (status = 200, body = BudgetView),
+        (status = 200, description = "The changed budget", body = BudgetView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -343,11 +347,13 @@ pub async fn change_budget(
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let changes = body.parse()?;
     let budget = store::budgets::change(&mut conn, &access, path.target(), &changes).await?;
+    state.enforcer.forget_rules(path.org_id);
     Ok(web::Json(view(&mut conn, &access, budget).await?))
 }
 
-/// Removes a scope's own budget (a customer or agent falls back to the organization's
-/// default, if any), and its reset.
+/// Removes a scope's own budget and its spend reset.
+///
+/// A customer or agent falls back to the organization's default, if any.
 #[utoipa::path(
     tag = "budgets",
     security(("bearer" = [])),
@@ -368,23 +374,26 @@ pub async fn delete_budget(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     if store::budgets::delete(&mut conn, &access, Subject::Target(path.target())).await? {
+        state.enforcer.forget_rules(path.org_id);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(AppError::not_found("budget"))
     }
 }
 
-/// Starts the scope's spend over now: what it spent before this instant no longer
-/// counts towards its budget (its own or, for a customer or agent, the default), in
-/// this period or any later one. Events recorded afterwards that are stamped on an
-/// earlier day of the period do not count either; those stamped earlier today do.
-/// Answers the budget in force with its spend after the reset.
+/// Starts a scope's spend over now.
+///
+/// What the scope spent before this instant no longer counts towards its budget (its
+/// own or, for a customer or agent, the default), in this period or any later one.
+/// Events recorded afterwards that are stamped on an earlier day of the period do not
+/// count either; those stamped earlier today do. Answers the budget in force with its
+/// spend after the reset.
 #[utoipa::path(
     tag = "budgets",
     security(("bearer" = [])),
     params(ScopePath),
     responses(
-        (status = 200, body = BudgetView),
+        (status = 200, description = "The budget in force, spend started over", body = BudgetView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, description = "No budget applies to the scope", body = Problem),
@@ -398,7 +407,15 @@ pub async fn reset_budget(
 ) -> AppResult<web::Json<BudgetView>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let reset = store::budgets::reset(&mut conn, &access, path.target(), Utc::now()).await?;
+    let now = Utc::now();
+    let reset = store::budgets::reset(&mut conn, &access, path.target(), now).await?;
+    drop(conn);
+    // The Redis spend counters hold what was spent before the reset: set them from
+    // the ledger again. The reset is committed either way; if Redis cannot be reached
+    // now, the counters keep the old spend until they are next rebuilt.
+    if let Err(e) = state.enforcer.rebuild(path.org_id, now).await {
+        tracing::warn!(error = %e, org_id = %path.org_id, "spend reset; counters not rebuilt yet");
+    }
     Ok(web::Json(BudgetView::build(reset, path.scope_id)))
 }
 

@@ -12,6 +12,7 @@ use super::{
     extract::{AuthUser, JsonBody},
     paths::DefaultsPath,
     rate_limits::SetRateLimits,
+    schemas::{Money, ThresholdPercent},
     state::AppState,
     validate,
 };
@@ -24,9 +25,10 @@ use crate::{
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DefaultBudgetView {
-    #[schema(value_type = String, example = "20")]
+    #[schema(value_type = Money)]
     amount: Decimal,
     period: BudgetPeriod,
+    #[schema(value_type = Vec<ThresholdPercent>)]
     thresholds: Vec<i32>,
     hard_limit: bool,
     updated_at: DateTime<Utc>,
@@ -96,12 +98,16 @@ pub struct SetDefaults {
     rate_limits: Option<SetRateLimits>,
 }
 
-/// The defaults of every customer (or agent) without its own budget or limits.
+/// The budget and rate limits of every customer (or agent) without its own.
 #[utoipa::path(
-    tag = "defaults",
+    tag = "budgets",
     security(("bearer" = [])),
     params(DefaultsPath),
-    responses((status = 200, body = DefaultsView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "The defaults; absent parts are not set", body = DefaultsView),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/defaults/{kind}")]
 pub async fn get_defaults(
@@ -115,15 +121,17 @@ pub async fn get_defaults(
     Ok(web::Json(DefaultsView::new(path.kind, defaults)))
 }
 
-/// Replaces the defaults. They apply at once to every customer (or agent) without
-/// its own budget or limits, including those not seen yet.
+/// Replaces the defaults for customers (or agents).
+///
+/// They apply at once to every customer (or agent) without its own budget or limits,
+/// including those not seen yet. A part left out is removed.
 #[utoipa::path(
-    tag = "defaults",
+    tag = "budgets",
     security(("bearer" = [])),
     params(DefaultsPath),
     request_body = SetDefaults,
     responses(
-        (status = 200, body = DefaultsView),
+        (status = 200, description = "The defaults as set", body = DefaultsView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -150,12 +158,13 @@ pub async fn set_defaults(
         }
     };
     let defaults = store::defaults::replace(&mut conn, &access, path.kind, budget.as_ref(), limits).await?;
+    state.enforcer.forget_rules(path.org_id);
     Ok(web::Json(DefaultsView::new(path.kind, defaults)))
 }
 
-/// Removes both defaults.
+/// Removes both defaults for customers (or agents).
 #[utoipa::path(
-    tag = "defaults",
+    tag = "budgets",
     security(("bearer" = [])),
     params(DefaultsPath),
     responses(
@@ -174,5 +183,6 @@ pub async fn delete_defaults(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     store::defaults::replace(&mut conn, &access, path.kind, None, None).await?;
+    state.enforcer.forget_rules(path.org_id);
     Ok(HttpResponse::NoContent().finish())
 }

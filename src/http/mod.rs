@@ -3,9 +3,12 @@
 //! they hold no SQL and no business rules.
 
 pub mod admin;
+pub mod alerts;
 pub mod api_keys;
 pub mod auth;
+pub mod authorize;
 pub mod budgets;
+pub mod decisions;
 pub mod defaults;
 pub mod extract;
 pub mod gateway;
@@ -14,12 +17,14 @@ pub mod invitations;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
+pub mod paging;
 pub mod parties;
 pub mod paths;
 pub mod pricing;
 pub mod projects;
 pub mod rate_limits;
 pub mod rejections;
+pub mod schemas;
 pub mod spend_logs;
 pub mod state;
 pub mod usage;
@@ -60,6 +65,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(admin::list_all_organizations)
                 .service(admin::set_organization_plan)
                 .service(gateway::whoami)
+                .service(authorize::authorize)
+                .service(decisions::list_decisions)
                 .service(pricing::list_prices)
                 .service(pricing::create_price)
                 .service(pricing::list_discounts)
@@ -89,6 +96,7 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(parties::unblock_agent)
                 .service(spend_logs::list_spend_logs)
                 .service(spend_logs::get_spend_log)
+                .service(alerts::list_alerts)
                 .service(usage::record_usage)
                 .service(
                     scope("/usage/batch")

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::{
     budgets::BudgetSource,
     extract::{AuthUser, JsonBody},
+    paging,
     paths::{AgentPath, CustomerPath, OrgPath},
+    schemas::{Money, ThresholdPercent},
     state::AppState,
     validate::{self, query_text},
 };
@@ -30,8 +32,7 @@ use crate::{
     },
 };
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
+const MAX_PAGE: i64 = paging::MAX_PAGE;
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "lowercase")]
@@ -46,13 +47,14 @@ pub enum PartyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PartyBudgetView {
     source: BudgetSource,
-    #[schema(value_type = String, example = "20")]
+    #[schema(value_type = Money)]
     amount: Decimal,
     period: BudgetPeriod,
+    #[schema(value_type = Vec<ThresholdPercent>)]
     thresholds: Vec<i32>,
     hard_limit: bool,
     /// `amount − spent`, never below 0.
-    #[schema(value_type = String, example = "7.5")]
+    #[schema(value_type = Money)]
     remaining: Decimal,
 }
 
@@ -82,7 +84,7 @@ pub struct PartyView {
     block_reason: Option<String>,
     /// USD spent in the current period of the budget in force (the calendar month when
     /// none applies), from the later of `periodStart` and `resetAt`.
-    #[schema(value_type = String, example = "12.5")]
+    #[schema(value_type = Money)]
     spent: Decimal,
     period: BudgetPeriod,
     period_start: DateTime<Utc>,
@@ -174,11 +176,14 @@ pub struct PartyListQuery {
     sort: Option<PartySortParam>,
     status: Option<PartyStatus>,
     /// Exactly this `user` (or `agentId`) as the gateway reports it.
+    #[param(max_length = 256)]
     external_id: Option<String>,
-    /// 1..=500, default 50.
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
-    /// Entries to skip, default 0. Spend moves while calls are recorded, so an entry
-    /// can move between pages fetched at different times.
+    /// Entries to skip. Spend moves while calls are recorded, so an entry can move
+    /// between pages fetched at different times.
+    #[param(minimum = 0, default = 0)]
     offset: Option<i64>,
 }
 
@@ -195,8 +200,8 @@ pub struct PartyPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"reason": "invoice overdue"}))]
 pub struct BlockRequest {
-    /// At most 500 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     reason: Option<String>,
 }
 
@@ -209,7 +214,7 @@ async fn list(
 ) -> AppResult<PartyPage> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, org_id, Access::Read).await?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    let limit = q.limit.unwrap_or(paging::DEFAULT_PAGE);
     let offset = q.offset.unwrap_or(0);
     if !(1..=MAX_PAGE).contains(&limit) || offset < 0 {
         return Err(AppError::new(
@@ -265,17 +270,24 @@ async fn set_blocked(
         })
         .transpose()?;
     store::parties::set_blocked(&mut conn, &access, kind, id, block).await?;
+    state.enforcer.forget_rules(org_id);
     let now = Utc::now();
     PartyView::build(store::parties::get(&mut conn, &access, kind, id, now).await?, now)
 }
 
-/// The organization's customers with their current-period spend, budget, rate limits
-/// and status.
+/// The organization's customers with spend, budget, rate limits and status.
+///
+/// Spend is the current period's of the budget in force (the calendar month without
+/// one); the highest spend comes first unless `sort` says otherwise.
 #[utoipa::path(
     tag = "customers and agents",
     security(("bearer" = [])),
     params(OrgPath, PartyListQuery),
-    responses((status = 200, body = PartyPage), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "A page of customers", body = PartyPage),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/customers")]
 pub async fn list_customers(
@@ -289,12 +301,16 @@ pub async fn list_customers(
     ))
 }
 
-/// One customer.
+/// One customer with its spend, budget, rate limits and status.
 #[utoipa::path(
     tag = "customers and agents",
     security(("bearer" = [])),
     params(CustomerPath),
-    responses((status = 200, body = PartyView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "The customer", body = PartyView),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/customers/{customerId}")]
 pub async fn get_customer(
@@ -314,7 +330,7 @@ pub async fn get_customer(
     params(CustomerPath),
     request_body = BlockRequest,
     responses(
-        (status = 200, body = PartyView),
+        (status = 200, description = "It, as it now stands", body = PartyView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -340,7 +356,7 @@ pub async fn block_customer(
     security(("bearer" = [])),
     params(CustomerPath),
     responses(
-        (status = 200, body = PartyView),
+        (status = 200, description = "It, as it now stands", body = PartyView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -358,13 +374,19 @@ pub async fn unblock_customer(
     ))
 }
 
-/// The organization's agents with their current-period spend, budget, rate limits
-/// and status.
+/// The organization's agents with spend, budget, rate limits and status.
+///
+/// Spend is the current period's of the budget in force (the calendar month without
+/// one); the highest spend comes first unless `sort` says otherwise.
 #[utoipa::path(
     tag = "customers and agents",
     security(("bearer" = [])),
     params(OrgPath, PartyListQuery),
-    responses((status = 200, body = PartyPage), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "A page of agents", body = PartyPage),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/agents")]
 pub async fn list_agents(
@@ -378,12 +400,16 @@ pub async fn list_agents(
     ))
 }
 
-/// One agent.
+/// One agent with its spend, budget, rate limits and status.
 #[utoipa::path(
     tag = "customers and agents",
     security(("bearer" = [])),
     params(AgentPath),
-    responses((status = 200, body = PartyView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "The agent", body = PartyView),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/agents/{agentId}")]
 pub async fn get_agent(
@@ -403,7 +429,7 @@ pub async fn get_agent(
     params(AgentPath),
     request_body = BlockRequest,
     responses(
-        (status = 200, body = PartyView),
+        (status = 200, description = "It, as it now stands", body = PartyView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -429,7 +455,7 @@ pub async fn block_agent(
     security(("bearer" = [])),
     params(AgentPath),
     responses(
-        (status = 200, body = PartyView),
+        (status = 200, description = "It, as it now stands", body = PartyView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),

@@ -7,8 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    budgets::page_limit,
     extract::{AuthUser, JsonBody},
+    paging,
     paths::{OrgPath, ScopePath},
     state::AppState,
 };
@@ -57,11 +57,12 @@ impl TryFrom<RateLimitRow> for RateLimitView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"requestsPerMinute": 600, "tokensPerMinute": 200000}))]
 pub struct SetRateLimits {
-    /// 1..=10,000,000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10_000_000)]
     requests_per_minute: Option<i64>,
-    /// Prompt + completion tokens, 1..=10,000,000,000.
+    /// Prompt + completion tokens.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10_000_000_000_i64)]
     tokens_per_minute: Option<i64>,
 }
 
@@ -83,7 +84,8 @@ impl SetRateLimits {
 pub struct ListQuery {
     /// Only limits of this scope.
     scope: Option<BudgetScope>,
-    /// 1..=500, default 100.
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
     /// `nextCursor` of the previous page.
     cursor: Option<Uuid>,
@@ -97,12 +99,19 @@ pub struct RateLimitPage {
     next_cursor: Option<Uuid>,
 }
 
-/// The organization's rate limits (defaults are at `/defaults/{kind}`), oldest first.
+/// The organization's rate limits, oldest first.
+///
+/// Only limits of a scope of their own; the defaults for customers and agents are at
+/// `/defaults/{kind}`.
 #[utoipa::path(
-    tag = "rate limits",
+    tag = "budgets",
     security(("bearer" = [])),
     params(OrgPath, ListQuery),
-    responses((status = 200, body = RateLimitPage), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "A page of rate limits", body = RateLimitPage),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/rate-limits")]
 pub async fn list_rate_limits(
@@ -113,7 +122,7 @@ pub async fn list_rate_limits(
 ) -> AppResult<web::Json<RateLimitPage>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
-    let limit = page_limit(query.limit)?;
+    let limit = paging::page_size(query.limit)?;
     let mut rows = store::rate_limits::list(&mut conn, &access, query.scope, query.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
@@ -127,9 +136,11 @@ pub async fn list_rate_limits(
     }))
 }
 
-/// Sets a scope's rate limits: 201 when it had none, 200 when they replace its own.
+/// Sets a scope's rate limits, creating or replacing them.
+///
+/// 201 when the scope had none of its own, 200 when they replace its own.
 #[utoipa::path(
-    tag = "rate limits",
+    tag = "budgets",
     security(("bearer" = [])),
     params(ScopePath),
     request_body = SetRateLimits,
@@ -153,6 +164,7 @@ pub async fn set_rate_limits(
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let limits = body.parse().map_err(AppError::validation)?;
     let (row, created) = store::rate_limits::put(&mut conn, &access, Subject::Target(path.target()), limits).await?;
+    state.enforcer.forget_rules(path.org_id);
     let view = RateLimitView::try_from(row)?;
     Ok(if created {
         HttpResponse::Created().json(view)
@@ -163,10 +175,14 @@ pub async fn set_rate_limits(
 
 /// A scope's own rate limits.
 #[utoipa::path(
-    tag = "rate limits",
+    tag = "budgets",
     security(("bearer" = [])),
     params(ScopePath),
-    responses((status = 200, body = RateLimitView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses(
+        (status = 200, description = "The rate limits", body = RateLimitView),
+        (status = 401, body = Problem),
+        (status = 404, description = "No such scope, or it has no limits of its own", body = Problem),
+    )
 )]
 #[get("/orgs/{orgId}/rate-limits/{scope}/{scopeId}")]
 pub async fn get_rate_limits(
@@ -180,10 +196,11 @@ pub async fn get_rate_limits(
     Ok(web::Json(row.try_into()?))
 }
 
-/// Removes a scope's own rate limits (a customer or agent falls back to the
-/// organization's default, if any).
+/// Removes a scope's own rate limits.
+///
+/// A customer or agent falls back to the organization's default, if any.
 #[utoipa::path(
-    tag = "rate limits",
+    tag = "budgets",
     security(("bearer" = [])),
     params(ScopePath),
     responses(
@@ -202,6 +219,7 @@ pub async fn delete_rate_limits(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     if store::rate_limits::delete(&mut conn, &access, Subject::Target(path.target())).await? {
+        state.enforcer.forget_rules(path.org_id);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(AppError::not_found("rate limit"))

@@ -7,11 +7,14 @@
 pub mod access;
 pub mod api_keys;
 pub mod budgets;
+pub mod decisions;
 pub mod defaults;
 pub mod discounts;
 pub mod invitations;
+pub mod limits;
 pub mod members;
 pub mod orgs;
+pub mod outbox;
 pub mod parties;
 pub mod partitions;
 pub mod prices;

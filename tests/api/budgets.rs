@@ -693,3 +693,68 @@ async fn defaults_apply_to_a_customer_from_its_first_request() {
     );
     assert_eq!(c["period"], "monthly", "without a budget, spend is the month's");
 }
+
+/// What the API sets is what the authorize check enforces, at once on this instance.
+#[tokio::test]
+async fn the_authorize_check_follows_budgets_resets_and_blocks_set_through_the_api() {
+    let (app, tenant) = priced_app().await;
+    spend(&app, &tenant, "erin", 400_000, Utc::now()).await; // $1
+    let erin = customer_id(&app, &tenant, "erin").await;
+    let org = format!("/v1/orgs/{}", tenant.org_id);
+    let authorize = |request_id: &str, prompt: i64| {
+        app.request(Method::POST, "/v1/gateway/authorize")
+            .header("x-api-key", &tenant.key_secret)
+            .json(&json!({
+                "requestId": request_id, "user": "erin", "endpoint": "/chat/completions",
+                "provider": "openai", "model": "gpt-4o", "estimatedPromptTokens": prompt,
+            }))
+            .send()
+    };
+    let reason = |response: Response| async move { expect_json(response, StatusCode::OK).await["reason"].clone() };
+    assert_eq!(reason(authorize("a0", 400_000).await.unwrap()).await, "allowed");
+
+    let budget = format!("{org}/budgets/customer/{erin}");
+    let r = send(
+        &app,
+        &tenant.owner,
+        Method::PUT,
+        &budget,
+        Some(json!({"amount": "1.5", "period": "monthly"})),
+    )
+    .await;
+    expect_json(r, StatusCode::CREATED).await;
+    // $1 spent + $1 reserved by a0 + $1 more would pass $1.50.
+    assert_eq!(reason(authorize("a1", 400_000).await.unwrap()).await, "budget_exceeded");
+
+    let r = send(&app, &tenant.owner, Method::POST, &format!("{budget}/reset"), None).await;
+    expect_json(r, StatusCode::OK).await;
+    // The spend is gone; a0's reservation ($1) is still held, so $0.40 more fits.
+    assert_eq!(reason(authorize("a2", 160_000).await.unwrap()).await, "allowed");
+
+    let r = send(
+        &app,
+        &tenant.owner,
+        Method::POST,
+        &format!("{org}/customers/{erin}/block"),
+        Some(json!({})),
+    )
+    .await;
+    expect_json(r, StatusCode::OK).await;
+    assert_eq!(reason(authorize("a3", 10).await.unwrap()).await, "customer_blocked");
+    let r = send(
+        &app,
+        &tenant.owner,
+        Method::POST,
+        &format!("{org}/customers/{erin}/unblock"),
+        None,
+    )
+    .await;
+    expect_json(r, StatusCode::OK).await;
+    assert_eq!(reason(authorize("a4", 10).await.unwrap()).await, "allowed");
+
+    assert_eq!(
+        send(&app, &tenant.owner, Method::DELETE, &budget, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(reason(authorize("a5", 4_000_000).await.unwrap()).await, "allowed");
+}
