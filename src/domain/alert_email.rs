@@ -81,6 +81,8 @@ pub struct BudgetAlert {
     pub threshold_percent: u8,
     pub period: AlertPeriod,
     /// Start of the period the spend counts in (for `total`, when counting started).
+    /// Part of the dedupe key, to the second: a new period (or a reset, if the budgets
+    /// code starts a new period on reset) alerts again.
     pub period_start: DateTime<Utc>,
     /// End of the period (exclusive); `None` for `total`.
     pub period_end: Option<DateTime<Utc>>,

@@ -112,3 +112,41 @@ fn redact(message: &str, secrets: &[String]) -> String {
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     sanitize_error(message, &secrets)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn mailer(url: &str) -> anyhow::Result<Mailer> {
+        Mailer::new(
+            &SmtpConfig::parse(url, Duration::from_secs(1))?,
+            "Alerts <alerts@example.com>",
+        )
+    }
+
+    #[test]
+    fn a_transport_is_built_for_every_tls_mode() {
+        // STARTTLS and TLS build their rustls configuration here (roots, provider), so
+        // a missing TLS feature or crypto provider fails now rather than at first send.
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:pw@mail.example.com:587?tls=required",
+            "smtps://user:pw@mail.example.com",
+        ] {
+            let mailer = mailer(url).unwrap_or_else(|e| panic!("{url}: {e:#}"));
+            assert_eq!(mailer.id_domain, "example.com");
+        }
+    }
+
+    #[test]
+    fn errors_are_stored_without_the_password_or_url() {
+        let mailer = mailer("smtps://user:hunter2-pw@mail.example.com").unwrap();
+        let text = redact(
+            "535 authentication failed for smtps://user:hunter2-pw@mail.example.com (hunter2-pw)",
+            &mailer.secrets,
+        );
+        assert!(!text.contains("hunter2-pw"), "{text}");
+    }
+}

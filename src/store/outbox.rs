@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use diesel::{
     pg::data_types::PgInterval,
     prelude::*,
-    sql_types::{Bool, Interval, Timestamptz},
+    sql_types::{Bool, Interval, Nullable, Timestamptz},
 };
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
@@ -122,35 +122,42 @@ pub async fn enqueue(conn: &mut DbConn, email: &OutgoingEmail) -> AppResult<Enqu
 /// rendered now, so it reports the spend at the moment of crossing. Enqueuing the same
 /// crossing again (same budget, period start and threshold) does nothing, which is
 /// what makes "one email per threshold, per period, per budget" hold across instances.
+///
+/// The work runs in a savepoint: when this returns an error nothing was written and
+/// the caller's transaction is still usable, so the ingest path can log the error
+/// and commit the usage anyway (an alert problem must never lose usage).
 pub async fn enqueue_budget_alert(conn: &mut DbConn, org_id: Uuid, alert: &BudgetAlert) -> AppResult<Enqueued> {
     alert
         .validate()
         .map_err(|e| AppError::internal(anyhow::anyhow!("budget alert for {}: {e}", alert.budget_id)))?;
-    let (org_name, addresses): (String, Vec<String>) = organizations::table
-        .find(org_id)
-        .select((organizations::name, organizations::alert_emails))
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or_else(|| AppError::not_found("organization"))?;
-    // Stored addresses were checked when they were set; one that no longer parses is
-    // left out rather than holding back the others.
-    let recipients = addresses
-        .iter()
-        .filter_map(|raw| EmailAddress::parse(raw).ok())
-        .collect();
-    let rendered = alert.render(&org_name);
-    let email = OutgoingEmail::new(
-        EmailKind::BudgetAlert,
-        Some(org_id),
-        alert.dedupe_key(),
-        recipients,
-        rendered.subject,
-        rendered.text,
-        rendered.html,
-    )
-    .map_err(|e| AppError::internal(anyhow::anyhow!("budget alert for {}: {e}", alert.budget_id)))?;
-    enqueue(conn, &email).await
+    conn.transaction(async |conn| {
+        let (org_name, addresses): (String, Vec<String>) = organizations::table
+            .find(org_id)
+            .select((organizations::name, organizations::alert_emails))
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::not_found("organization"))?;
+        // Stored addresses were checked when they were set; one that no longer parses
+        // is left out rather than holding back the others.
+        let recipients = addresses
+            .iter()
+            .filter_map(|raw| EmailAddress::parse(raw).ok())
+            .collect();
+        let rendered = alert.render(&org_name);
+        let email = OutgoingEmail::new(
+            EmailKind::BudgetAlert,
+            Some(org_id),
+            alert.dedupe_key(),
+            recipients,
+            rendered.subject,
+            rendered.text,
+            rendered.html,
+        )
+        .map_err(|e| AppError::internal(anyhow::anyhow!("budget alert for {}: {e}", alert.budget_id)))?;
+        enqueue(conn, &email).await
+    })
+    .await
 }
 
 /// Up to `limit` pending emails that are due, oldest due first, locked until the
@@ -179,7 +186,8 @@ pub async fn mark_sent(conn: &mut DbConn, id: Uuid, scrub_bodies: bool) -> AppRe
         .set((
             email_outbox::status.eq(EmailStatus::Sent),
             email_outbox::attempts.eq(email_outbox::attempts + 1),
-            email_outbox::sent_at.eq(diesel::dsl::now),
+            // When the server accepted it, not when the transaction began.
+            email_outbox::sent_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>("clock_timestamp()")),
             scrub_bodies.then(|| email_outbox::text_body.eq("")),
             scrub_bodies.then(|| email_outbox::html_body.eq("")),
         ))
@@ -188,11 +196,13 @@ pub async fn mark_sent(conn: &mut DbConn, id: Uuid, scrub_bodies: bool) -> AppRe
     Ok(())
 }
 
-/// An attempt failed; try again `delay` from now (database time, the same clock
-/// [`claim_due`] compares with). `error` must already be sanitized.
+/// An attempt failed; try again `delay` after now. Database time, the clock
+/// [`claim_due`] compares with; `clock_timestamp()` rather than `now()`, which is the
+/// start of the transaction, before the attempt. `error` must already be sanitized.
 pub async fn reschedule(conn: &mut DbConn, id: Uuid, delay: Duration, error: &str) -> AppResult<()> {
     let micros = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
-    let next = diesel::dsl::sql::<Timestamptz>("now() + ").bind::<Interval, _>(PgInterval::from_microseconds(micros));
+    let next = diesel::dsl::sql::<Timestamptz>("clock_timestamp() + ")
+        .bind::<Interval, _>(PgInterval::from_microseconds(micros));
     diesel::update(email_outbox::table.find(id))
         .set((
             email_outbox::attempts.eq(email_outbox::attempts + 1),

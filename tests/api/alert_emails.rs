@@ -491,3 +491,23 @@ fn message_row_id(mail: &crate::smtp_sink::ReceivedEmail) -> Uuid {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("unexpected Message-ID {id}"))
 }
+
+#[tokio::test]
+async fn a_failing_alert_leaves_the_callers_transaction_usable() {
+    let app = TestApp::spawn().await;
+    let tenant = tenant_with_alert_addresses(&app).await;
+    let mut conn = app.state.db.get().await.unwrap();
+    let kept = conn
+        .transaction(async |conn| {
+            // The organization does not exist: the alert fails inside its savepoint...
+            let missing = outbox::enqueue_budget_alert(conn, Uuid::now_v7(), &budget_alert(Uuid::now_v7(), 80)).await;
+            assert!(missing.is_err());
+            // ...and the caller's transaction goes on and commits what it did.
+            outbox::enqueue_budget_alert(conn, tenant.org_id, &budget_alert(Uuid::now_v7(), 50)).await
+        })
+        .await
+        .unwrap();
+    assert!(matches!(kept, Enqueued::Queued(_)));
+    let page = app.alerts(&tenant.owner, tenant.org_id, "").await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+}

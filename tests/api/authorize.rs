@@ -449,3 +449,110 @@ async fn redis_counters_match_the_ledger_after_a_random_workload() {
     let (_, _, whole) = authorize(&app, &tenant, json!({"requestId": "org-check"})).await;
     assert!(whole["scopes"][0]["budget"].is_null(), "no organization budget was set");
 }
+
+#[tokio::test]
+async fn the_rebuild_command_sets_counters_from_the_ledger() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    priced_model(&app).await;
+    record(&app, &tenant, usage("cmd-1", "c1", 100_000, 50_000)).await;
+    lose_counters(&app).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meterplane"))
+        .args(["rebuild-counters", "--org", &tenant.org_id.to_string()])
+        .env("DATABASE_URL", &app.database_url)
+        .env(
+            "REDIS_URL",
+            std::env::var("MP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        )
+        .env("MP_REDIS_PREFIX", &app.state.config.redis.key_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt the counters of 1 organization"));
+    let keys = meterplane::counters::OrgKeys::new(&app.state.config.redis.key_prefix, tenant.org_id);
+    let customer = id_of(&app, "customers", tenant.org_id, "c1").await;
+    let month =
+        meterplane::counters::keys::period_tag(meterplane::domain::period::BudgetPeriod::Monthly, chrono::Utc::now());
+    let mut redis = app.state.redis.clone();
+    let ready: bool = redis::cmd("EXISTS")
+        .arg(keys.ready())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(ready);
+    let key = keys.spend(
+        meterplane::counters::ScopeRef {
+            kind: meterplane::domain::budget::BudgetScope::Customer,
+            id: customer,
+        },
+        &month,
+    );
+    let micros: i64 = redis::cmd("GET").arg(key).query_async(&mut redis).await.unwrap();
+    assert_eq!(micros, 200_000, "0.2 USD in micro-dollars");
+}
+
+#[tokio::test]
+async fn a_daily_budget_starts_over_at_midnight_utc() {
+    use meterplane::{
+        enforcement::CallRequest,
+        ingest::{CommittedEvent, CommittedSpend},
+    };
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    authorize(&app, &tenant, json!({"requestId": "seed", "user": "night-owl"})).await;
+    let customer = id_of(&app, "customers", tenant.org_id, "night-owl").await;
+    set_budget(&app, tenant.org_id, "customer", customer, "0.3", true).await;
+    execute(
+        &app,
+        &format!("UPDATE budgets SET period = 'daily' WHERE scope_id = '{customer}'"),
+    )
+    .await;
+    app.state.enforcer.forget_rules(tenant.org_id);
+    let key = meterplane::domain::identity::KeyIdentity {
+        key_id: tenant.key_id,
+        project_id: tenant.project_id,
+        org_id: tenant.org_id,
+    };
+    let ask = |request_id: &str| CallRequest {
+        key,
+        request_id: request_id.to_owned(),
+        customer: Some(("night-owl".to_owned(), customer)),
+        agent: None,
+        endpoint: None,
+        provider: None,
+        model: None,
+        estimated_cost: "0.2".parse().unwrap(),
+        estimated_tokens: 0,
+    };
+    let before_midnight: chrono::DateTime<chrono::Utc> = "2026-12-02T23:59:59Z".parse().unwrap();
+    let enforcer = &app.state.enforcer;
+    assert!(enforcer
+        .authorize(&ask("late-1"), before_midnight)
+        .await
+        .unwrap()
+        .allowed());
+    let spend = CommittedSpend {
+        org_id: tenant.org_id,
+        by_scope: vec![],
+        events: vec![CommittedEvent {
+            request_id: "late-1".into(),
+            occurred_at: before_midnight,
+            cost_micros: 200_000,
+            tokens: 0,
+            customer_id: Some(customer),
+            agent_id: None,
+        }],
+    };
+    enforcer.settle(&key, &spend, before_midnight).await;
+    let denied = enforcer.authorize(&ask("late-2"), before_midnight).await.unwrap();
+    assert_eq!(
+        denied.reason,
+        meterplane::domain::decision::DecisionReason::BudgetExceeded
+    );
+    // One second later it is another UTC day: the daily counter is empty again.
+    let after_midnight = before_midnight + chrono::Duration::seconds(1);
+    let next_day = enforcer.authorize(&ask("early-1"), after_midnight).await.unwrap();
+    assert!(next_day.allowed(), "{next_day:?}");
+    assert_eq!(next_day.scopes[3].reading.spent_micros, 0);
+}
