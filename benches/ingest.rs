@@ -268,6 +268,10 @@ fn run() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(settings.concurrency)
+        // The server closes connections idle for 5 s (actix's keep-alive); generating
+        // the bodies can take longer on a busy machine, and a connection closed under
+        // the first request fails the run.
+        .pool_idle_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(300))
         .build()?;

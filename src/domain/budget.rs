@@ -6,7 +6,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{money::MONEY_SCALE, period::Window, Invalid};
+use super::{
+    money::MONEY_SCALE,
+    period::{BudgetPeriod, Window},
+    Invalid,
+};
 
 /// What a budget, a rate limit or a line of the spend ledger applies to.
 #[derive(
@@ -147,6 +151,25 @@ pub fn crossed_thresholds(before: Decimal, after: Decimal, amount: Decimal, thre
         .collect()
 }
 
+/// Everything a budget is besides what it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetSettings {
+    pub amount: BudgetAmount,
+    pub period: BudgetPeriod,
+    pub thresholds: Thresholds,
+    /// Deny calls at 100 % (`true`), or only alert (`false`).
+    pub hard_limit: bool,
+}
+
+/// A partial change of a budget; what is left out stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetChanges {
+    pub amount: Option<BudgetAmount>,
+    pub period: Option<BudgetPeriod>,
+    pub thresholds: Option<Thresholds>,
+    pub hard_limit: Option<bool>,
+}
+
 pub const MAX_REQUESTS_PER_MINUTE: i64 = 10_000_000;
 pub const MAX_TOKENS_PER_MINUTE: i64 = 10_000_000_000;
 
@@ -267,7 +290,6 @@ pub fn remaining(amount: Decimal, spent: Decimal) -> Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::period::BudgetPeriod;
     use chrono::TimeZone;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;

@@ -45,6 +45,12 @@ impl BudgetPeriod {
         self.into()
     }
 
+    /// The period named exactly as the API spells it.
+    pub fn parse(raw: &str) -> Result<Self, super::Invalid> {
+        raw.parse()
+            .map_err(|_| super::Invalid::new(format!("`{raw}` is not one of daily, weekly, monthly, total")))
+    }
+
     /// The window of this period that holds `at`.
     pub fn window(self, at: DateTime<Utc>) -> Window {
         let day = at.date_naive();
@@ -103,6 +109,8 @@ mod tests {
         assert_eq!(serde_json::to_value(BudgetPeriod::Monthly).unwrap(), "monthly");
         assert_eq!("weekly".parse::<BudgetPeriod>().unwrap(), BudgetPeriod::Weekly);
         assert!("month".parse::<BudgetPeriod>().is_err());
+        assert_eq!(BudgetPeriod::parse("total"), Ok(BudgetPeriod::Total));
+        assert!(BudgetPeriod::parse("Monthly").unwrap_err().0.contains("daily, weekly"));
         assert!(serde_json::from_value::<BudgetPeriod>(serde_json::json!("Daily")).is_err());
     }
 

@@ -7,7 +7,9 @@ pub mod alerts;
 pub mod api_keys;
 pub mod auth;
 pub mod authorize;
+pub mod budgets;
 pub mod decisions;
+pub mod defaults;
 pub mod extract;
 pub mod gateway;
 pub mod health;
@@ -16,9 +18,11 @@ pub mod members;
 pub mod openapi;
 pub mod orgs;
 pub mod paging;
+pub mod parties;
 pub mod paths;
 pub mod pricing;
 pub mod projects;
+pub mod rate_limits;
 pub mod rejections;
 pub mod schemas;
 pub mod spend_logs;
@@ -69,6 +73,27 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(pricing::create_discount)
                 .service(pricing::delete_discount)
                 .service(pricing::list_organization_discounts)
+                .service(budgets::list_budgets)
+                .service(budgets::set_budget)
+                .service(budgets::get_budget)
+                .service(budgets::change_budget)
+                .service(budgets::delete_budget)
+                .service(budgets::reset_budget)
+                .service(rate_limits::list_rate_limits)
+                .service(rate_limits::set_rate_limits)
+                .service(rate_limits::get_rate_limits)
+                .service(rate_limits::delete_rate_limits)
+                .service(defaults::get_defaults)
+                .service(defaults::set_defaults)
+                .service(defaults::delete_defaults)
+                .service(parties::list_customers)
+                .service(parties::get_customer)
+                .service(parties::block_customer)
+                .service(parties::unblock_customer)
+                .service(parties::list_agents)
+                .service(parties::get_agent)
+                .service(parties::block_agent)
+                .service(parties::unblock_agent)
                 .service(spend_logs::list_spend_logs)
                 .service(spend_logs::get_spend_log)
                 .service(alerts::list_alerts)

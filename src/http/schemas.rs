@@ -173,3 +173,24 @@ impl ToSchema for JsonValue {
         Cow::Borrowed("JsonValue")
     }
 }
+
+/// An alert threshold: a whole percentage of a budget's amount.
+pub struct ThresholdPercent;
+
+impl PartialSchema for ThresholdPercent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(100))
+            .description(Some("A whole percentage of the budget's amount, 1 to 100."))
+            .examples([80])
+            .into()
+    }
+}
+
+impl ToSchema for ThresholdPercent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ThresholdPercent")
+    }
+}

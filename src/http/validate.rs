@@ -8,6 +8,17 @@ use crate::{
 
 pub type Checked<T> = Result<T, FieldError>;
 
+/// The errors of a nested object, named under its field (`budget.amount`).
+pub fn nested(name: &str, errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|e| FieldError {
+            field: format!("{name}.{}", e.field),
+            message: e.message,
+        })
+        .collect()
+}
+
 /// Names the request field a domain parse belongs to.
 pub fn field<T>(name: &str, parsed: Result<T, Invalid>) -> Checked<T> {
     parsed.map_err(|e| FieldError {

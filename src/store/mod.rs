@@ -6,17 +6,22 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod budgets;
 pub mod decisions;
+pub mod defaults;
 pub mod discounts;
 pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod orgs;
 pub mod outbox;
+pub mod parties;
 pub mod partitions;
 pub mod prices;
 pub mod projects;
+pub mod rate_limits;
 pub mod schema;
+pub mod scopes;
 pub mod spend_ledger;
 pub mod spend_logs;
 mod sql_enums;

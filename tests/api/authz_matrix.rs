@@ -57,6 +57,15 @@ impl Operation {
         format!("{} {}", self.method, self.path)
     }
 
+    /// Whether the path names objects below the organization (not only the
+    /// organization and selectors such as `{scope}` or `{kind}`).
+    fn has_child_ids(&self) -> bool {
+        self.path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .any(|param| !["orgId", "scope", "kind"].contains(&param))
+    }
+
     fn is_write(&self) -> bool {
         self.method != Method::GET
     }
@@ -166,6 +175,12 @@ fn ids(org: Uuid, victim: &Victim) -> Vec<(&'static str, String)> {
         ("userId", victim.member.to_string()),
         ("eventId", victim.event_id.to_string()),
         ("invitationId", victim.invitation_id.to_string()),
+        ("customerId", victim.customer_id.to_string()),
+        ("agentId", victim.agent_id.to_string()),
+        // Budgets and rate limits: the victim's customer, which has both.
+        ("scope", "customer".to_owned()),
+        ("scopeId", victim.customer_id.to_string()),
+        ("kind", "customer".to_owned()),
         // Operator-only paths refuse before looking anything up.
         ("discountId", Uuid::new_v4().to_string()),
     ]
@@ -177,6 +192,8 @@ struct Victim {
     event_id: Uuid,
     /// An open invitation of the victim's organization, to someone else.
     invitation_id: Uuid,
+    customer_id: Uuid,
+    agent_id: Uuid,
     /// A budget alert queued for the victim's organization (`GET …/alerts`).
     alert_id: Uuid,
 }
@@ -189,6 +206,8 @@ fn assert_no_leak(label: &str, body: &Value, victim: &Victim) {
         victim.tenant.project_id,
         victim.tenant.key_id,
         victim.event_id,
+        victim.customer_id,
+        victim.agent_id,
         victim.alert_id,
     ] {
         assert!(!text.contains(&id.to_string()), "{label} leaked {id}: {text}");
@@ -201,8 +220,28 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
     let tenant = app.tenant().await;
     let viewer = app.member(&tenant, "viewer").await;
     let event_id = app
-        .record_event(&tenant, serde_json::json!({"requestId": "matrix-1"}))
+        .record_event(
+            &tenant,
+            serde_json::json!({"requestId": "matrix-1", "agentId": "agent-1"}),
+        )
         .await;
+    let org_path = format!("/v1/orgs/{}", tenant.org_id);
+    let customer_id = uuid(&app.get_json(&tenant.owner, &format!("{org_path}/customers")).await["data"][0]["id"]);
+    let agent_id = uuid(&app.get_json(&tenant.owner, &format!("{org_path}/agents")).await["data"][0]["id"]);
+    // Something to read (and to fail to change) at every budget and rate-limit path.
+    let set = |path: String, body: Value| app.as_user(Method::PUT, &path, &tenant.owner).json(&body).send();
+    for (path, body) in [
+        (
+            format!("{org_path}/budgets/customer/{customer_id}"),
+            json!({"amount": "10", "period": "monthly"}),
+        ),
+        (
+            format!("{org_path}/rate-limits/customer/{customer_id}"),
+            json!({"requestsPerMinute": 10}),
+        ),
+    ] {
+        assert_eq!(set(path, body).await.unwrap().status(), StatusCode::CREATED);
+    }
     let invitation = app
         .post_json(
             &tenant.owner,
@@ -220,6 +259,8 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
         member: viewer.id,
         event_id,
         invitation_id: uuid(&invitation["id"]),
+        customer_id,
+        agent_id,
         alert_id,
     };
     let victim_owner = &tenant.owner;
@@ -272,7 +313,7 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{label} from another tenant: {body}");
                 assert_no_leak(&label, &body, &victim);
 
-                if op.path.matches('{').count() > 1 {
+                if op.has_child_ids() {
                     let mixed = op.url(&ids(intruder.org_id, &victim));
                     let (status, body) = call(&app, op, &mixed, Auth::User(&intruder.owner)).await;
                     assert_eq!(
@@ -336,4 +377,13 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
         .get_json(victim_owner, &format!("/v1/orgs/{}/members", tenant.org_id))
         .await;
     assert_eq!(members.as_array().unwrap().len(), 2);
+    let budget = app
+        .get_json(victim_owner, &format!("{org_path}/budgets/customer/{customer_id}"))
+        .await;
+    assert_eq!(budget["amount"], "10");
+    let customer = app
+        .get_json(victim_owner, &format!("{org_path}/customers/{customer_id}"))
+        .await;
+    assert_eq!(customer["status"], "active");
+    assert_eq!(customer["rateLimits"]["requestsPerMinute"], 10);
 }
