@@ -7,27 +7,17 @@
 //! threshold. A reset starts a new period for alerts, so its thresholds alert again.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::{
     domain::{
         alert_email::{BudgetAlert, Enforcement},
-        budget::BudgetScope,
+        budget::{reached_thresholds, BudgetScope},
         period::Window,
     },
     error::AppResult,
     store::{self, limits::BudgetRule, outbox::Enqueued, DbConn},
 };
-
-/// The thresholds (percent) of `amount` that `spent` has reached.
-pub fn reached(thresholds: &[i32], spent: Decimal, amount: Decimal) -> Vec<u8> {
-    thresholds
-        .iter()
-        .filter_map(|t| u8::try_from(*t).ok())
-        .filter(|t| spent >= amount * Decimal::from(*t) / Decimal::ONE_HUNDRED)
-        .collect()
-}
 
 /// Queues the alerts of `budgets` (each with the scope it is counted for) whose
 /// thresholds are reached now. Returns how many new emails were queued.
@@ -50,7 +40,8 @@ pub async fn queue_reached(
         .zip(&windows)
         .zip(spent)
         .flat_map(|(((scope, id, budget), (_, _, window)), spent)| {
-            reached(&budget.thresholds, spent, budget.amount)
+            let thresholds: Vec<u8> = budget.thresholds.iter().filter_map(|t| u8::try_from(*t).ok()).collect();
+            reached_thresholds(spent, budget.amount, &thresholds)
                 .into_iter()
                 .map(move |t| (*scope, *id, budget, *window, spent, t))
         })
@@ -97,20 +88,4 @@ pub async fn queue_reached(
         }
     }
     Ok(queued)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rust_decimal_macros::dec;
-
-    #[test]
-    fn a_threshold_is_reached_at_its_exact_level() {
-        let t = [50, 80, 100];
-        assert_eq!(reached(&t, dec!(49.99), dec!(100)), Vec::<u8>::new());
-        assert_eq!(reached(&t, dec!(50), dec!(100)), vec![50]);
-        assert_eq!(reached(&t, dec!(80.0000000001), dec!(100)), vec![50, 80]);
-        assert_eq!(reached(&t, dec!(250), dec!(100)), vec![50, 80, 100]);
-        assert_eq!(reached(&t, dec!(0), dec!(0.0000000001)), Vec::<u8>::new());
-    }
 }
