@@ -560,6 +560,14 @@ mod tests {
     #[test]
     fn validation_catches_what_would_render_wrongly() {
         assert!(alert().validate().is_ok());
+        // A zero budget renders ("n/a" used), so it is not refused here.
+        assert!(BudgetAlert {
+            amount: dec!(0),
+            spend: dec!(0),
+            ..alert()
+        }
+        .validate()
+        .is_ok());
         for bad in [
             BudgetAlert {
                 threshold_percent: 0,
