@@ -72,6 +72,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = metrics()?;
         let docs = http::openapi::document();
+        let known_routes = web::Data::new(rejections::KnownRoutes::from_document(&docs));
         let json_limit = state.config.http.json_limit;
         let batch_limit = state.config.ingest.batch_limit_bytes;
         let state = web::Data::new(state);
@@ -80,6 +81,7 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .wrap(metrics.clone())
                 .app_data(state.clone())
+                .app_data(known_routes.clone())
                 .app_data(rejections::json_config(json_limit))
                 .app_data(rejections::path_config())
                 .app_data(rejections::query_config())

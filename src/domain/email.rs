@@ -2,16 +2,19 @@
 
 use super::Invalid;
 
+/// Longest address accepted, in bytes (the SMTP path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress(String);
 
 impl EmailAddress {
-    /// A pragmatic check (one `@`, a dotted domain, no spaces, at most 254 bytes);
+    /// A pragmatic check (one `@`, a dotted domain, no spaces, at most [`MAX_EMAIL_LEN`] bytes);
     /// delivery is the real test.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
         let bad = || Invalid::new(format!("`{raw}` is not a valid email address"));
-        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if email.len() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
         let (local, domain) = email.split_once('@').ok_or_else(bad)?;

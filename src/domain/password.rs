@@ -8,7 +8,7 @@ use argon2::{
 use super::Invalid;
 
 pub const MIN_PASSWORD_LEN: usize = 10;
-const MAX_PASSWORD_LEN: usize = 256;
+pub const MAX_PASSWORD_LEN: usize = 256;
 
 /// A password that meets the length rules; never printed.
 pub struct Password(String);

@@ -22,8 +22,9 @@ use crate::{
 #[schema(example = json!({"plan": "enterprise", "retentionDays": 180}))]
 pub struct SetPlan {
     plan: Plan,
-    /// Enterprise only (1..=365, default 365); free keeps 3 days, pro 90.
+    /// Enterprise only (default 365); free keeps 3 days, pro 90.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 365)]
     retention_days: Option<i32>,
 }
 
@@ -31,7 +32,7 @@ pub struct SetPlan {
 #[utoipa::path(
     tag = "operator",
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<OrganizationView>), (status = 401, body = Problem), (status = 403, body = Problem))
+    responses((status = 200, description = "Every organization", body = Vec<OrganizationView>), (status = 401, body = Problem), (status = 403, body = Problem))
 )]
 #[get("/admin/orgs")]
 pub async fn list_all_organizations(
@@ -51,7 +52,7 @@ pub async fn list_all_organizations(
     params(OrgPath),
     request_body = SetPlan,
     responses(
-        (status = 200, body = OrganizationView),
+        (status = 200, description = "The organization on its new plan", body = OrganizationView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),

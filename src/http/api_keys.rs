@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     paths::{KeyPath, ProjectPath},
+    schemas::DisplayName,
     state::AppState,
     validate,
 };
@@ -98,6 +99,7 @@ impl From<CreatedKey> for CreatedApiKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "checkout-service", "expiresAt": "2030-01-01T00:00:00Z"}))]
 pub struct CreateApiKey {
+    #[schema(value_type = DisplayName)]
     name: String,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
@@ -107,8 +109,9 @@ pub struct CreateApiKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"gracePeriodSeconds": 3600}))]
 pub struct RotateApiKey {
-    /// How long the old key keeps working (0..=604800 s, default 0).
+    /// How long the old key keeps working, in seconds (at most 7 days).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800, default = 0)]
     grace_period_seconds: i64,
 }
 
@@ -137,7 +140,7 @@ fn grace_period(seconds: i64) -> Result<chrono::Duration, Invalid> {
     params(ProjectPath),
     request_body = CreateApiKey,
     responses(
-        (status = 201, body = CreatedApiKey),
+        (status = 201, description = "The key with its secret, shown this once", body = CreatedApiKey),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -169,11 +172,12 @@ pub async fn create_api_key(
     Ok(HttpResponse::Created().json(CreatedApiKey::from(created)))
 }
 
+/// The project's keys, listed by their visible prefix.
 #[utoipa::path(
     tag = "api keys",
     security(("bearer" = [])),
     params(ProjectPath),
-    responses((status = 200, body = Vec<ApiKeyView>), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The project's keys (never their secrets)", body = Vec<ApiKeyView>), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/projects/{projectId}/keys")]
 pub async fn list_api_keys(
@@ -187,11 +191,12 @@ pub async fn list_api_keys(
     Ok(web::Json(keys.into_iter().map(ApiKeyView::from).collect()))
 }
 
+/// One key (never its secret).
 #[utoipa::path(
     tag = "api keys",
     security(("bearer" = [])),
     params(KeyPath),
-    responses((status = 200, body = ApiKeyView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The key", body = ApiKeyView), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/projects/{projectId}/keys/{keyId}")]
 pub async fn get_api_key(
@@ -214,7 +219,7 @@ pub async fn get_api_key(
     security(("bearer" = [])),
     params(KeyPath),
     responses(
-        (status = 200, body = ApiKeyView),
+        (status = 200, description = "The key, now revoked", body = ApiKeyView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -241,7 +246,7 @@ pub async fn revoke_api_key(
     params(KeyPath),
     request_body = RotateApiKey,
     responses(
-        (status = 201, body = CreatedApiKey),
+        (status = 201, description = "The key's new secret, shown this once", body = CreatedApiKey),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     orgs::OrganizationView,
+    schemas::{DisplayName, Email, NewPassword},
     state::AppState,
     validate,
 };
@@ -26,13 +27,16 @@ use crate::{
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada Lovelace", "organizationName": "Acme AI"}))]
 pub struct SignupRequest {
+    #[schema(value_type = Email)]
     email: String,
-    /// At least 10 characters.
+    #[schema(value_type = NewPassword)]
     password: String,
     #[serde(default)]
+    #[schema(value_type = Option<DisplayName>)]
     name: Option<String>,
     /// When given, an organization is created with the new user as its owner.
     #[serde(default)]
+    #[schema(value_type = Option<DisplayName>)]
     organization_name: Option<String>,
 }
 
@@ -131,7 +135,7 @@ pub async fn hash_password(password: Password) -> AppResult<String> {
     tag = "auth",
     request_body = SignupRequest,
     responses(
-        (status = 201, body = SignupResponse),
+        (status = 201, description = "The account was created and is signed in", body = SignupResponse),
         (status = 409, description = "The email is taken", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
     )
@@ -192,7 +196,7 @@ pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, description = "Signed in: a short-lived access token", body = TokenResponse),
         (status = 401, description = "Email and password do not match", body = crate::error::Problem),
     )
 )]
@@ -218,7 +222,7 @@ pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> 
 }
 
 /// The signed-in user and the organizations they belong to.
-#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = MeResponse), (status = 401, body = crate::error::Problem)))]
+#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, description = "The signed-in user, their organizations and open invitations", body = MeResponse), (status = 401, body = crate::error::Problem)))]
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, caller: AuthUser) -> AppResult<web::Json<MeResponse>> {
     let mut conn = state.conn().await?;

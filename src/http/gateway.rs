@@ -16,12 +16,13 @@ pub struct KeyIdentityView {
     org_id: Uuid,
 }
 
-/// Which project and organization the presented key belongs to; lets a gateway check
-/// its configuration.
+/// The project and organization of the presented key.
+///
+/// Lets a gateway check its configuration.
 #[utoipa::path(
     tag = "gateway",
     security(("api_key" = [])),
-    responses((status = 200, body = KeyIdentityView), (status = 401, description = "Missing, unknown, revoked or expired key", body = Problem))
+    responses((status = 200, description = "The project and organization of the key", body = KeyIdentityView), (status = 401, description = "Missing, unknown, revoked or expired key", body = Problem))
 )]
 #[get("/gateway/whoami")]
 pub async fn whoami(key: GatewayKey) -> web::Json<KeyIdentityView> {

@@ -15,7 +15,7 @@ pub struct HealthStatus {
 }
 
 /// The process is up.
-#[utoipa::path(tag = "operations", responses((status = 200, body = HealthStatus)))]
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process is up", body = HealthStatus)))]
 #[get("/healthz")]
 pub async fn healthz() -> web::Json<HealthStatus> {
     web::Json(HealthStatus { status: "ok" })
@@ -25,7 +25,7 @@ pub async fn healthz() -> web::Json<HealthStatus> {
 #[utoipa::path(
     tag = "operations",
     responses(
-        (status = 200, body = HealthStatus),
+        (status = 200, description = "PostgreSQL and Redis answer", body = HealthStatus),
         (status = 503, description = "A backing service does not answer", body = crate::error::Problem),
     )
 )]

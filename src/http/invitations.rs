@@ -62,7 +62,7 @@ pub struct AcceptedInvitation {
     tag = "members",
     security(("bearer" = [])),
     params(OrgPath),
-    responses((status = 200, body = Vec<InvitationView>), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The open invitations", body = Vec<InvitationView>), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/invitations")]
 pub async fn list_invitations(
@@ -106,7 +106,7 @@ pub async fn revoke_invitation(
     security(("bearer" = [])),
     params(InvitationPath),
     responses(
-        (status = 200, body = AcceptedInvitation),
+        (status = 200, description = "The caller is now a member", body = AcceptedInvitation),
         (status = 401, body = Problem),
         (status = 404, description = "No open invitation for you with this id", body = Problem),
     )

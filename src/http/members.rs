@@ -11,6 +11,7 @@ use super::{
     extract::{AuthUser, JsonBody},
     invitations::InvitationView,
     paths::{MemberPath, OrgPath},
+    schemas::{DisplayName, Email, NewPassword},
     state::AppState,
     validate,
 };
@@ -54,13 +55,16 @@ impl From<Member> for MemberView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"email": "grace@example.com", "role": "viewer", "password": "initial password 1"}))]
 pub struct AddMember {
+    #[schema(value_type = Email)]
     email: String,
     role: Role,
     /// Provisions an account for an email that has none yet; without it, or when the
     /// email has an account, the person is invited instead.
     #[serde(default)]
+    #[schema(value_type = Option<NewPassword>)]
     password: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<DisplayName>)]
     name: Option<String>,
 }
 
@@ -71,11 +75,12 @@ pub struct ChangeRole {
     role: Role,
 }
 
+/// The members of the organization and their roles.
 #[utoipa::path(
     tag = "members",
     security(("bearer" = [])),
     params(OrgPath),
-    responses((status = 200, body = Vec<MemberView>), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The members", body = Vec<MemberView>), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/members")]
 pub async fn list_members(
@@ -89,7 +94,9 @@ pub async fn list_members(
     Ok(web::Json(members.into_iter().map(MemberView::from).collect()))
 }
 
-/// Adds a person. With a `password` and an email that has no account yet, the account
+/// Adds a person to the organization, or invites them.
+///
+/// With a `password` and an email that has no account yet, the account
 /// is created and joins at once (201). Otherwise the person is invited and joins by
 /// accepting (202) — the answer is the same whether or not the email has an account.
 /// Only owners may add or invite owners.
@@ -146,7 +153,7 @@ pub async fn add_member(
     params(MemberPath),
     request_body = ChangeRole,
     responses(
-        (status = 200, body = MemberView),
+        (status = 200, description = "The member with the new role", body = MemberView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -166,6 +173,7 @@ pub async fn change_member_role(
     Ok(web::Json(member.into()))
 }
 
+/// Removes a member. An organization always keeps at least one owner.
 #[utoipa::path(
     tag = "members",
     security(("bearer" = [])),

@@ -16,6 +16,7 @@ pub mod paths;
 pub mod pricing;
 pub mod projects;
 pub mod rejections;
+pub mod schemas;
 pub mod spend_logs;
 pub mod state;
 pub mod usage;

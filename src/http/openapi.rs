@@ -66,22 +66,43 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .configure(super::routes(0))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    describe_problems(&mut doc);
+    complete_operations(&mut doc);
     doc
 }
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Documents error answers as they are sent, in one place rather than on every
-/// handler: with the `application/problem+json` media type, plus the generic answers
-/// the extractors give — 400 for malformed input or parameters on every operation that
-/// takes any, 413 and 415 on every operation with a body.
-fn describe_problems(doc: &mut utoipa::openapi::OpenApi) {
+/// The meaning of an error status, for responses declared without their own words.
+fn problem_description(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "400" => "Malformed JSON, an unknown or missing field, a wrong type, or a bad parameter",
+        "401" => "Missing, invalid or expired credentials",
+        "403" => "Signed in, but the role does not allow this",
+        "404" => "No such object in an organization the caller belongs to",
+        "409" => "Conflicts with the current state",
+        "413" => "The body is too large",
+        "415" => "The body is not application/json",
+        "422" => "A value breaks a rule; `errors` lists each one",
+        "500" => "An unexpected server error; nothing was half-written",
+        "503" => "PostgreSQL or Redis is unavailable or saturated; retry later",
+        _ => return None,
+    })
+}
+
+/// Completes every operation in one place rather than on every handler:
+/// - error answers are documented as they are sent, `application/problem+json`, and
+///   described when the handler gave no words of its own;
+/// - the generic answers the extractors and the server give are listed: 400 on every
+///   operation with a body or parameters, 413 and 415 on every operation with a body,
+///   500 and 503 everywhere;
+/// - operations without credentials say so (`security: []`), so generators do not
+///   attach a token to them.
+fn complete_operations(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
-    let problem = |description: &str| {
+    let problem = |status: &str| {
         RefOr::T(
             ResponseBuilder::new()
-                .description(description)
+                .description(problem_description(status).unwrap_or("An error"))
                 .content(PROBLEM_JSON, Content::new(Some(Ref::from_schema_name("Problem"))))
                 .build(),
         )
@@ -97,26 +118,28 @@ fn describe_problems(doc: &mut utoipa::openapi::OpenApi) {
         for op in operations.into_iter().flatten() {
             let takes_body = op.request_body.is_some();
             let takes_parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            op.security.get_or_insert_with(Vec::new);
             let responses = &mut op.responses.responses;
             for (status, response) in responses.iter_mut() {
-                if let (true, RefOr::T(response)) = (status.starts_with('4') || status.starts_with('5'), response) {
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if let (true, RefOr::T(response)) = (is_error, response) {
                     if let Some(content) = response.content.shift_remove("application/json") {
                         response.content.insert(PROBLEM_JSON.to_owned(), content);
                     }
+                    if response.description.is_empty() {
+                        response.description = problem_description(status).unwrap_or("An error").to_owned();
+                    }
                 }
             }
+            let mut generic = vec!["500", "503"];
             if takes_body || takes_parameters {
-                responses.entry("400".to_owned()).or_insert_with(|| {
-                    problem("Malformed JSON, an unknown or missing field, a wrong type, or a bad parameter")
-                });
+                generic.push("400");
             }
             if takes_body {
-                responses
-                    .entry("413".to_owned())
-                    .or_insert_with(|| problem("The body is too large"));
-                responses
-                    .entry("415".to_owned())
-                    .or_insert_with(|| problem("The body is not application/json"));
+                generic.extend(["413", "415"]);
+            }
+            for status in generic {
+                responses.entry(status.to_owned()).or_insert_with(|| problem(status));
             }
         }
     }

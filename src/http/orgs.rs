@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     paths::OrgPath,
+    schemas::{self, DisplayName, Email},
     state::AppState,
     validate,
 };
@@ -69,11 +70,15 @@ pub struct OrganizationWithRole {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "Acme AI", "alertEmails": ["billing@acme.example"]}))]
 pub struct CreateOrganization {
+    #[schema(value_type = DisplayName)]
     name: String,
     /// Derived from the name when left out.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Slug>)]
     slug: Option<String>,
+    /// Where budget alerts go (at most 20).
     #[serde(default)]
+    #[schema(value_type = Vec<Email>, max_items = 20)]
     alert_emails: Vec<String>,
 }
 
@@ -82,8 +87,11 @@ pub struct CreateOrganization {
 #[schema(example = json!({"name": "Acme AI Labs", "alertEmails": ["ops@acme.example"]}))]
 pub struct UpdateOrganization {
     #[serde(default)]
+    #[schema(value_type = Option<DisplayName>)]
     name: Option<String>,
+    /// Replaces the alert addresses (at most 20).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Email>>, max_items = 20)]
     alert_emails: Option<Vec<String>>,
 }
 
@@ -105,7 +113,7 @@ fn parse_alert_emails(raw: &[String]) -> Result<Vec<EmailAddress>, Vec<crate::er
     security(("bearer" = [])),
     request_body = CreateOrganization,
     responses(
-        (status = 201, body = OrganizationView),
+        (status = 201, description = "The new organization", body = OrganizationView),
         (status = 401, body = Problem),
         (status = 409, description = "The slug is taken", body = Problem),
         (status = 422, body = Problem),
@@ -141,7 +149,7 @@ pub async fn create_organization(
 #[utoipa::path(
     tag = "organizations",
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<OrganizationWithRole>), (status = 401, body = Problem))
+    responses((status = 200, description = "The caller's organizations and their role in each", body = Vec<OrganizationWithRole>), (status = 401, body = Problem))
 )]
 #[get("/orgs")]
 pub async fn list_organizations(
@@ -160,11 +168,12 @@ pub async fn list_organizations(
     ))
 }
 
+/// One organization the caller belongs to.
 #[utoipa::path(
     tag = "organizations",
     security(("bearer" = [])),
     params(OrgPath),
-    responses((status = 200, body = OrganizationView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The organization", body = OrganizationView), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}")]
 pub async fn get_organization(
@@ -184,7 +193,7 @@ pub async fn get_organization(
     params(OrgPath),
     request_body = UpdateOrganization,
     responses(
-        (status = 200, body = OrganizationView),
+        (status = 200, description = "The updated organization", body = OrganizationView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),

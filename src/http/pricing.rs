@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     paths::OrgPath,
+    schemas::{Money, Percent},
     state::AppState,
     validate::{query_text, Fields},
 };
@@ -37,10 +38,15 @@ pub struct PriceView {
     /// The provider's own name for the model; events may use either.
     provider_model_name: String,
     /// USD per million input tokens.
+    #[schema(value_type = Money)]
     input_per_mtok: Decimal,
+    #[schema(value_type = Money)]
     output_per_mtok: Decimal,
+    #[schema(value_type = Money)]
     cached_input_per_mtok: Decimal,
+    #[schema(value_type = Money)]
     per_request: Decimal,
+    #[schema(value_type = Money)]
     per_image: Decimal,
     valid_from: DateTime<Utc>,
     /// When the next version of this model's price takes over; absent for the latest.
@@ -82,17 +88,25 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
     "validFrom": "2026-12-01T00:00:00Z"
 }))]
 pub struct CreatePrice {
+    #[schema(min_length = 1, max_length = 100)]
     provider: String,
+    #[schema(min_length = 1, max_length = 200)]
     model: String,
     /// Defaults to the name the model's latest version carries, else to `model`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     provider_model_name: Option<String>,
+    #[schema(value_type = Money)]
     input_per_mtok: Decimal,
+    #[schema(value_type = Money)]
     output_per_mtok: Decimal,
+    #[schema(value_type = Money)]
     cached_input_per_mtok: Decimal,
     #[serde(default)]
+    #[schema(value_type = Money)]
     per_request: Decimal,
     #[serde(default)]
+    #[schema(value_type = Money)]
     per_image: Decimal,
     valid_from: DateTime<Utc>,
 }
@@ -172,7 +186,7 @@ pub struct PriceQuery {
     tag = "pricing",
     security(("bearer" = [])),
     params(PriceQuery),
-    responses((status = 200, body = Vec<PriceView>), (status = 401, body = Problem))
+    responses((status = 200, description = "Price versions", body = Vec<PriceView>), (status = 401, body = Problem))
 )]
 #[get("/prices")]
 pub async fn list_prices(
@@ -193,7 +207,7 @@ pub async fn list_prices(
     security(("bearer" = [])),
     request_body = CreatePrice,
     responses(
-        (status = 201, body = PriceView),
+        (status = 201, description = "The new price version", body = PriceView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 409, description = "A version starting at that instant exists", body = Problem),
@@ -233,6 +247,7 @@ pub struct DiscountView {
     provider: Option<String>,
     model: Option<String>,
     /// 0 < percent ≤ 100.
+    #[schema(value_type = Percent)]
     percent: Decimal,
     valid_from: DateTime<Utc>,
     valid_until: Option<DateTime<Utc>>,
@@ -262,10 +277,13 @@ pub struct CreateDiscount {
     #[serde(default)]
     org_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     provider: Option<String>,
     /// Matches the catalog id or the provider's own model name.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     model: Option<String>,
+    #[schema(value_type = Percent)]
     percent: Decimal,
     /// Defaults to now.
     #[serde(default)]
@@ -334,7 +352,7 @@ pub struct DiscountPath {
     tag = "pricing",
     security(("bearer" = [])),
     params(DiscountQuery),
-    responses((status = 200, body = Vec<DiscountView>), (status = 401, body = Problem), (status = 403, body = Problem))
+    responses((status = 200, description = "The discounts", body = Vec<DiscountView>), (status = 401, body = Problem), (status = 403, body = Problem))
 )]
 #[get("/admin/discounts")]
 pub async fn list_discounts(
@@ -359,7 +377,7 @@ pub async fn list_discounts(
     security(("bearer" = [])),
     request_body = CreateDiscount,
     responses(
-        (status = 201, body = DiscountView),
+        (status = 201, description = "The new discount", body = DiscountView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, description = "No such organization", body = Problem),
@@ -409,7 +427,7 @@ pub async fn delete_discount(
     tag = "pricing",
     security(("bearer" = [])),
     params(OrgPath),
-    responses((status = 200, body = Vec<DiscountView>), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The discounts", body = Vec<DiscountView>), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/discounts")]
 pub async fn list_organization_discounts(

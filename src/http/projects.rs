@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     paths::{OrgPath, ProjectPath},
+    schemas::DisplayName,
     state::AppState,
     validate,
 };
@@ -46,6 +47,7 @@ impl From<Project> for ProjectView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "Production", "mode": "credits"}))]
 pub struct CreateProject {
+    #[schema(value_type = DisplayName)]
     name: String,
     mode: ProjectMode,
 }
@@ -55,18 +57,20 @@ pub struct CreateProject {
 #[schema(example = json!({"name": "Production EU", "mode": "hybrid"}))]
 pub struct UpdateProject {
     #[serde(default)]
+    #[schema(value_type = Option<DisplayName>)]
     name: Option<String>,
     #[serde(default)]
     mode: Option<ProjectMode>,
 }
 
+/// Creates a project in the organization (owners and admins).
 #[utoipa::path(
     tag = "projects",
     security(("bearer" = [])),
     params(OrgPath),
     request_body = CreateProject,
     responses(
-        (status = 201, body = ProjectView),
+        (status = 201, description = "The new project", body = ProjectView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
@@ -88,11 +92,12 @@ pub async fn create_project(
     Ok(HttpResponse::Created().json(ProjectView::from(project)))
 }
 
+/// The projects of the organization.
 #[utoipa::path(
     tag = "projects",
     security(("bearer" = [])),
     params(OrgPath),
-    responses((status = 200, body = Vec<ProjectView>), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The organization's projects", body = Vec<ProjectView>), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/projects")]
 pub async fn list_projects(
@@ -106,11 +111,12 @@ pub async fn list_projects(
     Ok(web::Json(projects.into_iter().map(ProjectView::from).collect()))
 }
 
+/// One project.
 #[utoipa::path(
     tag = "projects",
     security(("bearer" = [])),
     params(ProjectPath),
-    responses((status = 200, body = ProjectView), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The project", body = ProjectView), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/projects/{projectId}")]
 pub async fn get_project(
@@ -125,13 +131,14 @@ pub async fn get_project(
     ))
 }
 
+/// Renames a project or changes its mode (owners and admins).
 #[utoipa::path(
     tag = "projects",
     security(("bearer" = [])),
     params(ProjectPath),
     request_body = UpdateProject,
     responses(
-        (status = 200, body = ProjectView),
+        (status = 200, description = "The updated project", body = ProjectView),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
         (status = 404, body = Problem),

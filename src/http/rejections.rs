@@ -3,8 +3,10 @@
 //! every other error.
 
 use actix_web::{
+    dev::ResourceDef,
     error::{JsonPayloadError, PathError, QueryPayloadError},
-    web, HttpRequest, HttpResponse,
+    http::{header, Method},
+    web, HttpRequest, HttpResponse, ResponseError,
 };
 
 use crate::error::{AppError, ErrorCode};
@@ -70,10 +72,59 @@ fn query_error(err: QueryPayloadError) -> AppError {
     AppError::new(ErrorCode::InvalidQueryParameter, detail)
 }
 
-/// The default service: no route matched.
-pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::new(
-        ErrorCode::RouteNotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    ))
+/// The methods each documented path answers. Built from the OpenAPI document, which
+/// lists every registered route, so a known path asked with another method gets 405.
+pub struct KnownRoutes(Vec<(ResourceDef, Vec<Method>)>);
+
+impl KnownRoutes {
+    pub fn from_document(doc: &utoipa::openapi::OpenApi) -> Self {
+        let routes = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    (Method::GET, item.get.is_some()),
+                    (Method::POST, item.post.is_some()),
+                    (Method::PUT, item.put.is_some()),
+                    (Method::PATCH, item.patch.is_some()),
+                    (Method::DELETE, item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(method, present)| present.then_some(method))
+                .collect();
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        Self(routes)
+    }
+
+    /// The methods of the route `path` belongs to, if any.
+    fn allowed(&self, path: &str) -> Option<&[Method]> {
+        self.0
+            .iter()
+            .find(|(pattern, _)| pattern.is_match(path))
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+/// The default service: no route matched this method and path.
+pub async fn route_not_found(req: HttpRequest, routes: web::Data<KnownRoutes>) -> HttpResponse {
+    let Some(allowed) = routes.allowed(req.path()) else {
+        return AppError::new(
+            ErrorCode::RouteNotFound,
+            format!("no route for {} {}", req.method(), req.path()),
+        )
+        .error_response();
+    };
+    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let mut response = AppError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} does not answer {}; it answers {allow}", req.path(), req.method()),
+    )
+    .error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }

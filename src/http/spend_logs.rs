@@ -7,11 +7,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paths::OrgPath, state::AppState, validate::query_text};
+use super::{
+    extract::AuthUser,
+    paths::OrgPath,
+    schemas::{JsonObject, Money, Percent},
+    state::AppState,
+    validate::query_text,
+};
 use crate::{
     domain::{
         role::Access,
-        usage::{retention_start, EventStatus},
+        usage::{retention_start, BillingSource, EventStatus},
     },
     error::{AppError, AppResult, ErrorCode, Problem},
     ingest::event_time,
@@ -40,7 +46,8 @@ pub struct SpendLogQuery {
     /// Inclusive bounds (RFC 3339). `from` before the retention start is clamped to it.
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-    /// 1..=500, default 50.
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
@@ -67,6 +74,7 @@ pub struct SpendLogEntry {
     endpoint: String,
     provider: String,
     model: String,
+    #[schema(value_type = EventStatus)]
     status: String,
     error_code: Option<String>,
     prompt_tokens: i64,
@@ -75,14 +83,18 @@ pub struct SpendLogEntry {
     total_tokens: i64,
     latency_ms: Option<i32>,
     cache_hit: bool,
-    /// `credits` or `api-keys`: whose provider keys paid.
+    /// Whose provider keys paid.
+    #[schema(value_type = BillingSource)]
     billing_source: String,
     /// The model was not in the price catalog; its cost is zero.
     unpriced: bool,
     /// USD before the discount.
+    #[schema(value_type = Money)]
     cost_before_discount: Decimal,
+    #[schema(value_type = Money)]
     discount_savings: Decimal,
     /// USD charged.
+    #[schema(value_type = Money)]
     cost: Decimal,
 }
 
@@ -131,11 +143,17 @@ pub struct SpendLogPage {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CostBreakdown {
+    #[schema(value_type = Money)]
     input: Decimal,
+    #[schema(value_type = Money)]
     output: Decimal,
+    #[schema(value_type = Money)]
     cached_input: Decimal,
+    #[schema(value_type = Money)]
     request: Decimal,
+    #[schema(value_type = Money)]
     image: Decimal,
+    #[schema(value_type = Money)]
     data_storage: Decimal,
 }
 
@@ -150,6 +168,7 @@ pub struct SpendLogDetail {
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
     recorded_at: DateTime<Utc>,
+    #[schema(value_type = Option<JsonObject>)]
     metadata: Option<serde_json::Value>,
     request_body: Option<String>,
     response_body: Option<String>,
@@ -159,6 +178,7 @@ pub struct SpendLogDetail {
     /// The catalog price version used; absent when unpriced.
     price_id: Option<Uuid>,
     discount_id: Option<Uuid>,
+    #[schema(value_type = Percent)]
     discount_percent: Decimal,
 }
 
@@ -216,7 +236,7 @@ async fn retention_start_of(conn: &mut store::DbConn, access: &store::access::Or
     security(("bearer" = [])),
     params(OrgPath, SpendLogQuery),
     responses(
-        (status = 200, body = SpendLogPage),
+        (status = 200, description = "A page of calls, newest first", body = SpendLogPage),
         (status = 400, description = "A query parameter is invalid", body = Problem),
         (status = 401, body = Problem),
         (status = 404, body = Problem),
@@ -274,7 +294,7 @@ pub async fn list_spend_logs(
     tag = "spend logs",
     security(("bearer" = [])),
     params(SpendLogPath),
-    responses((status = 200, body = SpendLogDetail), (status = 401, body = Problem), (status = 404, body = Problem))
+    responses((status = 200, description = "The call", body = SpendLogDetail), (status = 401, body = Problem), (status = 404, body = Problem))
 )]
 #[get("/orgs/{orgId}/spend-logs/{eventId}")]
 pub async fn get_spend_log(

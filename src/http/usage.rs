@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{
     extract::{Body, GatewayKey, JsonBody},
+    schemas::{JsonObject, JsonValue, Money},
     state::AppState,
     validate::Fields,
 };
@@ -35,36 +36,50 @@ pub const MAX_BATCH: usize = 1_000;
 }))]
 pub struct UsageEventRequest {
     /// Idempotency key, unique per organization: a retried event is recorded once.
+    #[schema(min_length = 1, max_length = 255)]
     request_id: String,
     /// e.g. `/chat/completions` or `/a2a/{agentId}`.
+    #[schema(min_length = 1, max_length = 512)]
     endpoint: String,
+    #[schema(min_length = 1, max_length = 100)]
     provider: String,
+    #[schema(min_length = 1, max_length = 200)]
     model: String,
     /// The tenant's end customer; created on first sight.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     user: Option<String>,
     /// Taken from an `/a2a/{agentId}` endpoint when not given.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     agent_id: Option<String>,
     #[serde(default = "success")]
     status: EventStatus,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     error_code: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     prompt_tokens: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     completion_tokens: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     cached_tokens: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10_000)]
     images: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 86_400_000)]
     time_to_first_token_ms: Option<i64>,
     #[serde(default)]
     cache_hit: bool,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000)]
     retries: i64,
     #[serde(default)]
     started_at: Option<DateTime<Utc>>,
@@ -72,13 +87,14 @@ pub struct UsageEventRequest {
     ended_at: Option<DateTime<Utc>>,
     /// A JSON object of at most 16 KiB.
     #[serde(default)]
+    #[schema(value_type = Option<JsonObject>)]
     metadata: Option<serde_json::Value>,
     /// Stored (cut to the configured size) unless `redactBodies` is set.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<JsonValue>)]
     request_body: Option<serde_json::Value>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<JsonValue>)]
     response_body: Option<serde_json::Value>,
     /// Record the call without its bodies.
     #[serde(default)]
@@ -100,7 +116,7 @@ fn success() -> EventStatus {
 }]}))]
 pub struct UsageBatchRequest {
     /// 1 to 1,000 events. Each is checked on its own: one bad event does not fail the others.
-    #[schema(value_type = Vec<UsageEventRequest>)]
+    #[schema(value_type = Vec<UsageEventRequest>, min_items = 1, max_items = 1000)]
     events: Vec<Box<RawValue>>,
 }
 
@@ -125,6 +141,7 @@ pub struct EventResult {
     event_id: Option<Uuid>,
     /// USD, after discount.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Money>)]
     cost: Option<rust_decimal::Decimal>,
     /// The model is not in the price catalog; the event was recorded at zero cost.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -336,14 +353,15 @@ pub async fn record_usage(
     }
 }
 
-/// Records up to 1,000 calls, each accepted, reported as a duplicate, or rejected
-/// with its reasons. A 200 means every accepted event is durably stored.
+/// Records up to 1,000 calls in one request.
+///
+/// Each event is accepted, reported as a duplicate, or rejected with its reasons. A 200 means every accepted event is durably stored.
 #[utoipa::path(
     tag = "usage",
     security(("api_key" = [])),
     request_body = UsageBatchRequest,
     responses(
-        (status = 200, body = BatchResponse),
+        (status = 200, description = "Each event's result, in submission order", body = BatchResponse),
         (status = 400, description = "The body is not a batch", body = Problem),
         (status = 401, body = Problem),
         (status = 413, body = Problem),

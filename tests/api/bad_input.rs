@@ -154,8 +154,25 @@ async fn bad_paths_and_unknown_routes() {
     expect_problem(half_uuid, StatusCode::BAD_REQUEST, "invalid_path_parameter").await;
     let unknown = app.request(Method::GET, "/v1/nothing-here").send().await.unwrap();
     expect_problem(unknown, StatusCode::NOT_FOUND, "route_not_found").await;
+}
+
+#[tokio::test]
+async fn a_known_path_asked_with_another_method_is_405_with_allow() {
+    let app = TestApp::spawn().await;
     let wrong_method = app.request(Method::DELETE, "/v1/auth/login").send().await.unwrap();
-    expect_problem(wrong_method, StatusCode::NOT_FOUND, "route_not_found").await;
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+    expect_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    // Paths with parameters are matched as patterns; every method the path answers is listed.
+    let org = format!("/v1/orgs/{}", uuid::Uuid::new_v4());
+    let put = app.request(Method::PUT, &org).send().await.unwrap();
+    assert_eq!(put.headers()["allow"], "GET, PATCH");
+    expect_problem(put, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let collection = app.request(Method::DELETE, "/v1/orgs").send().await.unwrap();
+    assert_eq!(collection.headers()["allow"], "GET, POST");
+    expect_problem(collection, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    // A path that is not a route stays a 404, whatever the method.
+    let nowhere = app.request(Method::POST, "/v1/orgs/x/y/z/w").send().await.unwrap();
+    expect_problem(nowhere, StatusCode::NOT_FOUND, "route_not_found").await;
 }
 
 #[tokio::test]

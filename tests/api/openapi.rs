@@ -29,13 +29,32 @@ fn every_operation_is_described_for_sdk_generators() {
                 op["tags"].as_array().is_some_and(|t| !t.is_empty()),
                 "{method} {path} has no tag"
             );
+            let summary = op["summary"].as_str().unwrap_or_default();
+            assert!(
+                !summary.is_empty() && !summary.contains('\n'),
+                "{method} {path} needs a one-line summary (the first doc-comment line), got {summary:?}"
+            );
+            assert!(
+                op["security"].is_array(),
+                "{method} {path} must state its security, `[]` when public"
+            );
             assert!(
                 op["responses"]
                     .as_object()
                     .is_some_and(|r| r.keys().any(|s| s.starts_with('2'))),
                 "{method} {path} documents no success"
             );
+            for status in ["500", "503"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} does not document {status}"
+                );
+            }
             for (status, response) in op["responses"].as_object().unwrap() {
+                assert!(
+                    response["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} has no description (OpenAPI requires one)"
+                );
                 if status.starts_with('4') || status.starts_with('5') {
                     let content = response["content"].as_object().unwrap();
                     assert!(
@@ -52,7 +71,7 @@ fn every_operation_is_described_for_sdk_generators() {
                     );
                 }
             }
-            if op.get("security").is_some() {
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
                 assert!(
                     op["responses"].get("401").is_some(),
                     "{method} {path} is secured but documents no 401"
