@@ -11,8 +11,11 @@
 #   ts-compile  openapi-typescript types + tests/sdk/typescript/smoke.ts (openapi-fetch)
 #               compiled with `tsc --strict --noEmit`
 #   ts-run      the same program compiled to JavaScript and run with node
-#   fuzz        a bounded schemathesis pass, `--checks all`, with real credentials and
-#               the ids of a real organization, project, key and event pinned
+#   fixture     tests/sdk/fixture.py: a tenant with real credentials and ids
+#   fuzz        schemathesis examples, coverage and fuzzing phases, `--checks all`, as
+#               that tenant, with the ids of its organization, project, key... pinned
+#   stateful    schemathesis stateful phase, `--checks all`: call sequences along the
+#               document's links, each id taken from an earlier response
 #
 # Tools: deploy/lib/tools.sh (pinned versions, cached outside the clone). Stages after
 # `server` need it; the others run even when an earlier one failed, and the summary at
@@ -21,10 +24,17 @@
 # Knobs (environment):
 #   MP_SDK_OPENAPI        document to check (default openapi/openapi.json); the served
 #                         document is then not compared with it
-#   MP_SDK_FUZZ_SECONDS   wall-clock budget of the schemathesis pass (default 180)
+#   MP_SDK_FUZZ_SECONDS   time budget of the pinned-id schemathesis run (default 150)
+#   MP_SDK_STATEFUL_SECONDS  time budget of the stateful schemathesis run (default 60)
 #   MP_SDK_FUZZ_EXAMPLES  examples per operation and phase (default 25)
-#   MP_SDK_FUZZ_WORKERS   schemathesis workers (default 2)
+#   MP_SDK_FUZZ_WORKERS   schemathesis workers (default 2 on Python 3.12+, 1 on 3.11, whose
+#                         ast module is not thread-safe: CPython gh-106905 makes parallel
+#                         workers fail with "AST constructor recursion depth mismatch")
+#   MP_SDK_STAGES         comma-separated subset of validate,lint,python,ts,fuzz,stateful
+#                         to run (default: all; tools, build and server always run)
 #   MP_SDK_SKIP_FUZZ=1    skip the schemathesis pass (quick local runs)
+#   MP_SDK_FUZZ_ARGS      extra schemathesis arguments, word-split (e.g. to narrow a run:
+#                         "--include-operation-id record_usage --mode negative")
 #   MP_SDK_KEEP=1         keep the work directory (generated clients, logs, reports)
 #   MP_TOOLS_CACHE        where the tools live (default ~/.cache/meterplane-tools)
 set -euo pipefail
@@ -34,9 +44,10 @@ root=$PWD
 . deploy/lib/tools.sh
 
 doc=$(realpath "${MP_SDK_OPENAPI:-openapi/openapi.json}")
-fuzz_seconds=${MP_SDK_FUZZ_SECONDS:-180}
+fuzz_seconds=${MP_SDK_FUZZ_SECONDS:-150}
+stateful_seconds=${MP_SDK_STATEFUL_SECONDS:-60}
 fuzz_examples=${MP_SDK_FUZZ_EXAMPLES:-25}
-fuzz_workers=${MP_SDK_FUZZ_WORKERS:-2}
+fuzz_workers=${MP_SDK_FUZZ_WORKERS:-}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/meterplane-sdk.XXXXXX")
 server_pid=
@@ -126,6 +137,13 @@ stage() {
     log "[$name] FAILED"
   fi
   return 0
+}
+
+wanted() {
+  case ",${MP_SDK_STAGES:-validate,lint,python,ts,fuzz,stateful}," in
+    *",$1,"*) return 0 ;;
+    *) return 1 ;;
+  esac
 }
 
 skip() {
@@ -248,46 +266,91 @@ ts_run() {
   MP_BASE_URL=$base_url node dist/smoke.js
 }
 
-fuzz() {
-  log "creating the tenant the fuzzer runs as (tests/sdk/fixture.py)"
+make_fixture() {
   MP_BASE_URL=$base_url MP_OPERATOR_EMAIL=$operator_email MP_OPERATOR_PASSWORD=$operator_password \
     python3 "$root/tests/sdk/fixture.py" "$work/fixture.env"
   # shellcheck disable=SC1091
   . "$work/fixture.env"
-  export MP_SDK_TENANT_TOKEN MP_SDK_OPERATOR_TOKEN MP_SDK_API_KEY MP_SDK_USER_ID MP_SDK_ORG_ID \
-    MP_SDK_PROJECT_ID MP_SDK_KEY_ID MP_SDK_EVENT_ID
-  log "schemathesis: --checks all, ${fuzz_examples} examples per operation, ${fuzz_seconds}s budget"
+  export MP_SDK_TENANT_TOKEN MP_SDK_OPERATOR_TOKEN MP_SDK_API_KEY MP_SDK_USER_ID MP_SDK_INVITATION_ID \
+    MP_SDK_ORG_ID MP_SDK_PROJECT_ID MP_SDK_KEY_ID MP_SDK_EVENT_ID MP_SDK_DISCOUNT_ID
+}
+
+# schemathesis_run CONFIG PHASES SECONDS REPORT [ARGS...]: one bounded run, every check,
+# JUnit report kept in the work directory (MP_SDK_KEEP=1).
+schemathesis_run() {
+  local config=$1 phases=$2 seconds=$3 report=$4
+  shift 4
+  if [ -z "$fuzz_workers" ]; then
+    if "$TOOLS_VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+      fuzz_workers=2
+    else
+      fuzz_workers=1
+    fi
+  fi
   cd "$work"
-  timeout --kill-after=20 $((fuzz_seconds + 60)) \
-    schemathesis --no-color --config-file "$root/tests/sdk/schemathesis.toml" run "$doc" \
+  timeout --kill-after=20 $((seconds + 90)) \
+    schemathesis --no-color --config-file "$config" run "$doc" \
     --url "$base_url" \
+    --phases "$phases" \
     --checks all \
     --workers "$fuzz_workers" \
     --max-examples "$fuzz_examples" \
-    --max-time "$fuzz_seconds" \
+    --max-time "$seconds" \
     --generation-database none \
-    --report junit --report-dir "$work/schemathesis"
+    --report junit --report-dir "$work/schemathesis-$report" \
+    "$@" \
+    ${MP_SDK_FUZZ_ARGS:-} # word-split on purpose
+}
+
+# Operator endpoints run as the operator, every other one as the tenant: two runs, as
+# one bearer token serves a whole run.
+fuzz() {
+  local rc=0 operator_seconds=$((fuzz_seconds / 5))
+  cat "$root/tests/sdk/schemathesis.toml" "$root/tests/sdk/schemathesis-ids.toml" >"$work/schemathesis-ids.toml"
+  log "schemathesis as the tenant (examples, coverage, fuzzing; ids pinned): $((fuzz_seconds - operator_seconds))s"
+  MP_SDK_BEARER_TOKEN=$MP_SDK_TENANT_TOKEN schemathesis_run "$work/schemathesis-ids.toml" \
+    examples,coverage,fuzzing $((fuzz_seconds - operator_seconds)) tenant --exclude-path-regex '^/v1/admin/' || rc=1
+  log "schemathesis as the operator on /v1/admin/ (examples, coverage, fuzzing; ids pinned): ${operator_seconds}s"
+  MP_SDK_BEARER_TOKEN=$MP_SDK_OPERATOR_TOKEN schemathesis_run "$work/schemathesis-ids.toml" \
+    examples,coverage,fuzzing "$operator_seconds" operator --include-path-regex '^/v1/admin/' || rc=1
+  return "$rc"
+}
+
+stateful() {
+  log "schemathesis stateful as the tenant (ids from responses, along the document's links): ${stateful_seconds}s"
+  MP_SDK_BEARER_TOKEN=$MP_SDK_TENANT_TOKEN schemathesis_run "$root/tests/sdk/schemathesis.toml" \
+    stateful "$stateful_seconds" stateful --exclude-path-regex '^/v1/admin/'
 }
 
 # --- the run ------------------------------------------------------------------------
 
 log "sdk-check: $doc (work directory $work)"
 prerequisite tools ensure_tools
-stage validate validate
-stage lint lint
+if wanted validate; then stage validate validate; else skip validate "not in MP_SDK_STAGES"; fi
+if wanted lint; then stage lint lint; else skip lint "not in MP_SDK_STAGES"; fi
 prerequisite build build
 prerequisite server start_server
-stage python python_client
-stage ts-compile ts_compile
-if [ "$last_stage_ok" = 1 ]; then
-  stage ts-run ts_run
+if wanted python; then stage python python_client; else skip python "not in MP_SDK_STAGES"; fi
+if wanted ts; then
+  stage ts-compile ts_compile
+  if [ "$last_stage_ok" = 1 ]; then
+    stage ts-run ts_run
+  else
+    skip ts-run "ts-compile failed"
+  fi
 else
-  skip ts-run "ts-compile failed"
+  skip ts "not in MP_SDK_STAGES"
 fi
 if [ "${MP_SDK_SKIP_FUZZ:-0}" = 1 ]; then
   skip fuzz "MP_SDK_SKIP_FUZZ=1"
+  skip stateful "MP_SDK_SKIP_FUZZ=1"
+elif wanted fuzz || wanted stateful; then
+  prerequisite fixture make_fixture
+  if wanted fuzz; then stage fuzz fuzz; else skip fuzz "not in MP_SDK_STAGES"; fi
+  if wanted stateful; then stage stateful stateful; else skip stateful "not in MP_SDK_STAGES"; fi
 else
-  stage fuzz fuzz
+  skip fuzz "not in MP_SDK_STAGES"
+  skip stateful "not in MP_SDK_STAGES"
 fi
 
 if ! kill -0 "$server_pid" 2>/dev/null; then

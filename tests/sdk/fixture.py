@@ -2,8 +2,10 @@
 
 Standard library only (no generated client), so the fuzzing pass runs even when a
 generator fails. Signs up a user, creates an organization, a project, two API keys
-(one for the gateway operations, one that the fuzzer may revoke or rotate), records a
-usage event, and logs in the operator. Writes `export NAME=value` lines to the file
+(one for the gateway operations, one that the fuzzer may revoke or rotate), a second
+member and a pending invitation (which the fuzzer may remove or revoke instead of the
+tenant's own membership), records a usage event, and logs in the operator, who adds a discount for the
+organization. Writes `export NAME=value` lines to the file
 given as the only argument (mode 0600); prints no secret.
 
 Environment: MP_BASE_URL, MP_OPERATOR_EMAIL, MP_OPERATOR_PASSWORD.
@@ -49,12 +51,21 @@ def main() -> None:
     password = secrets.token_urlsafe(18)
     call("POST", "/v1/auth/signup", {"email": email, "password": password, "name": "SDK Fuzz"})
     token = call("POST", "/v1/auth/login", {"email": email, "password": password})["accessToken"]
-    me = call("GET", "/v1/me", token=token)
     org = call("POST", "/v1/orgs", {"name": f"SDK Fuzz {run}"}, token=token)
     project = call("POST", f"/v1/orgs/{org['id']}/projects", {"name": "Fuzzed", "mode": "hybrid"}, token=token)
     keys = f"/v1/orgs/{org['id']}/projects/{project['id']}/keys"
     gateway_key = call("POST", keys, {"name": "gateway"}, token=token)
     spare_key = call("POST", keys, {"name": "spare"}, token=token)
+    members = f"/v1/orgs/{org['id']}/members"
+    # A provisioned viewer (201): the member the fuzzer may re-role or remove, never the tenant itself.
+    member = call(
+        "POST",
+        members,
+        {"email": f"sdk-fuzz-{run}-member@example.com", "password": secrets.token_urlsafe(18), "role": "viewer"},
+        token=token,
+    )
+    # An email without an account and no password: a pending invitation (202).
+    invitation = call("POST", members, {"email": f"sdk-fuzz-{run}-invitee@example.com", "role": "admin"}, token=token)
     started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).isoformat()
     event = call(
         "POST",
@@ -77,15 +88,21 @@ def main() -> None:
         "/v1/auth/login",
         {"email": os.environ["MP_OPERATOR_EMAIL"], "password": os.environ["MP_OPERATOR_PASSWORD"]},
     )["accessToken"]
+    # An organization discount, for the operator's DELETE /v1/admin/discounts/{discountId}.
+    discount = call(
+        "POST", "/v1/admin/discounts", {"orgId": org["id"], "provider": "openai", "percent": "5"}, token=operator
+    )
     values = {
         "MP_SDK_TENANT_TOKEN": token,
         "MP_SDK_OPERATOR_TOKEN": operator,
         "MP_SDK_API_KEY": gateway_key["secret"],
-        "MP_SDK_USER_ID": me["user"]["id"],
+        "MP_SDK_USER_ID": member["userId"],
+        "MP_SDK_INVITATION_ID": invitation["id"],
         "MP_SDK_ORG_ID": org["id"],
         "MP_SDK_PROJECT_ID": project["id"],
         "MP_SDK_KEY_ID": spare_key["id"],
         "MP_SDK_EVENT_ID": event["eventId"],
+        "MP_SDK_DISCOUNT_ID": discount["id"],
     }
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
