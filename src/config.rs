@@ -65,6 +65,23 @@ pub struct RedisConfig {
     pub url: Secret,
     /// Prepended to every key, so several deployments (or tests) can share one Redis.
     pub key_prefix: String,
+    /// How long a Redis command or connection attempt may take before it counts as
+    /// Redis being down; keeps the hot path from hanging on an unreachable server.
+    pub timeout: Duration,
+    /// What the authorize check answers while Redis is unreachable.
+    pub when_down: RedisDownPolicy,
+}
+
+/// The authorize check's policy while Redis (its counters) is unreachable. Usage
+/// recording keeps working either way: PostgreSQL is the system of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum RedisDownPolicy {
+    /// Allow calls (blocked customers and agents, and revoked keys, are still
+    /// denied); budgets and rate limits are not enforced until Redis is back.
+    Open,
+    /// Deny every call with `counters_unavailable`.
+    Closed,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +147,8 @@ impl Config {
             redis: RedisConfig {
                 url: Secret::new(env.string("REDIS_URL", "redis://127.0.0.1:6379")),
                 key_prefix: env.string("MP_REDIS_PREFIX", "mp:"),
+                timeout: Duration::from_millis(env.parse("MP_REDIS_TIMEOUT_MS", "500")?),
+                when_down: env.parse("MP_AUTHORIZE_WHEN_REDIS_DOWN", "open")?,
             },
             auth: AuthConfig {
                 jwt_secret: Secret::new(jwt_secret),

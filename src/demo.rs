@@ -139,7 +139,8 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
         for chunk in events.chunks(500) {
             let outcomes = ingestor
                 .record(&identity, chunk.iter().cloned().map(Ok).collect())
-                .await?;
+                .await?
+                .outcomes;
             recorded += outcomes
                 .iter()
                 .filter(|o| matches!(o, Outcome::Accepted { .. }))

@@ -3,11 +3,13 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

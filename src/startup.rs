@@ -27,9 +27,15 @@ impl AppState {
             config.database.acquire_timeout,
         )?;
         let client = redis::Client::open(config.redis.url.expose()).context("parsing REDIS_URL")?;
-        let redis = redis::aio::ConnectionManager::new(client)
-            .await
-            .context("connecting to Redis")?;
+        // Lazy: the service starts, records usage and answers probes while Redis is
+        // down, and the manager reconnects by itself when it is back.
+        let redis_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.redis.timeout))
+            .set_response_timeout(Some(config.redis.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(std::time::Duration::from_secs(2));
+        let redis = redis::aio::ConnectionManager::new_lazy_with_config(client, redis_config)
+            .context("configuring the Redis connection")?;
         let keys = ApiKeyResolver::new(
             db.clone(),
             config.auth.api_key_pepper.expose().to_owned(),

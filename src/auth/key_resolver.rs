@@ -10,20 +10,14 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use uuid::Uuid;
 
-use super::KeyIdentity;
 use crate::{
-    domain::api_key,
+    domain::{
+        api_key::{self, KeyStatus},
+        identity::{KeyIdentity, KeyRecord},
+    },
     error::{AppError, AppResult, ErrorCode},
     store::{self, DbPool},
 };
-
-/// What the cache keeps about a key: enough to accept or refuse it without the database.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub identity: KeyIdentity,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
 
 /// How often `last_used_at` is written for one key, at most.
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
@@ -106,13 +100,11 @@ fn invalid_key() -> AppError {
 
 /// Whether a key may be used at `now`.
 pub fn check_usable(record: &KeyRecord, now: DateTime<Utc>) -> AppResult<()> {
-    if record.revoked_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked"));
+    match KeyStatus::at(record.revoked_at, record.expires_at, now) {
+        KeyStatus::Active => Ok(()),
+        KeyStatus::Revoked => Err(AppError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked")),
+        KeyStatus::Expired => Err(AppError::new(ErrorCode::ApiKeyExpired, "the API key has expired")),
     }
-    if record.expires_at.is_some_and(|at| at <= now) {
-        return Err(AppError::new(ErrorCode::ApiKeyExpired, "the API key has expired"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

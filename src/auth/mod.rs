@@ -3,32 +3,6 @@
 pub mod jwt;
 pub mod key_resolver;
 
-use uuid::Uuid;
-
-use crate::error::{AppError, AppResult};
-
-/// A signed-in person, as established from a verified token and a fresh user row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    pub user_id: Uuid,
-    pub is_operator: bool,
-}
-
-impl Caller {
-    /// Platform-level operations (plans, price catalog, discounts) are for operators.
-    pub fn require_operator(&self) -> AppResult<()> {
-        if self.is_operator {
-            Ok(())
-        } else {
-            Err(AppError::forbidden("this operation is reserved for platform operators"))
-        }
-    }
-}
-
-/// The project an API key belongs to, resolved on each gateway call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyIdentity {
-    pub key_id: Uuid,
-    pub project_id: Uuid,
-    pub org_id: Uuid,
-}
+// Identity types are shared vocabulary (the store and ingest use them too), so they
+// live in the domain; re-exported here where callers first look for them.
+pub use crate::domain::identity::{Caller, KeyIdentity};

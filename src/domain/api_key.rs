@@ -5,15 +5,43 @@
 //! is safe to store and cheap enough to check on every gateway call; argon2 would
 //! only add latency without adding security.
 
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
+use serde::Serialize;
 use sha2::Sha256;
+use utoipa::ToSchema;
 
 pub const KEY_PREFIX: &str = "mp_";
 const RANDOM_LEN: usize = 40;
 /// How many leading characters are kept in clear to identify a key in listings.
 pub const VISIBLE_PREFIX_LEN: usize = 11;
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Whether a key can be used at a given instant. The one place this rule lives: the
+/// gateway path, the key listings and rotation all ask it.
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    /// Revoked, or rotated and past its grace period.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// A revocation (or the end of a rotation's grace period) takes effect at
+    /// `revoked_at`; an expiry at `expires_at`. Revoked wins when both have passed.
+    pub fn at(revoked_at: Option<DateTime<Utc>>, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+        if revoked_at.is_some_and(|at| at <= now) {
+            Self::Revoked
+        } else if expires_at.is_some_and(|at| at <= now) {
+            Self::Expired
+        } else {
+            Self::Active
+        }
+    }
+}
 
 /// A freshly generated key: the secret is shown to the caller once and then dropped.
 pub struct GeneratedKey {

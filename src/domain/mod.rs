@@ -4,11 +4,16 @@
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
 pub mod api_key;
+pub mod budget;
+pub mod decision;
 pub mod discount;
 pub mod email;
+pub mod identity;
+pub mod micros;
 pub mod money;
 pub mod names;
 pub mod password;
+pub mod period;
 pub mod plan;
 pub mod pricing;
 pub mod project_mode;

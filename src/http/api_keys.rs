@@ -14,21 +14,13 @@ use super::{
     validate,
 };
 use crate::{
-    domain::{names::Name, role::Access, Invalid},
+    domain::{api_key::KeyStatus, names::Name, role::Access, Invalid},
     error::{AppResult, Problem},
     store::{
         self,
         api_keys::{ApiKey, CreatedKey, NewKey},
     },
 };
-
-#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    Active,
-    Expired,
-    Revoked,
-}
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -53,14 +45,7 @@ pub struct ApiKeyView {
 
 impl From<ApiKey> for ApiKeyView {
     fn from(k: ApiKey) -> Self {
-        let now = Utc::now();
-        let status = if k.revoked_at.is_some_and(|at| at <= now) {
-            KeyStatus::Revoked
-        } else if k.expires_at.is_some_and(|at| at <= now) {
-            KeyStatus::Expired
-        } else {
-            KeyStatus::Active
-        };
+        let status = KeyStatus::at(k.revoked_at, k.expires_at, Utc::now());
         Self {
             id: k.id,
             org_id: k.org_id,

@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
+pub mod paging;
 pub mod paths;
 pub mod pricing;
 pub mod projects;

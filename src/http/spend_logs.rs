@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{
     extract::AuthUser,
+    paging,
     paths::OrgPath,
     schemas::{JsonObject, Money, Percent},
     state::AppState,
@@ -19,16 +20,13 @@ use crate::{
         role::Access,
         usage::{retention_start, BillingSource, EventStatus},
     },
-    error::{AppError, AppResult, ErrorCode, Problem},
+    error::{AppError, AppResult, Problem},
     ingest::event_time,
     store::{
         self,
         spend_logs::{Cursor, LogDetail, LogEntry, LogFilter},
     },
 };
-
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -211,20 +209,6 @@ impl From<LogDetail> for SpendLogDetail {
     }
 }
 
-fn encode_cursor(cursor: Cursor) -> String {
-    format!("{:x}-{}", cursor.occurred_at.timestamp_micros(), cursor.id.simple())
-}
-
-fn decode_cursor(raw: &str) -> AppResult<Cursor> {
-    let invalid = || AppError::new(ErrorCode::InvalidQueryParameter, "cursor is not one this API issued");
-    let (micros, id) = raw.split_once('-').ok_or_else(invalid)?;
-    let micros = i64::from_str_radix(micros, 16).map_err(|_| invalid())?;
-    Ok(Cursor {
-        occurred_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
-        id: id.parse().map_err(|_| invalid())?,
-    })
-}
-
 async fn retention_start_of(conn: &mut store::DbConn, access: &store::access::OrgAccess) -> AppResult<DateTime<Utc>> {
     let org = store::orgs::get(conn, access).await?;
     Ok(retention_start(Utc::now(), org.retention_days))
@@ -252,22 +236,14 @@ pub async fn list_spend_logs(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::new(
-            ErrorCode::InvalidQueryParameter,
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    if let (Some(from), Some(to)) = (q.from, q.to) {
-        if to < from {
-            return Err(AppError::new(
-                ErrorCode::InvalidQueryParameter,
-                "to must not be before from",
-            ));
-        }
-    }
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = paging::page_size(q.limit)?;
+    paging::check_range(q.from, q.to)?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(paging::decode_cursor)
+        .transpose()?
+        .map(|(occurred_at, id)| Cursor { occurred_at, id });
     let not_before = retention_start_of(&mut conn, &access).await?;
     let filter = LogFilter {
         project_id: q.project_id,
@@ -283,7 +259,7 @@ pub async fn list_spend_logs(
     let (rows, next) = store::spend_logs::page(&mut conn, &access, &filter, not_before, after, limit).await?;
     Ok(web::Json(SpendLogPage {
         data: rows.into_iter().map(SpendLogEntry::from).collect(),
-        next_cursor: next.map(encode_cursor),
+        next_cursor: next.map(|c| paging::encode_cursor(c.occurred_at, c.id)),
         retention_start: not_before,
         clamped: q.from.is_some_and(|from| from < not_before),
     }))
@@ -308,21 +284,4 @@ pub async fn get_spend_log(
     let not_before = retention_start_of(&mut conn, &access).await?;
     let detail = store::spend_logs::detail(&mut conn, &access, path.event_id, occurred, not_before).await?;
     Ok(web::Json(detail.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let cursor = Cursor {
-            occurred_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
-            id: Uuid::now_v7(),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
-        for bad in ["", "abc", "zz-00", "10-not-a-uuid"] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -342,7 +342,7 @@ pub async fn record_usage(
 ) -> AppResult<HttpResponse> {
     let request_id = body.request_id.clone();
     let parsed = parse_event(body.into_inner().0, state.ingest.settings().body_cap_bytes, Utc::now());
-    let outcome = state.ingest.record(&key.0, vec![parsed]).await?.pop();
+    let outcome = state.ingest.record(&key.0, vec![parsed]).await?.outcomes.pop();
     match outcome {
         Some(Outcome::Rejected { errors }) => Err(AppError::validation(errors)),
         Some(outcome @ Outcome::Accepted { .. }) => {
@@ -402,7 +402,7 @@ pub async fn record_usage_batch(
             },
         )
         .collect();
-    let outcomes = state.ingest.record(&key.0, parsed).await?;
+    let outcomes = state.ingest.record(&key.0, parsed).await?.outcomes;
     let results: Vec<EventResult> = outcomes
         .into_iter()
         .zip(request_ids)

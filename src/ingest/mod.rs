@@ -1,10 +1,15 @@
 //! The ingest pipeline: validated events → priced events → one transaction that
-//! claims their request ids, stores them and adds them to the daily roll-ups.
+//! claims their request ids, stores them and adds them to the daily roll-ups and the
+//! spend ledger.
 //!
-//! A 2xx answer means every accepted event is committed in PostgreSQL. Roll-ups are
-//! maintained in the same transaction, so analytics never disagree with the events.
+//! A 2xx answer means every accepted event is committed in PostgreSQL. Roll-ups and
+//! the ledger are maintained in the same transaction, so analytics and budgets never
+//! disagree with the events.
 
+mod ledger;
 mod rollups;
+
+pub use ledger::{CommittedEvent, CommittedSpend};
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -57,6 +62,22 @@ pub enum Outcome {
     },
 }
 
+/// The answer to one submitted batch: an outcome per event, in order, and what the
+/// transaction committed to the spend ledger.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub outcomes: Vec<Outcome>,
+    pub spend: CommittedSpend,
+}
+
+/// What the ingest transaction wrote, once committed.
+struct Written {
+    claimed: HashSet<String>,
+    new_customers: HashMap<String, Uuid>,
+    new_agents: HashMap<String, Uuid>,
+    spend: CommittedSpend,
+}
+
 #[derive(Clone)]
 pub struct Ingestor {
     pool: DbPool,
@@ -69,9 +90,9 @@ pub struct Ingestor {
     shard_counter: Arc<AtomicU16>,
 }
 
-/// How many roll-up rows one grain may be spread over; bounds both the ingest
-/// transactions that can run without waiting on each other and the extra rows
-/// analytics sum.
+/// How many roll-up (and ledger) rows one grain may be spread over; bounds both the
+/// ingest transactions that can run without waiting on each other and the extra rows
+/// analytics and budgets sum.
 pub const ROLLUP_SHARDS: u16 = 8;
 
 impl Ingestor {
@@ -109,7 +130,7 @@ impl Ingestor {
         &self,
         key: &KeyIdentity,
         events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,
-    ) -> AppResult<Vec<Outcome>> {
+    ) -> AppResult<Recorded> {
         let mut conn = self.pool.get().await?;
         let (project_mode, retention_days) = store::usage::ingest_context(&mut conn, key).await?;
         let mut providers: Vec<String> = events.iter().flatten().map(|e| e.provider.clone()).collect();
@@ -152,9 +173,17 @@ impl Ingestor {
         }
         if batch.is_empty() {
             // Nothing valid to store: every outcome is already a rejection.
-            return Ok(outcomes.into_iter().flatten().collect());
+            return Ok(Recorded {
+                outcomes: outcomes.into_iter().flatten().collect(),
+                spend: CommittedSpend::none(key.org_id),
+            });
         }
-        let (claimed, new_customers, new_agents) = self.write(&mut conn, key, &batch).await?;
+        let Written {
+            claimed,
+            new_customers,
+            new_agents,
+            spend,
+        } = self.write(&mut conn, key, &batch).await?;
 
         let taken_before: Vec<String> = batch
             .iter()
@@ -186,10 +215,13 @@ impl Ingestor {
         for (name, id) in new_agents {
             self.agents.insert((key.org_id, name), id).await;
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Rejected { errors: vec![] }))
-            .collect())
+        Ok(Recorded {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or(Outcome::Rejected { errors: vec![] }))
+                .collect(),
+            spend,
+        })
     }
 
     /// Creates the partitions of today and the next `days_ahead` days ahead of need, so
@@ -212,15 +244,15 @@ impl Ingestor {
         Ok(())
     }
 
-    /// The one transaction: customers and agents, request ids, events, roll-ups.
-    /// Returns the claimed request ids and the customer/agent ids resolved from the
-    /// database (cached only once committed).
+    /// The one transaction: customers and agents, request ids, events, roll-ups and
+    /// the spend ledger. Returns the claimed request ids, the customer/agent ids
+    /// resolved from the database (cached only once committed) and the spend committed.
     async fn write(
         &self,
         conn: &mut DbConn,
         key: &KeyIdentity,
         batch: &[(usize, Uuid, PricedEvent)],
-    ) -> AppResult<(HashSet<String>, HashMap<String, Uuid>, HashMap<String, Uuid>)> {
+    ) -> AppResult<Written> {
         let (known_customers, missing_customers) = self
             .split_known(
                 &self.customers,
@@ -269,9 +301,18 @@ impl Ingestor {
                 .collect();
             store::usage::insert_events(conn, key, &rows).await?;
             let priced: Vec<&PricedEvent> = accepted.iter().map(|(_, _, p)| p).collect();
-            let rollup_rows = rollups::aggregate(key, &rows, &priced, self.next_shard());
+            let shard = self.next_shard();
+            let rollup_rows = rollups::aggregate(key, &rows, &priced, shard);
             store::usage::upsert_rollups(conn, key.org_id, &rollup_rows).await?;
-            Ok::<_, AppError>((claimed, new_customers, new_agents))
+            // After the roll-ups in every transaction: one lock order across tables.
+            let spend = ledger::aggregate(key, &rows)?;
+            store::spend_ledger::add(conn, key.org_id, shard, &spend.by_scope).await?;
+            Ok::<_, AppError>(Written {
+                claimed,
+                new_customers,
+                new_agents,
+                spend,
+            })
         })
         .await
     }

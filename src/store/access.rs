@@ -6,8 +6,10 @@ use uuid::Uuid;
 
 use super::{schema::memberships, DbConn};
 use crate::{
-    auth::Caller,
-    domain::role::{Access, Role},
+    domain::{
+        identity::Caller,
+        role::{Access, Role},
+    },
     error::{AppError, AppResult},
 };
 

@@ -7,8 +7,12 @@ use uuid::Uuid;
 
 use super::{access::OrgAccess, projects, schema::api_keys, DbConn};
 use crate::{
-    auth::{key_resolver::KeyRecord, KeyIdentity},
-    domain::{api_key, names::Name, role::Access},
+    domain::{
+        api_key::{self, KeyStatus},
+        identity::{KeyIdentity, KeyRecord},
+        names::Name,
+        role::Access,
+    },
     error::{AppError, AppResult},
 };
 
@@ -142,7 +146,7 @@ pub async fn rotate(
         if old.revoked_at.is_some() {
             return Err(AppError::conflict("a revoked or already rotated key cannot be rotated"));
         }
-        if old.expires_at.is_some_and(|at| at <= now) {
+        if KeyStatus::at(None, old.expires_at, now) == KeyStatus::Expired {
             return Err(AppError::conflict("an expired key cannot be rotated"));
         }
         let name = Name::parse(&old.name).map_err(|e| AppError::internal(anyhow::anyhow!("stored key name: {e}")))?;

@@ -6,14 +6,17 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod decisions;
 pub mod discounts;
 pub mod invitations;
+pub mod limits;
 pub mod members;
 pub mod orgs;
 pub mod partitions;
 pub mod prices;
 pub mod projects;
 pub mod schema;
+pub mod spend_ledger;
 pub mod spend_logs;
 mod sql_enums;
 pub mod usage;

@@ -1,8 +1,9 @@
 // Diesel table definitions, kept in step with `migrations/` by hand (no libpq, so no
 // `diesel print-schema` here). Every model selects all of its table's columns with
 // `as_select()`, so the HTTP tests fail on any column that is missing or mistyped.
-// The wide usage tables (`usage_events`, `usage_daily`) are written and read with SQL
-// in `store::usage` and `store::spend_logs` instead: bulk writes go through `unnest`.
+// The wide usage tables (`usage_events`, `usage_daily`) and the spend ledger are
+// written and read with SQL in `store::usage`, `store::spend_logs` and
+// `store::spend_ledger` instead: bulk writes go through `unnest`.
 
 diesel::table! {
     users (id) {
@@ -102,6 +103,9 @@ diesel::table! {
         org_id -> Uuid,
         external_id -> Text,
         created_at -> Timestamptz,
+        blocked_at -> Nullable<Timestamptz>,
+        blocked_by -> Nullable<Uuid>,
+        block_reason -> Nullable<Text>,
     }
 }
 
@@ -111,6 +115,9 @@ diesel::table! {
         org_id -> Uuid,
         external_id -> Text,
         created_at -> Timestamptz,
+        blocked_at -> Nullable<Timestamptz>,
+        blocked_by -> Nullable<Uuid>,
+        block_reason -> Nullable<Text>,
     }
 }
 
@@ -135,6 +142,50 @@ diesel::table! {
     }
 }
 
+// Budgets, rate limits and resets also have generated columns (`customer_id`,
+// `agent_id`, `api_key_id`, `project_id`) that exist only for their foreign keys;
+// code never reads or writes them, so they are left out here.
+diesel::table! {
+    budgets (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        scope -> Text,
+        scope_id -> Nullable<Uuid>,
+        amount -> Numeric,
+        period -> Text,
+        thresholds -> Array<Int4>,
+        hard_limit -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rate_limits (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        scope -> Text,
+        scope_id -> Nullable<Uuid>,
+        requests_per_minute -> Nullable<Int4>,
+        tokens_per_minute -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    spend_resets (org_id, scope, scope_id) {
+        org_id -> Uuid,
+        scope -> Text,
+        scope_id -> Uuid,
+        reset_at -> Timestamptz,
+        day -> Date,
+        day_cost -> Numeric,
+        day_micros -> Int8,
+        reset_by -> Nullable<Uuid>,
+    }
+}
+
 diesel::joinable!(invitations -> organizations (org_id));
 diesel::joinable!(memberships -> organizations (org_id));
 diesel::joinable!(memberships -> users (user_id));
@@ -153,4 +204,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     customers,
     agents,
     usage_request_ids,
+    budgets,
+    rate_limits,
+    spend_resets,
 );

@@ -7,7 +7,7 @@ use diesel::{
     sql_types::Text,
 };
 
-use crate::domain::{plan::Plan, project_mode::ProjectMode, role::Role};
+use crate::domain::{budget::BudgetScope, period::BudgetPeriod, plan::Plan, project_mode::ProjectMode, role::Role};
 
 macro_rules! text_enum {
     ($($ty:ty),+) => {$(
@@ -26,4 +26,4 @@ macro_rules! text_enum {
     )+};
 }
 
-text_enum!(Plan, Role, ProjectMode);
+text_enum!(Plan, Role, ProjectMode, BudgetScope, BudgetPeriod);

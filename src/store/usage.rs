@@ -19,9 +19,7 @@ use super::{
     DbConn,
 };
 use crate::{
-    auth::KeyIdentity,
-    domain::project_mode::ProjectMode,
-    domain::rollup::BUCKET_COUNT,
+    domain::{identity::KeyIdentity, project_mode::ProjectMode, rollup::BUCKET_COUNT},
     error::{AppError, AppResult},
 };
 

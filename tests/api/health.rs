@@ -19,6 +19,39 @@ async fn probes_answer() {
     )
     .await;
     assert_eq!(ready["status"], "ok");
+    assert_eq!(ready["redis"], "up");
+}
+
+#[tokio::test]
+async fn an_instance_without_redis_stays_in_service_as_degraded_and_still_records_usage() {
+    let app = TestApp::spawn_with(|c| {
+        c.redis.url = meterplane::config::Secret::new("redis://127.0.0.1:1");
+        c.redis.timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let ready = expect_json(
+        app.request(Method::GET, "/readyz").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(
+        (ready["postgres"].as_str(), ready["redis"].as_str()),
+        (Some("up"), Some("down"))
+    );
+    let tenant = app.tenant().await;
+    let event = serde_json::json!({
+        "requestId": "without-redis", "endpoint": "/chat/completions", "provider": "openai",
+        "model": "gpt-4o", "user": "customer-1", "promptTokens": 10, "completionTokens": 5
+    });
+    let recorded = app
+        .request(Method::POST, "/v1/usage")
+        .header("x-api-key", &tenant.key_secret)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recorded.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]

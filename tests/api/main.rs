@@ -5,8 +5,10 @@
 mod api_keys;
 mod authz_matrix;
 mod bad_input;
+mod counters;
 mod health;
 mod helpers;
+mod ledger;
 mod openapi;
 mod pricing;
 mod spend_logs;

@@ -1,0 +1,157 @@
+//! The Redis key design. Every key of an organization carries its id as a hash tag
+//! (`mp:{<org>}:…`), so all of one organization's counters share a slot: the
+//! authorize script can check and reserve the key, project, organization, customer
+//! and agent scopes in one atomic step, also on Redis Cluster. The price is that one
+//! organization's counters live on one shard.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{budget::BudgetScope, period::BudgetPeriod};
+
+/// How long a requests- or tokens-per-minute window outlives its minute.
+pub const MINUTE_WINDOW_MS: i64 = 120_000;
+
+/// A budget or rate-limit scope as the counters see it: its kind and its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeRef {
+    pub kind: BudgetScope,
+    pub id: Uuid,
+}
+
+/// Builds the keys of one organization under the configured prefix.
+#[derive(Debug, Clone)]
+pub struct OrgKeys {
+    base: String,
+}
+
+impl OrgKeys {
+    pub fn new(prefix: &str, org: Uuid) -> Self {
+        Self {
+            base: format!("{prefix}{{{}}}", org.simple()),
+        }
+    }
+
+    /// Present while the counters hold everything PostgreSQL held when they were
+    /// built; gone after a flush, a restart without persistence, or a failover that
+    /// lost writes.
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.base)
+    }
+
+    pub fn reservations_by_expiry(&self) -> String {
+        format!("{}:rsv:exp", self.base)
+    }
+
+    pub fn reservations(&self) -> String {
+        format!("{}:rsv", self.base)
+    }
+
+    /// Settled spend (micro-USD) of a scope in one period, e.g. `…:spend:customer:<id>:m202612`.
+    pub fn spend(&self, scope: ScopeRef, period_tag: &str) -> String {
+        format!(
+            "{}:spend:{}:{}:{period_tag}",
+            self.base,
+            scope.kind.as_str(),
+            scope.id.simple()
+        )
+    }
+
+    /// Reserved, not yet settled spend of a scope (micro-USD).
+    pub fn reserved(&self, scope: ScopeRef) -> String {
+        format!("{}:reserved:{}:{}", self.base, scope.kind.as_str(), scope.id.simple())
+    }
+
+    pub fn requests_in_minute(&self, scope: ScopeRef, minute: i64) -> String {
+        format!(
+            "{}:rpm:{}:{}:{minute}",
+            self.base,
+            scope.kind.as_str(),
+            scope.id.simple()
+        )
+    }
+
+    pub fn tokens_in_minute(&self, scope: ScopeRef, minute: i64) -> String {
+        format!(
+            "{}:tpm:{}:{}:{minute}",
+            self.base,
+            scope.kind.as_str(),
+            scope.id.simple()
+        )
+    }
+}
+
+/// The minute an instant falls in, counted from the epoch.
+pub fn minute_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(60)
+}
+
+/// The tag of the window of `period` that holds `at`: the period's letter and the
+/// window's first day (`m20261201`), or `t` for the total.
+pub fn period_tag(period: BudgetPeriod, at: DateTime<Utc>) -> String {
+    let window = period.window(at);
+    match period {
+        BudgetPeriod::Total => "t".to_owned(),
+        BudgetPeriod::Daily => format!("d{}", window.first_day().format("%Y%m%d")),
+        BudgetPeriod::Weekly => format!("w{}", window.first_day().format("%Y%m%d")),
+        BudgetPeriod::Monthly => format!("m{}", window.first_day().format("%Y%m%d")),
+    }
+}
+
+/// How long a period counter is kept after a write: past its window's end, with room
+/// for late events; the total never expires.
+pub fn period_lifetime(period: BudgetPeriod, at: DateTime<Utc>) -> i64 {
+    const SLACK_SECS: i64 = 2 * 86_400;
+    match period.window(at).end {
+        Some(end) => (end - at).num_seconds().max(0) + SLACK_SECS,
+        None => 0,
+    }
+}
+
+/// Every period, in the order the ledger reports them (daily, weekly, monthly, total).
+pub const PERIODS: [BudgetPeriod; 4] = [
+    BudgetPeriod::Daily,
+    BudgetPeriod::Weekly,
+    BudgetPeriod::Monthly,
+    BudgetPeriod::Total,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_an_organization_carries_its_hash_tag_and_the_prefix() {
+        let org = Uuid::nil();
+        let keys = OrgKeys::new("mp:", org);
+        let scope = ScopeRef {
+            kind: BudgetScope::Customer,
+            id: Uuid::max(),
+        };
+        let tag = format!("{{{}}}", org.simple());
+        for key in [
+            keys.ready(),
+            keys.reservations(),
+            keys.reservations_by_expiry(),
+            keys.spend(scope, "t"),
+            keys.reserved(scope),
+            keys.requests_in_minute(scope, 1),
+            keys.tokens_in_minute(scope, 1),
+        ] {
+            assert!(key.starts_with("mp:"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "one hash tag only: {key}");
+            assert!(key.contains(&tag), "{key}");
+        }
+    }
+
+    #[test]
+    fn period_tags_name_the_utc_window_and_outlive_it() {
+        let at = "2027-01-01T23:59:59Z".parse::<DateTime<Utc>>().unwrap_or_default();
+        let tags: Vec<String> = PERIODS.iter().map(|p| period_tag(*p, at)).collect();
+        // 1 January 2027 is a Friday; its ISO week started on Monday 28 December.
+        assert_eq!(tags, ["d20270101", "w20261228", "m20270101", "t"]);
+        assert_eq!(period_lifetime(BudgetPeriod::Daily, at), 1 + 2 * 86_400);
+        assert_eq!(period_lifetime(BudgetPeriod::Total, at), 0);
+        assert_eq!(minute_of(at), at.timestamp() / 60);
+    }
+}
