@@ -31,6 +31,8 @@ from meterplane_client.api.projects import create_project, get_project
 from meterplane_client.api.spend_logs import get_spend_log, list_spend_logs
 from meterplane_client.api.usage import record_usage, record_usage_batch
 from meterplane_client.models import (
+    ApiKeyView,
+    BatchResponse,
     CreateApiKey,
     CreatedApiKey,
     CreateOrganization,
@@ -39,10 +41,20 @@ from meterplane_client.models import (
     EventResult,
     EventResultStatus,
     EventStatus,
+    HealthStatus,
+    KeyIdentityView,
     LoginRequest,
+    MeResponse,
+    OrganizationView,
+    PriceView,
     Problem,
     ProjectMode,
+    ProjectView,
     SignupRequest,
+    SignupResponse,
+    SpendLogDetail,
+    SpendLogPage,
+    TokenResponse,
     UsageBatchRequest,
     UsageEventRequest,
 )
@@ -112,7 +124,7 @@ def main() -> None:
     public = Client(base_url=BASE_URL, raise_on_unexpected_status=True, timeout=30.0)
 
     step("GET /healthz")
-    health = expect(healthz.sync_detailed(client=public), 200, object)
+    health = expect(healthz.sync_detailed(client=public), 200, HealthStatus)
     check(health.status == "ok", f"healthz status {health.status!r}")
 
     # --- sign up and log in -------------------------------------------------------
@@ -125,7 +137,7 @@ def main() -> None:
             body=SignupRequest(email=email, password=password, name="SDK Smoke"),
         ),
         201,
-        object,
+        SignupResponse,
     )
     check(signed_up.user.email == email, f"signed-up email {signed_up.user.email!r}")
     check(signed_up.user.is_operator is False, "a new account must not be an operator")
@@ -147,12 +159,13 @@ def main() -> None:
     )
 
     step("log in")
-    token = expect(login.sync_detailed(client=public, body=LoginRequest(email=email, password=password)), 200, object)
+    logged_in = login.sync_detailed(client=public, body=LoginRequest(email=email, password=password))
+    token = expect(logged_in, 200, TokenResponse)
     check(len(token.access_token.split(".")) == 3, "the access token is not a JWT")
     tenant = AuthenticatedClient(
         base_url=BASE_URL, token=token.access_token, raise_on_unexpected_status=True, timeout=30.0
     )
-    profile = expect(me.sync_detailed(client=tenant), 200, object)
+    profile = expect(me.sync_detailed(client=tenant), 200, MeResponse)
     check(profile.user.id == signed_up.user.id, "GET /v1/me is another user")
     check(profile.memberships == [], "a new account without organization has memberships")
 
@@ -164,12 +177,12 @@ def main() -> None:
             body=CreateOrganization(name=f"SDK Smoke {run}", alert_emails=[f"billing-{run}@example.com"]),
         ),
         201,
-        object,
+        OrganizationView,
     )
     check(isinstance(org.id, uuid.UUID), "organization id is not a UUID")
     check(org.plan.value == "free" and org.retention_days == 3, f"plan {org.plan} / {org.retention_days} days")
     check(org.slug == f"sdk-smoke-{run}", f"slug {org.slug!r}")
-    fetched = expect(get_organization.sync_detailed(org.id, client=tenant), 200, object)
+    fetched = expect(get_organization.sync_detailed(org.id, client=tenant), 200, OrganizationView)
     check(fetched.id == org.id and fetched.name == org.name, "GET organization differs from the created one")
 
     step("create a project")
@@ -178,10 +191,10 @@ def main() -> None:
             org.id, client=tenant, body=CreateProject(name="Checkout", mode=ProjectMode.CREDITS)
         ),
         201,
-        object,
+        ProjectView,
     )
     check(project.org_id == org.id and project.mode == ProjectMode.CREDITS, "project fields")
-    expect(get_project.sync_detailed(org.id, project.id, client=tenant), 200, object)
+    expect(get_project.sync_detailed(org.id, project.id, client=tenant), 200, ProjectView)
 
     step("create an API key")
     created_key = expect(
@@ -191,8 +204,8 @@ def main() -> None:
     )
     check(re.fullmatch(r"mp_[0-9A-Za-z]{40}", created_key.secret) is not None, "key secret format")
     check(created_key.secret.startswith(created_key.prefix), "the key prefix does not start the secret")
-    listed_key = expect(get_api_key.sync_detailed(org.id, project.id, created_key.id, client=tenant), 200, object)
-    check(not hasattr(listed_key, "secret") or not getattr(listed_key, "secret", None), "secret readable again")
+    listed_key = expect(get_api_key.sync_detailed(org.id, project.id, created_key.id, client=tenant), 200, ApiKeyView)
+    check(listed_key.prefix == created_key.prefix and "secret" not in listed_key.to_dict(), "secret readable again")
 
     gateway = AuthenticatedClient(
         base_url=BASE_URL,
@@ -202,7 +215,7 @@ def main() -> None:
         raise_on_unexpected_status=True,
         timeout=30.0,
     )
-    identity = expect(whoami.sync_detailed(client=gateway), 200, object)
+    identity = expect(whoami.sync_detailed(client=gateway), 200, KeyIdentityView)
     check(identity.project_id == project.id and identity.org_id == org.id, "whoami names another project")
 
     step("a wrong API key: 401 invalid_api_key")
@@ -217,6 +230,7 @@ def main() -> None:
 
     # --- prices, for the expected costs ---------------------------------------------
     prices = expect(list_prices.sync_detailed(client=tenant), 200, list)
+    check(prices and all(isinstance(p, PriceView) for p in prices), "GET /v1/prices is not a list of PriceView")
     gpt4o = [p for p in prices if p.provider == "openai" and p.model == "gpt-4o" and not p.valid_until]
     check(len(gpt4o) == 1, "the catalog has no current openai/gpt-4o price")
     price = gpt4o[0]
@@ -318,11 +332,9 @@ def main() -> None:
     ]
     step("POST /v1/usage/batch: 2 accepted, 1 duplicate, 1 rejected")
     batch = expect(
-        record_usage_batch.sync_detailed(
-            client=gateway, body=UsageBatchRequest.from_dict({"events": batch_events})
-        ),
+        record_usage_batch.sync_detailed(client=gateway, body=UsageBatchRequest.from_dict({"events": batch_events})),
         200,
-        object,
+        BatchResponse,
     )
     check(
         (batch.accepted, batch.duplicates, batch.rejected) == (2, 1, 1),
@@ -349,7 +361,7 @@ def main() -> None:
         kwargs: dict[str, Any] = {"limit": 2}
         if cursor:
             kwargs["cursor"] = cursor
-        page = expect(list_spend_logs.sync_detailed(org.id, client=tenant, **kwargs), 200, object)
+        page = expect(list_spend_logs.sync_detailed(org.id, client=tenant, **kwargs), 200, SpendLogPage)
         pages += 1
         check(page.clamped is False, "an unfiltered page says clamped")
         check(len(page.data) <= 2, f"page of {len(page.data)} entries with limit 2")
@@ -375,7 +387,7 @@ def main() -> None:
             org.id, client=tenant, customer="customer-b", status=EventStatus.ERROR, project_id=project.id
         ),
         200,
-        object,
+        SpendLogPage,
     )
     check(len(filtered.data) == 1, f"{len(filtered.data)} entries for customer-b/error, expected 1")
     failed = filtered.data[0]
@@ -383,11 +395,11 @@ def main() -> None:
     check(failed.error_code == "upstream_timeout", f"errorCode {failed.error_code!r}")
     check(str(getattr(failed.status, "value", failed.status)) == "error", f"status {failed.status!r}")
 
-    by_customer = expect(list_spend_logs.sync_detailed(org.id, client=tenant, customer="customer-a"), 200, object)
+    by_customer = expect(list_spend_logs.sync_detailed(org.id, client=tenant, customer="customer-a"), 200, SpendLogPage)
     check([e.id for e in by_customer.data] == [recorded.event_id], "customer-a filter")
 
     step("read one spend-log entry in detail")
-    detail = expect(get_spend_log.sync_detailed(org.id, recorded.event_id, client=tenant), 200, object)
+    detail = expect(get_spend_log.sync_detailed(org.id, recorded.event_id, client=tenant), 200, SpendLogDetail)
     check(detail.id == recorded.event_id and detail.request_id == single_request_id, "detail identity")
     check(money(detail.cost, "detail.cost") == expected_cost, f"detail cost {detail.cost} != {expected_cost}")
     breakdown = detail.cost_breakdown.to_dict()
