@@ -5,7 +5,8 @@
 #   lint        redocly lint with the rule set in redocly.yaml
 #   build       cargo build --release --bin meterplane
 #   server      a fresh database, migrate, load-prices, create-operator, serve on a free
-#               loopback port; the document it serves must equal the one checked
+#               loopback port
+#   served      the document it serves must equal the committed one
 #   python      openapi-python-client generates a client; tests/sdk/python/smoke.py
 #               drives the server with nothing but that client
 #   ts-compile  openapi-typescript types + tests/sdk/typescript/smoke.ts (openapi-fetch)
@@ -221,16 +222,18 @@ start_server() {
     sleep 0.2
   done
   curl -fsS "$base_url/healthz" >/dev/null || { echo "no /healthz after 30 s" >&2; return 1; }
+}
 
-  if [ -z "${MP_SDK_OPENAPI:-}" ]; then
-    curl -fsS "$base_url/openapi.json" | jq -S . >"$work/served.json"
-    if ! jq -S . "$doc" | cmp -s - "$work/served.json"; then
-      echo "the server's /openapi.json differs from openapi/openapi.json (regenerate it:" \
-        "cargo run -- openapi --write openapi/openapi.json)" >&2
-      return 1
-    fi
-  else
-    log "checking $doc (MP_SDK_OPENAPI), not the served document"
+# The tools read the committed file (what SDK users take); the server must serve the same.
+served() {
+  curl -fsS "$base_url/openapi.json" | jq -S . >"$work/served.json"
+  jq -S . "$doc" >"$work/committed.json"
+  if ! diff -u --label openapi/openapi.json --label "served /openapi.json" \
+    "$work/committed.json" "$work/served.json" >"$work/served.diff"; then
+    head -n 40 "$work/served.diff"
+    echo "the server's /openapi.json differs from openapi/openapi.json (above); regenerate it:" \
+      "cargo run -- openapi --write openapi/openapi.json" >&2
+    return 1
   fi
 }
 
@@ -330,6 +333,11 @@ if wanted validate; then stage validate validate; else skip validate "not in MP_
 if wanted lint; then stage lint lint; else skip lint "not in MP_SDK_STAGES"; fi
 prerequisite build build
 prerequisite server start_server
+if [ -n "${MP_SDK_OPENAPI:-}" ]; then
+  skip served "checking $doc (MP_SDK_OPENAPI), not the served document"
+else
+  stage served served
+fi
 if wanted python; then stage python python_client; else skip python "not in MP_SDK_STAGES"; fi
 if wanted ts; then
   stage ts-compile ts_compile
