@@ -24,7 +24,8 @@
 #
 # Knobs (environment):
 #   MP_SDK_OPENAPI        document to check (default openapi/openapi.json); the served
-#                         document is then not compared with it
+#                         document is then not compared with it, and the accepted lint
+#                         findings (.redocly.lint-ignore.yaml) do not apply to it
 #   MP_SDK_FUZZ_SECONDS   time budget of the pinned-id schemathesis run (default 150)
 #   MP_SDK_STATEFUL_SECONDS  time budget of the stateful schemathesis run (default 60)
 #   MP_SDK_FUZZ_EXAMPLES  examples per operation and phase (default 25)
@@ -291,7 +292,7 @@ schemathesis_run() {
     fi
   fi
   cd "$work"
-  timeout --kill-after=20 $((seconds + 90)) \
+  SCHEMATHESIS_HOOKS=$root/tests/sdk/schemathesis_hooks.py timeout --kill-after=20 $((seconds + 90)) \
     schemathesis --no-color --config-file "$config" run "$doc" \
     --url "$base_url" \
     --phases "$phases" \
