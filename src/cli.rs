@@ -48,6 +48,13 @@ enum Command {
     },
     /// Create a demo user, organization, project and API key, and print how to use them.
     Demo,
+    /// Set the Redis budget counters from the spend ledger in PostgreSQL, for every
+    /// organization or one. The service also does this by itself when it finds an
+    /// organization's counters gone.
+    RebuildCounters {
+        #[arg(long)]
+        org: Option<uuid::Uuid>,
+    },
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -77,6 +84,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::CreateOperator { email } => create_operator(&config, &email).await?,
         Command::LoadPrices { file } => load_prices(&config, file.as_deref()).await?,
         Command::Demo => crate::demo::run(&config, &pool(&config)?).await?,
+        Command::RebuildCounters { org } => rebuild_counters(config, org).await?,
         Command::Openapi { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -85,6 +93,27 @@ pub async fn run() -> anyhow::Result<()> {
 async fn migrate_db(config: &Config) -> anyhow::Result<()> {
     let applied = store::run_migrations(config.database.url.expose()).await?;
     tracing::info!(count = applied.len(), ?applied, "migrations applied");
+    Ok(())
+}
+
+async fn rebuild_counters(config: Config, org: Option<uuid::Uuid>) -> anyhow::Result<()> {
+    let state = crate::http::state::AppState::connect(config).await?;
+    let orgs = match org {
+        Some(id) => vec![id],
+        None => {
+            let mut conn = state.conn().await?;
+            store::orgs::list_all(&mut conn)
+                .await?
+                .into_iter()
+                .map(|o| o.id)
+                .collect()
+        }
+    };
+    let now = chrono::Utc::now();
+    for org_id in &orgs {
+        state.enforcer.rebuild(*org_id, now).await?;
+    }
+    println!("rebuilt the counters of {} organization(s)", orgs.len());
     Ok(())
 }
 

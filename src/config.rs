@@ -7,6 +7,8 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
 
+use crate::domain::outbox::RetryPolicy;
+
 const DEV_JWT_SECRET: &str = "meterplane-dev-jwt-secret-change-me-0123456789";
 const DEV_API_KEY_PEPPER: &str = "meterplane-dev-api-key-pepper-change-me";
 
@@ -39,7 +41,140 @@ pub struct Config {
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub ingest: IngestConfig,
+    pub budgets: BudgetConfig,
+    pub email: EmailConfig,
     pub log_format: LogFormat,
+}
+
+/// Outgoing email: the SMTP server, the sender, and how the outbox worker retries.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// `None` when `MP_SMTP_URL` is unset: the outbox worker does not run and queued
+    /// emails stay pending until an instance with an SMTP server runs.
+    pub smtp: Option<SmtpConfig>,
+    /// The `From` of every email: `Name <address>` or a bare address.
+    pub from: String,
+    /// How often the worker looks for due emails when nothing woke it.
+    pub poll_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// How a connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text (`smtp://`): a relay on the same host or a private network.
+    None,
+    /// Plain connection upgraded with STARTTLS, refused if the server cannot
+    /// (`smtp://…?tls=required`, port 587 by default).
+    StartTls,
+    /// TLS from the first byte (`smtps://`, port 465 by default).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// The URL as configured, credentials included; lettre reads it.
+    pub url: Secret,
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// The password inside the URL, percent-decoded, so errors can be scrubbed of it.
+    pub password: Option<Secret>,
+    /// Longest wait for the SMTP server on one step of a delivery. It also bounds how
+    /// long the worker holds an email's row lock and its transaction open.
+    pub timeout: Duration,
+}
+
+impl SmtpConfig {
+    /// Reads an `smtp://` or `smtps://` URL. Error messages never repeat the URL: it
+    /// may hold a password.
+    pub fn parse(raw: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("MP_SMTP_URL is not a valid URL ({e})"))?;
+        let mut tls_param = None;
+        for (name, value) in url.query_pairs() {
+            match name.as_ref() {
+                "tls" => tls_param = Some(value.into_owned()),
+                other => bail!("MP_SMTP_URL has an unknown parameter `{other}`; only `tls=required` is understood"),
+            }
+        }
+        let tls = match (url.scheme(), tls_param.as_deref()) {
+            ("smtp", None) => SmtpTls::None,
+            ("smtp", Some("required")) => SmtpTls::StartTls,
+            ("smtp", Some(other)) => bail!(
+                "MP_SMTP_URL: tls=`{other}` is not supported; use `tls=required` (STARTTLS) or smtps:// \
+                 (opportunistic STARTTLS could be stripped by anyone on the path)"
+            ),
+            ("smtps", None) => SmtpTls::Tls,
+            ("smtps", Some(_)) => bail!("MP_SMTP_URL: smtps:// is TLS already; drop the `tls` parameter"),
+            (scheme, _) => bail!("MP_SMTP_URL must start with smtp:// or smtps://, not {scheme}://"),
+        };
+        let host = match url.host() {
+            Some(host) => host,
+            None => bail!("MP_SMTP_URL names no host"),
+        };
+        let loopback = match &host {
+            url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        };
+        // The default ports are lettre's, so what is logged is what it connects to.
+        let port = url.port().unwrap_or(match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        });
+        let password = match url.password() {
+            Some(encoded) => Some(Secret::new(
+                percent_decode(encoded).context("MP_SMTP_URL: the password is not valid percent-encoded UTF-8")?,
+            )),
+            None if !url.username().is_empty() => {
+                bail!("MP_SMTP_URL has a user but no password (`smtp://user:password@host`)")
+            }
+            None => None,
+        };
+        if password.is_some() && tls == SmtpTls::None && !loopback {
+            bail!(
+                "MP_SMTP_URL would send the SMTP password in clear text to {}; use smtps:// or ?tls=required",
+                host
+            );
+        }
+        Ok(Self {
+            host: host.to_string(),
+            url: Secret::new(raw),
+            port,
+            tls,
+            password,
+            timeout,
+        })
+    }
+}
+
+fn percent_decode(text: &str) -> anyhow::Result<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).context("truncated escape")?;
+            let hex = std::str::from_utf8(hex)?;
+            out.push(u8::from_str_radix(hex, 16)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8(out)?)
+}
+
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    /// How long an authorize reservation waits for its usage event.
+    pub reservation_ttl: Duration,
+    /// How long an instance reuses the budgets, rate limits and blocks it read.
+    pub rules_cache_ttl: Duration,
+    /// One allowed call in this many goes to the decision log (denials always do).
+    pub decision_sample_every: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +271,35 @@ impl Config {
             "pretty" => LogFormat::Pretty,
             other => bail!("MP_LOG_FORMAT must be `json` or `pretty`, got `{other}`"),
         };
+        let email = EmailConfig {
+            smtp: match lookup("MP_SMTP_URL").filter(|url| !url.trim().is_empty()) {
+                Some(url) => Some(SmtpConfig::parse(
+                    url.trim(),
+                    Duration::from_millis(env.parse("MP_SMTP_TIMEOUT_MS", "15000")?),
+                )?),
+                None => None,
+            },
+            from: {
+                let from = env.string("MP_SMTP_FROM", "Meterplane <alerts@meterplane.local>");
+                from.parse::<lettre::message::Mailbox>().map_err(|e| {
+                    anyhow::anyhow!("MP_SMTP_FROM `{from}` is not an email address or `Name <address>`: {e}")
+                })?;
+                from
+            },
+            poll_interval: Duration::from_millis(env.parse("MP_OUTBOX_POLL_MS", "5000")?),
+            retry: RetryPolicy::new(
+                Duration::from_millis(env.parse("MP_OUTBOX_RETRY_BASE_MS", "30000")?),
+                Duration::from_millis(env.parse("MP_OUTBOX_RETRY_CAP_MS", "3600000")?),
+                env.parse("MP_OUTBOX_MAX_ATTEMPTS", "12")?,
+            )
+            .map_err(|e| anyhow::anyhow!("MP_OUTBOX_RETRY_BASE_MS, _CAP_MS, _MAX_ATTEMPTS: {e}"))?,
+        };
+        if email.poll_interval.is_zero() {
+            bail!("MP_OUTBOX_POLL_MS must be greater than 0");
+        }
+        if email.smtp.as_ref().is_some_and(|smtp| smtp.timeout.is_zero()) {
+            bail!("MP_SMTP_TIMEOUT_MS must be greater than 0");
+        }
         Ok(Self {
             bind: env.parse("MP_BIND", "127.0.0.1:8080")?,
             workers: env.parse("MP_WORKERS", "0")?,
@@ -168,6 +332,12 @@ impl Config {
                 body_cap_bytes: env.parse("MP_BODY_CAP_BYTES", "32768")?,
                 batch_limit_bytes: env.parse("MP_BATCH_LIMIT_BYTES", "16777216")?,
             },
+            budgets: BudgetConfig {
+                reservation_ttl: Duration::from_secs(env.parse("MP_RESERVATION_TTL_SECS", "600")?),
+                rules_cache_ttl: Duration::from_millis(env.parse("MP_BUDGET_RULES_CACHE_MS", "1000")?),
+                decision_sample_every: env.parse("MP_DECISION_SAMPLE_EVERY", "100")?,
+            },
+            email,
             log_format,
         })
     }
@@ -219,6 +389,69 @@ mod tests {
     fn wrong_values_name_the_variable() {
         let err = config_with(&[("MP_DB_POOL_SIZE", "many")]).unwrap_err();
         assert!(format!("{err:#}").contains("MP_DB_POOL_SIZE"));
+    }
+
+    #[test]
+    fn without_an_smtp_url_nothing_is_sent() {
+        let config = config_with(&[]).expect("defaults are valid");
+        assert!(config.email.smtp.is_none());
+        let blank = config_with(&[("MP_SMTP_URL", " ")]).expect("blank is unset");
+        assert!(blank.email.smtp.is_none());
+    }
+
+    #[test]
+    fn smtp_urls_give_the_tls_mode_and_default_port() {
+        let cases = [
+            ("smtp://127.0.0.1:2525", SmtpTls::None, 2525),
+            ("smtp://mail.example.com", SmtpTls::None, 25),
+            ("smtp://user:pw@mail.example.com?tls=required", SmtpTls::StartTls, 587),
+            ("smtps://user:pw@mail.example.com", SmtpTls::Tls, 465),
+            ("smtps://mail.example.com:2465", SmtpTls::Tls, 2465),
+            ("smtp://user:pw@localhost:2525", SmtpTls::None, 2525),
+        ];
+        for (url, tls, port) in cases {
+            let config = config_with(&[("MP_SMTP_URL", url)]).unwrap_or_else(|e| panic!("{url}: {e:#}"));
+            let smtp = config.email.smtp.expect("configured");
+            assert_eq!((smtp.tls, smtp.port), (tls, port), "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_smtp_urls_are_refused_without_repeating_the_password() {
+        for url in [
+            "http://mail.example.com",
+            "smtp://mail.example.com?tls=opportunistic",
+            "smtp://mail.example.com?tsl=required",
+            "smtps://mail.example.com?tls=required",
+            "smtp://user@mail.example.com",
+            "smtp://user:s3cret-pw@mail.example.com",
+            "smtp://user:s3cret-pw@:25",
+            "not a url s3cret-pw",
+        ] {
+            let err = config_with(&[("MP_SMTP_URL", url)]).expect_err(url);
+            let message = format!("{err:#}");
+            assert!(message.contains("MP_SMTP_URL"), "{url}: {message}");
+            assert!(!message.contains("s3cret-pw"), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_smtp_password_is_decoded_and_never_printed() {
+        let config = config_with(&[("MP_SMTP_URL", "smtps://mailer:p%40ss%2Fw0rd@mail.example.com")]).unwrap();
+        let smtp = config.email.smtp.as_ref().unwrap();
+        assert_eq!(smtp.password.as_ref().map(Secret::expose), Some("p@ss/w0rd"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("p%40ss") && !printed.contains("p@ss"), "{printed}");
+    }
+
+    #[test]
+    fn outbox_settings_are_checked() {
+        assert!(config_with(&[("MP_SMTP_FROM", "not an address")]).is_err());
+        assert!(config_with(&[("MP_SMTP_FROM", "Alerts <alerts@example.com>")]).is_ok());
+        assert!(config_with(&[("MP_OUTBOX_MAX_ATTEMPTS", "0")]).is_err());
+        assert!(config_with(&[("MP_OUTBOX_RETRY_BASE_MS", "0")]).is_err());
+        assert!(config_with(&[("MP_OUTBOX_RETRY_BASE_MS", "5000"), ("MP_OUTBOX_RETRY_CAP_MS", "1000")]).is_err());
+        assert!(config_with(&[("MP_OUTBOX_POLL_MS", "0")]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod counters;
 pub mod demo;
 pub mod domain;
+pub mod enforcement;
 pub mod error;
 pub mod http;
 pub mod ingest;

@@ -13,8 +13,11 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
     config::Config,
+    counters::Counters,
+    enforcement::{EnforcementSettings, Enforcer},
     http::{self, rejections, state::AppState},
     ingest::{IngestSettings, Ingestor},
+    jobs::{self, decision_log::DecisionLog, outbox::Wakeup, JobHandle},
     store,
 };
 
@@ -48,10 +51,26 @@ impl AppState {
                 body_cap_bytes: config.ingest.body_cap_bytes,
             },
         );
+        let counters = Counters::new(redis.clone(), &config.redis.key_prefix);
+        let enforcer = Enforcer::new(
+            db.clone(),
+            counters,
+            &config.redis.key_prefix,
+            DecisionLog::start(db.clone()),
+            EnforcementSettings {
+                reservation_ttl: chrono::Duration::from_std(config.budgets.reservation_ttl)
+                    .context("MP_RESERVATION_TTL_SECS is too large")?,
+                rules_ttl: config.budgets.rules_cache_ttl,
+                when_redis_down: config.redis.when_down,
+                allow_sample_every: config.budgets.decision_sample_every,
+            },
+        );
         Ok(Self {
+            enforcer,
             jwt: JwtService::new(&config.auth),
             keys,
             ingest,
+            outbox: Wakeup::default(),
             db,
             redis,
             config: Arc::new(config),
@@ -62,6 +81,8 @@ impl AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Background jobs started with the server and stopped after it.
+    jobs: Vec<JobHandle>,
 }
 
 impl Application {
@@ -69,11 +90,14 @@ impl Application {
         let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
         let workers = config.workers;
         let state = AppState::connect(config).await?;
-        tokio::spawn(prepare_partitions_hourly(state.ingest.clone()));
-        Self::from_parts(listener, state, workers)
+        let jobs = jobs::spawn_all(&state.config, &state.db, &state.ingest, &state.outbox)?;
+        let mut app = Self::from_parts(listener, state, workers)?;
+        app.jobs = jobs;
+        Ok(app)
     }
 
-    /// Serves `state` on an already bound listener (port 0 in tests).
+    /// Serves `state` on an already bound listener (port 0 in tests), without the
+    /// background jobs (tests start the ones they need).
     pub fn from_parts(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let metrics = metrics()?;
@@ -104,6 +128,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            jobs: Vec::new(),
         })
     }
 
@@ -111,19 +136,15 @@ impl Application {
         self.port
     }
 
+    /// Serves until the server stops (SIGINT/SIGTERM), then lets each background job
+    /// finish its current step: an email being delivered is recorded, not re-sent.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
-    }
-}
-
-/// Keeps usage partitions for today and the next two days in place.
-async fn prepare_partitions_hourly(ingest: Ingestor) {
-    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        every_hour.tick().await;
-        if let Err(e) = ingest.prepare_partitions(2).await {
-            tracing::warn!(error = %e, "could not prepare usage partitions; ingestion will create them on demand");
+        let result = self.server.await;
+        for job in self.jobs {
+            tracing::info!(job = job.name(), "stopping");
+            job.stop().await;
         }
+        result
     }
 }
 

@@ -49,6 +49,15 @@ impl ApiKeyResolver {
     }
 
     pub async fn resolve(&self, secret: &str) -> AppResult<KeyIdentity> {
+        let record = self.resolve_record(secret).await?;
+        check_usable(&record, Utc::now())?;
+        self.touch(record.identity.key_id).await;
+        Ok(record.identity)
+    }
+
+    /// The key behind `secret` whatever its state (the authorize check answers a
+    /// revoked or expired key with a decision rather than a 401). Unknown keys are 401.
+    pub async fn resolve_record(&self, secret: &str) -> AppResult<KeyRecord> {
         if !api_key::looks_like_key(secret) {
             return Err(invalid_key());
         }
@@ -63,10 +72,7 @@ impl ApiKeyResolver {
             })
             .await
             .map_err(|e| AppError::unavailable(anyhow::anyhow!("api key lookup: {e}")))?;
-        let record = record.ok_or_else(invalid_key)?;
-        check_usable(&record, Utc::now())?;
-        self.touch(record.identity.key_id).await;
-        Ok(record.identity)
+        record.ok_or_else(invalid_key)
     }
 
     /// Drops a key from this instance's cache (after revoke or rotate).
@@ -75,7 +81,7 @@ impl ApiKeyResolver {
     }
 
     /// Records use at most once per key per minute, off the request path.
-    async fn touch(&self, key_id: Uuid) {
+    pub async fn touch(&self, key_id: Uuid) {
         if self.recently_touched.contains_key(&key_id) {
             return;
         }

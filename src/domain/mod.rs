@@ -3,6 +3,7 @@
 //! Values arriving from requests are parsed into these types at the edge ("parse,
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
+pub mod alert_email;
 pub mod api_key;
 pub mod budget;
 pub mod decision;
@@ -12,6 +13,7 @@ pub mod identity;
 pub mod micros;
 pub mod money;
 pub mod names;
+pub mod outbox;
 pub mod password;
 pub mod period;
 pub mod plan;

@@ -56,17 +56,21 @@ impl FromRequest for AuthUser {
 /// `X-Api-Key: mp_…`.
 pub struct GatewayKey(pub KeyIdentity);
 
+/// The API key a gateway presents: `X-Api-Key`, or `Authorization: Bearer mp_…`.
+pub fn presented_key(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| bearer(req))
+        .map(str::to_owned)
+}
+
 impl FromRequest for GatewayKey {
     type Error = AppError;
     type Future = BoxFuture<AppResult<Self>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let secret = req
-            .headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| bearer(req))
-            .map(str::to_owned);
+        let secret = presented_key(req);
         let state = state(req);
         Box::pin(async move {
             let state = state?;

@@ -3,8 +3,11 @@
 //! they hold no SQL and no business rules.
 
 pub mod admin;
+pub mod alerts;
 pub mod api_keys;
 pub mod auth;
+pub mod authorize;
+pub mod decisions;
 pub mod extract;
 pub mod gateway;
 pub mod health;
@@ -58,6 +61,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(admin::list_all_organizations)
                 .service(admin::set_organization_plan)
                 .service(gateway::whoami)
+                .service(authorize::authorize)
+                .service(decisions::list_decisions)
                 .service(pricing::list_prices)
                 .service(pricing::create_price)
                 .service(pricing::list_discounts)
@@ -66,6 +71,7 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(pricing::list_organization_discounts)
                 .service(spend_logs::list_spend_logs)
                 .service(spend_logs::get_spend_log)
+                .service(alerts::list_alerts)
                 .service(usage::record_usage)
                 .service(
                     scope("/usage/batch")

@@ -7,8 +7,10 @@ use redis::aio::ConnectionManager;
 use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
     config::Config,
+    enforcement::Enforcer,
     error::AppResult,
     ingest::Ingestor,
+    jobs::outbox::Wakeup,
     store::DbPool,
 };
 
@@ -20,6 +22,9 @@ pub struct AppState {
     pub jwt: JwtService,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
+    pub enforcer: Enforcer,
+    /// Wakes this instance's outbox worker after a transaction that queued an email commits.
+    pub outbox: Wakeup,
 }
 
 pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;

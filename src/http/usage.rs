@@ -14,6 +14,7 @@ use super::{
     validate::Fields,
 };
 use crate::{
+    domain::identity::KeyIdentity,
     domain::usage::{
         agent_from_endpoint, bounded_count, bounded_text, cap_body, json_has_nul, without_nul, BillingSource,
         EventStatus, NewUsageEvent, MAX_DURATION_MS, MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
@@ -322,6 +323,18 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
     result
 }
 
+/// Records events, then settles what the transaction committed into the budget
+/// counters (and releases the reservations of the calls that reported).
+async fn record_and_settle(
+    state: &AppState,
+    key: &KeyIdentity,
+    events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,
+) -> AppResult<Vec<Outcome>> {
+    let recorded = state.ingest.record(key, events).await?;
+    state.enforcer.settle(key, &recorded.spend, Utc::now()).await;
+    Ok(recorded.outcomes)
+}
+
 /// Records one call. 201 when recorded, 200 when its `requestId` was recorded before.
 #[utoipa::path(
     tag = "usage",
@@ -342,7 +355,7 @@ pub async fn record_usage(
 ) -> AppResult<HttpResponse> {
     let request_id = body.request_id.clone();
     let parsed = parse_event(body.into_inner().0, state.ingest.settings().body_cap_bytes, Utc::now());
-    let outcome = state.ingest.record(&key.0, vec![parsed]).await?.outcomes.pop();
+    let outcome = record_and_settle(&state, &key.0, vec![parsed]).await?.pop();
     match outcome {
         Some(Outcome::Rejected { errors }) => Err(AppError::validation(errors)),
         Some(outcome @ Outcome::Accepted { .. }) => {
@@ -402,7 +415,7 @@ pub async fn record_usage_batch(
             },
         )
         .collect();
-    let outcomes = state.ingest.record(&key.0, parsed).await?.outcomes;
+    let outcomes = record_and_settle(&state, &key.0, parsed).await?;
     let results: Vec<EventResult> = outcomes
         .into_iter()
         .zip(request_ids)

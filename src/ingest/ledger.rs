@@ -32,6 +32,8 @@ pub struct CommittedEvent {
     pub occurred_at: DateTime<Utc>,
     /// Its cost in micro-dollars, rounded up (`domain::micros`); `by_scope` sums these.
     pub cost_micros: i64,
+    /// Prompt + completion tokens, for the tokens-per-minute windows.
+    pub tokens: i64,
     pub customer_id: Option<Uuid>,
     pub agent_id: Option<Uuid>,
 }
@@ -85,6 +87,7 @@ pub fn aggregate(key: &KeyIdentity, rows: &[EventRow]) -> AppResult<CommittedSpe
             request_id: row.request_id.clone(),
             occurred_at: row.occurred_at,
             cost_micros,
+            tokens: row.prompt_tokens + row.completion_tokens,
             customer_id: row.customer_id,
             agent_id: row.agent_id,
         });

@@ -224,6 +224,27 @@ impl Ingestor {
         })
     }
 
+    /// The id of a customer or agent, created on first sight (the authorize check
+    /// applies defaults to a customer from its very first request).
+    pub async fn party_id(&self, org_id: Uuid, kind: ExternalKind, name: &str) -> AppResult<Uuid> {
+        let cache = match kind {
+            ExternalKind::Customer => &self.customers,
+            ExternalKind::Agent => &self.agents,
+        };
+        let cache_key = (org_id, name.to_owned());
+        if let Some(id) = cache.get(&cache_key).await {
+            return Ok(id);
+        }
+        let mut conn = self.pool.get().await?;
+        let ids = store::usage::resolve_external_ids(&mut conn, kind, org_id, &[name.to_owned()]).await?;
+        let id = ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("{name} was not created")))?;
+        cache.insert(cache_key, id).await;
+        Ok(id)
+    }
+
     /// Creates the partitions of today and the next `days_ahead` days ahead of need, so
     /// ingestion rarely creates one on its path. Run at start-up and every hour.
     pub async fn prepare_partitions(&self, days_ahead: u32) -> AppResult<()> {

@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod orgs;
+pub mod outbox;
 pub mod partitions;
 pub mod prices;
 pub mod projects;

@@ -7,7 +7,14 @@ use diesel::{
     sql_types::Text,
 };
 
-use crate::domain::{budget::BudgetScope, period::BudgetPeriod, plan::Plan, project_mode::ProjectMode, role::Role};
+use crate::domain::{
+    budget::BudgetScope,
+    outbox::{EmailKind, EmailStatus},
+    period::BudgetPeriod,
+    plan::Plan,
+    project_mode::ProjectMode,
+    role::Role,
+};
 
 macro_rules! text_enum {
     ($($ty:ty),+) => {$(
@@ -26,4 +33,12 @@ macro_rules! text_enum {
     )+};
 }
 
-text_enum!(Plan, Role, ProjectMode, BudgetScope, BudgetPeriod);
+text_enum!(
+    Plan,
+    Role,
+    ProjectMode,
+    BudgetScope,
+    BudgetPeriod,
+    EmailKind,
+    EmailStatus
+);

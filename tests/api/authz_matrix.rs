@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{uuid, Tenant, TestApp, TestUser};
+use crate::helpers::{budget_alert, uuid, Tenant, TestApp, TestUser};
 
 const PUBLIC: &[&str] = &[
     "GET /healthz",
@@ -177,6 +177,8 @@ struct Victim {
     event_id: Uuid,
     /// An open invitation of the victim's organization, to someone else.
     invitation_id: Uuid,
+    /// A budget alert queued for the victim's organization (`GET …/alerts`).
+    alert_id: Uuid,
 }
 
 /// The victim's ids must never appear in what another tenant gets back.
@@ -187,6 +189,7 @@ fn assert_no_leak(label: &str, body: &Value, victim: &Victim) {
         victim.tenant.project_id,
         victim.tenant.key_id,
         victim.event_id,
+        victim.alert_id,
     ] {
         assert!(!text.contains(&id.to_string()), "{label} leaked {id}: {text}");
     }
@@ -207,11 +210,17 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
             json!({"email": "invitee@example.com", "role": "admin"}),
         )
         .await;
+    let alert_id = app
+        .enqueue_alert(tenant.org_id, &budget_alert(Uuid::now_v7(), 80))
+        .await
+        .id()
+        .expect("a new alert");
     let victim = Victim {
         tenant: tenant.clone(),
         member: viewer.id,
         event_id,
         invitation_id: uuid(&invitation["id"]),
+        alert_id,
     };
     let victim_owner = &tenant.owner;
     let intruder = app.tenant().await;

@@ -172,6 +172,18 @@ impl TestApp {
     /// Starts a server whose configuration `adjust` may change first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let database_url = fresh_database().await;
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        Self::start(database_url, prefix, adjust).await
+    }
+
+    /// Another instance of the same deployment: its own server, pools and caches, on
+    /// this one's database and Redis key prefix.
+    pub async fn another_instance(&self) -> Self {
+        let prefix = self.state.config.redis.key_prefix.clone();
+        Self::start(self.database_url.clone(), prefix, |_| {}).await
+    }
+
+    async fn start(database_url: String, prefix: String, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::from_lookup(|name| match name {
             "DATABASE_URL" => Some(database_url.clone()),
             "MP_DB_POOL_SIZE" => Some("4".into()),
@@ -179,7 +191,7 @@ impl TestApp {
             _ => None,
         })
         .expect("test configuration");
-        config.redis.key_prefix = format!("test:{}:", Uuid::new_v4().simple());
+        config.redis.key_prefix = prefix;
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let state = AppState::connect(config)
@@ -454,4 +466,104 @@ pub async fn expect_problem(response: Response, status: StatusCode, code: &str) 
         "body: {body}"
     );
     body
+}
+
+// ---- email: the outbox worker against a real SMTP server ------------------------
+
+/// Points the configuration at `smtp_url` with intervals short enough for tests:
+/// the worker polls every 50 ms and retries after 50–100 ms, doubling up to 400 ms.
+pub fn fast_email(config: &mut Config, smtp_url: &str) {
+    use std::time::Duration;
+    config.email.smtp =
+        Some(meterplane::config::SmtpConfig::parse(smtp_url, Duration::from_secs(5)).expect("test SMTP URL"));
+    config.email.from = "Meterplane Alerts <alerts@meterplane.test>".into();
+    config.email.poll_interval = Duration::from_millis(50);
+    config.email.retry =
+        meterplane::domain::outbox::RetryPolicy::new(Duration::from_millis(100), Duration::from_millis(400), 50)
+            .expect("retry policy");
+}
+
+impl TestApp {
+    /// Starts this instance's outbox worker, as `serve` does.
+    pub fn start_outbox_worker(&self) -> meterplane::jobs::JobHandle {
+        meterplane::jobs::outbox::OutboxWorker::from_config(
+            self.state.db.clone(),
+            &self.state.config.email,
+            self.state.outbox.clone(),
+        )
+        .expect("outbox worker")
+        .expect("SMTP is configured")
+        .spawn()
+    }
+
+    /// An outbox worker of another instance: same database and settings, its own
+    /// connection pool.
+    pub fn start_other_instance_worker(&self) -> meterplane::jobs::JobHandle {
+        let pool = meterplane::store::connect(&self.database_url, 2, std::time::Duration::from_secs(5)).unwrap();
+        meterplane::jobs::outbox::OutboxWorker::from_config(pool, &self.state.config.email, Default::default())
+            .expect("outbox worker")
+            .expect("SMTP is configured")
+            .spawn()
+    }
+
+    pub async fn set_alert_emails(&self, tenant: &Tenant, emails: &[&str]) {
+        let response = self
+            .as_user(Method::PATCH, &format!("/v1/orgs/{}", tenant.org_id), &tenant.owner)
+            .json(&json!({ "alertEmails": emails }))
+            .send()
+            .await
+            .expect("patch org");
+        expect_json(response, StatusCode::OK).await;
+    }
+
+    /// Queues a budget alert the way the budgets code does: in a transaction of its own.
+    pub async fn enqueue_alert(
+        &self,
+        org_id: Uuid,
+        alert: &meterplane::domain::alert_email::BudgetAlert,
+    ) -> meterplane::store::outbox::Enqueued {
+        let mut conn = self.state.db.get().await.unwrap();
+        conn.transaction(async |conn| meterplane::store::outbox::enqueue_budget_alert(conn, org_id, alert).await)
+            .await
+            .expect("enqueue alert")
+    }
+
+    /// The organization's alert history as `user` sees it.
+    pub async fn alerts(&self, user: &TestUser, org_id: Uuid, query: &str) -> Value {
+        self.get_json(user, &format!("/v1/orgs/{org_id}/alerts{query}")).await
+    }
+}
+
+/// A hard monthly budget alert for customer `alice`: 81.20 of 100 USD, 80 % crossed.
+pub fn budget_alert(budget_id: Uuid, threshold: u8) -> meterplane::domain::alert_email::BudgetAlert {
+    use meterplane::domain::alert_email::*;
+    BudgetAlert {
+        budget_id,
+        scope: AlertScope::Customer,
+        scope_id: "alice".into(),
+        scope_name: None,
+        spend: "81.2".parse().unwrap(),
+        amount: "100".parse().unwrap(),
+        threshold_percent: threshold,
+        period: AlertPeriod::Monthly,
+        period_start: "2026-12-01T00:00:00Z".parse().unwrap(),
+        period_end: Some("2027-01-01T00:00:00Z".parse().unwrap()),
+        enforcement: Enforcement::Hard,
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -2,7 +2,9 @@
 //! One binary with a module per capability, so the crate links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_emails;
 mod api_keys;
+mod authorize;
 mod authz_matrix;
 mod bad_input;
 mod counters;
@@ -11,6 +13,7 @@ mod helpers;
 mod ledger;
 mod openapi;
 mod pricing;
+mod smtp_sink;
 mod spend_logs;
 mod tenancy;
 mod tokens;

@@ -1,0 +1,424 @@
+//! "Who may still spend": the authorize check and the settling of usage into the hot
+//! counters. Rules come from PostgreSQL (cached per instance for a short time),
+//! counters from Redis (see [`crate::counters`]), and every denial (plus a sample of
+//! allowed calls) goes to the decision log.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use moka::future::Cache;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::{
+    config::RedisDownPolicy,
+    counters::{
+        keys::{period_lifetime, period_tag, PERIODS},
+        AuthorizeCall, BudgetLimit, Counters, DenyReason, ScopeLimits, ScopeReading, ScopeRef, Settlement, Verdict,
+    },
+    domain::{
+        budget::BudgetScope,
+        decision::{DecisionReason, LimitKind, ScopeSnapshot},
+        identity::KeyIdentity,
+        micros::{from_micros, to_micros},
+        pricing::{compute_cost, Catalog, Quantities},
+    },
+    error::{AppError, AppResult},
+    ingest::CommittedSpend,
+    jobs::decision_log::DecisionLog,
+    store::{
+        self,
+        decisions::DecisionRow,
+        limits::{CallScopes, ScopeRules},
+        DbPool,
+    },
+};
+
+#[derive(Debug, Clone)]
+pub struct EnforcementSettings {
+    /// How long a reservation waits for its usage event before it lapses.
+    pub reservation_ttl: chrono::Duration,
+    /// How long this instance reuses budgets, rate limits and blocks it read: a change
+    /// made through another instance applies here within this time.
+    pub rules_ttl: Duration,
+    pub when_redis_down: RedisDownPolicy,
+    /// One allowed call in this many is logged (denials always are); 0 logs none.
+    pub allow_sample_every: u64,
+}
+
+/// One call the gateway asks about.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub key: KeyIdentity,
+    pub request_id: String,
+    /// The tenant's own customer and agent ids, and the ids they were resolved to.
+    pub customer: Option<(String, Uuid)>,
+    pub agent: Option<(String, Uuid)>,
+    pub endpoint: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub estimated_cost: Decimal,
+    pub estimated_tokens: i64,
+}
+
+/// One scope of a decided call: its rules and its counters before this call.
+#[derive(Debug, Clone)]
+pub struct ScopeStatus {
+    pub scope: BudgetScope,
+    pub scope_id: Uuid,
+    pub rules: ScopeRules,
+    pub reading: ScopeReading,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub reason: DecisionReason,
+    /// Index into `scopes` of the scope that decided a denial.
+    pub deciding: Option<usize>,
+    pub scopes: Vec<ScopeStatus>,
+    pub decided_at: DateTime<Utc>,
+    /// The counters could not be read (Redis down) and the policy let the call through.
+    pub degraded: bool,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.reason == DecisionReason::Allowed
+    }
+}
+
+type CallRules = Arc<Vec<(BudgetScope, Uuid, ScopeRules)>>;
+
+#[derive(Clone)]
+pub struct Enforcer {
+    pool: DbPool,
+    counters: Counters,
+    prefix: Arc<str>,
+    rules: Cache<CallScopes, CallRules>,
+    /// provider → its price versions, for estimates only (events are priced from the
+    /// database at ingestion), so a minute's staleness is harmless.
+    catalogs: Cache<String, Arc<Catalog>>,
+    decisions: DecisionLog,
+    settings: EnforcementSettings,
+    allowed_seen: Arc<AtomicU64>,
+}
+
+impl Enforcer {
+    pub fn new(
+        pool: DbPool,
+        counters: Counters,
+        prefix: &str,
+        decisions: DecisionLog,
+        settings: EnforcementSettings,
+    ) -> Self {
+        Self {
+            pool,
+            counters,
+            prefix: prefix.into(),
+            rules: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(settings.rules_ttl)
+                .support_invalidation_closures()
+                .build(),
+            catalogs: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            decisions,
+            settings,
+            allowed_seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Forgets this instance's cached rules of an organization after a change to its
+    /// budgets, rate limits or blocks (other instances follow within `rules_ttl`).
+    pub fn forget_rules(&self, org_id: Uuid) {
+        if let Err(e) = self
+            .rules
+            .invalidate_entries_if(move |scopes, _| scopes.org_id == org_id)
+        {
+            tracing::warn!(error = %e, "could not invalidate cached budget rules");
+        }
+    }
+
+    async fn rules_for(&self, scopes: CallScopes) -> AppResult<CallRules> {
+        let pool = self.pool.clone();
+        self.rules
+            .try_get_with(scopes, async move {
+                let mut conn = pool.get().await?;
+                store::limits::for_call(&mut conn, &scopes).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("budget rules: {e}")))
+    }
+
+    /// What a call of `tokens` on a model is expected to cost, at its list price before
+    /// any discount (a reservation errs on the high side); zero for an unpriced model.
+    pub async fn estimate_cost(
+        &self,
+        provider: &str,
+        model: &str,
+        prompt_tokens: i64,
+        completion_tokens: i64,
+        now: DateTime<Utc>,
+    ) -> AppResult<Decimal> {
+        let pool = self.pool.clone();
+        let provider_key = provider.to_owned();
+        let catalog = self
+            .catalogs
+            .try_get_with(provider_key.clone(), async move {
+                let mut conn = pool.get().await?;
+                store::prices::catalog_for(&mut conn, &[provider_key])
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("price catalog: {e}")))?;
+        let quantities = Quantities {
+            prompt_tokens,
+            completion_tokens,
+            ..Quantities::default()
+        };
+        let price = catalog.lookup(provider, model, now).map(|entry| &entry.price);
+        Ok(compute_cost(&quantities, price, Decimal::ZERO, Decimal::ZERO)
+            .map(|cost| cost.total)
+            .unwrap_or_default())
+    }
+
+    /// Decides one call: blocks first, then every budget and rate limit of its scopes,
+    /// checked and reserved in one atomic Redis step.
+    pub async fn authorize(&self, call: &CallRequest, now: DateTime<Utc>) -> AppResult<Decision> {
+        let scopes = CallScopes {
+            org_id: call.key.org_id,
+            project_id: call.key.project_id,
+            api_key_id: call.key.key_id,
+            customer_id: call.customer.as_ref().map(|c| c.1),
+            agent_id: call.agent.as_ref().map(|a| a.1),
+        };
+        let rules = self.rules_for(scopes).await?;
+        let mut decision = Decision {
+            reason: DecisionReason::Allowed,
+            deciding: None,
+            scopes: rules
+                .iter()
+                .map(|(scope, id, rules)| ScopeStatus {
+                    scope: *scope,
+                    scope_id: *id,
+                    rules: rules.clone(),
+                    reading: ScopeReading::default(),
+                })
+                .collect(),
+            decided_at: now,
+            degraded: false,
+        };
+        if let Some(i) = decision.scopes.iter().position(|s| s.rules.blocked) {
+            decision.reason = match decision.scopes[i].scope {
+                BudgetScope::Agent => DecisionReason::AgentBlocked,
+                _ => DecisionReason::CustomerBlocked,
+            };
+            decision.deciding = Some(i);
+            self.log(call, &decision);
+            return Ok(decision);
+        }
+        let limits: Vec<ScopeLimits> = rules
+            .iter()
+            .map(|(scope, id, rules)| ScopeLimits {
+                scope: ScopeRef { kind: *scope, id: *id },
+                budget: rules.budget.as_ref().map(|b| BudgetLimit {
+                    period_tag: period_tag(b.period, now),
+                    amount_micros: to_micros(b.amount).unwrap_or(i64::MAX),
+                    hard: b.hard_limit,
+                }),
+                requests_per_minute: rules.requests_per_minute,
+                tokens_per_minute: rules.tokens_per_minute,
+            })
+            .collect();
+        let ask = AuthorizeCall {
+            org: call.key.org_id,
+            request_id: &call.request_id,
+            scopes: &limits,
+            estimated_cost_micros: to_micros(call.estimated_cost).unwrap_or(i64::MAX),
+            estimated_tokens: call.estimated_tokens,
+            now,
+            reservation_ttl: self.settings.reservation_ttl,
+        };
+        let answer = match self.counters.authorize(&ask).await {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => {
+                // The counters were lost (restart, flush, failover): rebuild them from
+                // the ledger, then ask once more.
+                self.rebuild(call.key.org_id, now).await?;
+                match self.counters.authorize(&ask).await {
+                    Ok(Some(answer)) => Ok(answer),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e)),
+                }
+            }
+            Err(e) => Err(Some(e)),
+        };
+        match answer {
+            Ok(answer) => {
+                for (status, reading) in decision.scopes.iter_mut().zip(answer.readings) {
+                    status.reading = reading;
+                }
+                if let Verdict::Deny { reason, scope } = answer.verdict {
+                    decision.reason = match reason {
+                        DenyReason::BudgetExceeded => DecisionReason::BudgetExceeded,
+                        DenyReason::RateLimitedRequests => DecisionReason::RateLimitedRequests,
+                        DenyReason::RateLimitedTokens => DecisionReason::RateLimitedTokens,
+                    };
+                    decision.deciding = Some(scope);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = ?error.map(|e| e.to_string()), "budget counters unavailable");
+                decision.degraded = true;
+                if self.settings.when_redis_down == RedisDownPolicy::Closed {
+                    decision.reason = DecisionReason::CountersUnavailable;
+                }
+            }
+        }
+        self.log(call, &decision);
+        Ok(decision)
+    }
+
+    /// Adds committed usage to the counters. Failures are logged, not returned: the
+    /// usage is committed in PostgreSQL, and counters are rebuilt from there.
+    pub async fn settle(&self, key: &KeyIdentity, spend: &CommittedSpend, now: DateTime<Utc>) {
+        if spend.is_empty() {
+            return;
+        }
+        let mut settlement = Settlement::new(&self.prefix, spend.org_id);
+        for event in &spend.events {
+            let scopes: Vec<ScopeRef> = [
+                Some((BudgetScope::Organization, key.org_id)),
+                Some((BudgetScope::Project, key.project_id)),
+                Some((BudgetScope::ApiKey, key.key_id)),
+                event.customer_id.map(|id| (BudgetScope::Customer, id)),
+                event.agent_id.map(|id| (BudgetScope::Agent, id)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|(kind, id)| ScopeRef { kind, id })
+            .collect();
+            settlement.add_event(
+                &event.request_id,
+                &scopes,
+                event.cost_micros,
+                event.tokens,
+                event.occurred_at,
+                now,
+            );
+        }
+        if let Err(e) = self.counters.settle(&settlement).await {
+            tracing::warn!(error = %e, org_id = %spend.org_id, "could not settle usage into the counters");
+        }
+    }
+
+    /// Sets an organization's spend counters from the ledger.
+    pub async fn rebuild(&self, org_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+        let mut conn = self.pool.get().await?;
+        let values = store::limits::ledger_counters(&mut conn, org_id, now).await?;
+        drop(conn);
+        let spend: Vec<(ScopeRef, String, i64, i64)> = values
+            .into_iter()
+            .flat_map(|(kind, id, micros)| {
+                PERIODS.into_iter().zip(micros).map(move |(period, value)| {
+                    (
+                        ScopeRef { kind, id },
+                        period_tag(period, now),
+                        value,
+                        period_lifetime(period, now),
+                    )
+                })
+            })
+            .collect();
+        self.counters
+            .rebuild(org_id, &spend)
+            .await
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("rebuilding counters: {e}")))
+    }
+
+    fn log(&self, call: &CallRequest, decision: &Decision) {
+        let allowed = decision.allowed();
+        let sampled = allowed && {
+            let every = self.settings.allow_sample_every;
+            every > 0 && self.allowed_seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(every)
+        };
+        if allowed && !sampled {
+            return;
+        }
+        self.decisions.record(decision_row(call, decision, sampled));
+    }
+}
+
+fn decision_row(call: &CallRequest, decision: &Decision, sampled: bool) -> DecisionRow {
+    let deciding = decision.deciding.and_then(|i| decision.scopes.get(i));
+    let (limit_kind, limit_value, counter_value, reserved_value) = match (decision.reason, deciding) {
+        (DecisionReason::BudgetExceeded, Some(s)) => (
+            Some(LimitKind::Budget),
+            s.rules.budget.as_ref().map(|b| b.amount),
+            Some(from_micros(s.reading.spent_micros)),
+            Some(from_micros(s.reading.reserved_micros)),
+        ),
+        (DecisionReason::RateLimitedRequests, Some(s)) => (
+            Some(LimitKind::RequestsPerMinute),
+            s.rules.requests_per_minute.map(Decimal::from),
+            Some(Decimal::from(s.reading.requests_this_minute)),
+            None,
+        ),
+        (DecisionReason::RateLimitedTokens, Some(s)) => (
+            Some(LimitKind::TokensPerMinute),
+            s.rules.tokens_per_minute.map(Decimal::from),
+            Some(Decimal::from(s.reading.tokens_this_minute)),
+            None,
+        ),
+        _ => (None, None, None, None),
+    };
+    let snapshots: Vec<ScopeSnapshot> = decision
+        .scopes
+        .iter()
+        .map(|s| ScopeSnapshot {
+            scope: s.scope.as_str().to_owned(),
+            scope_id: s.scope_id,
+            budget_micros: s.rules.budget.as_ref().and_then(|b| to_micros(b.amount)),
+            spent_micros: s.reading.spent_micros,
+            reserved_micros: s.reading.reserved_micros,
+            requests_per_minute: s.rules.requests_per_minute,
+            requests_this_minute: s.reading.requests_this_minute,
+            tokens_per_minute: s.rules.tokens_per_minute,
+            tokens_this_minute: s.reading.tokens_this_minute,
+        })
+        .collect();
+    DecisionRow {
+        org_id: call.key.org_id,
+        id: Uuid::now_v7(),
+        decided_at: decision.decided_at,
+        request_id: Some(call.request_id.clone()),
+        project_id: call.key.project_id,
+        api_key_id: call.key.key_id,
+        customer: call.customer.as_ref().map(|c| c.0.clone()),
+        agent: call.agent.as_ref().map(|a| a.0.clone()),
+        endpoint: call.endpoint.clone(),
+        provider: call.provider.clone(),
+        model: call.model.clone(),
+        allowed: decision.allowed(),
+        reason: decision.reason.as_str().to_owned(),
+        scope: deciding.map(|s| s.scope.as_str().to_owned()),
+        scope_id: deciding.map(|s| s.scope_id),
+        limit_kind: limit_kind.map(|k| <&'static str>::from(k).to_owned()),
+        limit_value,
+        counter_value,
+        reserved_value,
+        estimated_cost: Some(call.estimated_cost),
+        estimated_tokens: Some(call.estimated_tokens),
+        scopes: serde_json::to_value(snapshots).unwrap_or_default(),
+        sampled,
+    }
+}
