@@ -52,11 +52,13 @@ impl AppState {
             },
         );
         let counters = Counters::new(redis.clone(), &config.redis.key_prefix);
+        let outbox = Wakeup::default();
         let enforcer = Enforcer::new(
             db.clone(),
             counters,
             &config.redis.key_prefix,
             DecisionLog::start(db.clone()),
+            outbox.clone(),
             EnforcementSettings {
                 reservation_ttl: chrono::Duration::from_std(config.budgets.reservation_ttl)
                     .context("MP_RESERVATION_TTL_SECS is too large")?,
@@ -70,7 +72,7 @@ impl AppState {
             jwt: JwtService::new(&config.auth),
             keys,
             ingest,
-            outbox: Wakeup::default(),
+            outbox,
             db,
             redis,
             config: Arc::new(config),

@@ -9,52 +9,20 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use uuid::Uuid;
 
-use super::Invalid;
+use super::{budget::BudgetScope, period::BudgetPeriod, Invalid};
 
 /// What a budget applies to (the budgets module's scope, in words fit for an email).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertScope {
-    Customer,
-    Agent,
-    ApiKey,
-    Project,
-    Organization,
-}
-
-impl AlertScope {
-    fn noun(self) -> &'static str {
-        match self {
-            Self::Customer => "customer",
-            Self::Agent => "agent",
-            Self::ApiKey => "API key",
-            Self::Project => "project",
-            Self::Organization => "organization",
-        }
+/// How a scope is named in an email.
+fn noun(scope: BudgetScope) -> &'static str {
+    match scope {
+        BudgetScope::Customer => "customer",
+        BudgetScope::Agent => "agent",
+        BudgetScope::ApiKey => "API key",
+        BudgetScope::Project => "project",
+        BudgetScope::Organization => "organization",
     }
 }
 
-/// How often the budget starts over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertPeriod {
-    Daily,
-    Weekly,
-    Monthly,
-    /// Never: the budget counts all spend since it was set (or reset).
-    Total,
-}
-
-impl AlertPeriod {
-    fn adjective(self) -> &'static str {
-        match self {
-            Self::Daily => "daily",
-            Self::Weekly => "weekly",
-            Self::Monthly => "monthly",
-            Self::Total => "total",
-        }
-    }
-}
-
-/// What happens when spend reaches 100 % of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enforcement {
     /// Calls are denied.
@@ -67,7 +35,9 @@ pub enum Enforcement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetAlert {
     pub budget_id: Uuid,
-    pub scope: AlertScope,
+    /// The customer, agent, key, project or organization the spend was counted for.
+    pub subject_id: Uuid,
+    pub scope: BudgetScope,
     /// The scope's id as the tenant knows it: the customer or agent id it sends on
     /// usage events, or the project / API key id. Ignored for the organization scope.
     pub scope_id: String,
@@ -79,7 +49,7 @@ pub struct BudgetAlert {
     pub amount: Decimal,
     /// The threshold crossed, in percent of the amount (1–100).
     pub threshold_percent: u8,
-    pub period: AlertPeriod,
+    pub period: BudgetPeriod,
     /// Start of the period the spend counts in (for `total`, when counting started).
     /// Part of the dedupe key, to the second: a new period (or a reset, if the budgets
     /// code starts a new period on reset) alerts again.
@@ -102,6 +72,9 @@ pub struct RenderedEmail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertKey {
     pub budget_id: Uuid,
+    /// What the budget was counted for: a default budget applies to every customer (or
+    /// agent) without one of its own, and each of them gets its own alerts.
+    pub subject_id: Uuid,
     pub period_start: DateTime<Utc>,
     pub threshold_percent: u8,
 }
@@ -111,12 +84,13 @@ const KEY_PREFIX: &str = "budget_alert";
 const KEY_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 impl AlertKey {
-    /// `budget_alert:<budgetId>:<periodStart>:<threshold>`, e.g.
-    /// `budget_alert:0193…:20261201T000000Z:80`.
+    /// `budget_alert:<budgetId>:<subjectId>:<periodStart>:<threshold>`, e.g.
+    /// `budget_alert:0193…:0193…:20261201T000000Z:80`.
     pub fn to_dedupe_key(self) -> String {
         format!(
-            "{KEY_PREFIX}:{}:{}:{}",
+            "{KEY_PREFIX}:{}:{}:{}:{}",
             self.budget_id,
+            self.subject_id,
             self.period_start.format(KEY_TIME_FORMAT),
             self.threshold_percent
         )
@@ -125,12 +99,14 @@ impl AlertKey {
     /// Reads a key written by [`AlertKey::to_dedupe_key`]; `None` for anything else.
     pub fn parse(key: &str) -> Option<Self> {
         let mut parts = key.split(':');
-        let (prefix, budget, start, threshold) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (prefix, budget, subject) = (parts.next()?, parts.next()?, parts.next()?);
+        let (start, threshold) = (parts.next()?, parts.next()?);
         if prefix != KEY_PREFIX || parts.next().is_some() {
             return None;
         }
         Some(Self {
             budget_id: budget.parse().ok()?,
+            subject_id: subject.parse().ok()?,
             period_start: NaiveDateTime::parse_from_str(start, KEY_TIME_FORMAT).ok()?.and_utc(),
             threshold_percent: threshold.parse().ok()?,
         })
@@ -150,8 +126,8 @@ impl BudgetAlert {
             return Err(Invalid::new("spend and amount must not be negative"));
         }
         match (self.period, self.period_end) {
-            (AlertPeriod::Total, None) => Ok(()),
-            (AlertPeriod::Total, Some(_)) => Err(Invalid::new("a total budget has no period end")),
+            (BudgetPeriod::Total, None) => Ok(()),
+            (BudgetPeriod::Total, Some(_)) => Err(Invalid::new("a total budget has no period end")),
             (_, None) => Err(Invalid::new("a daily, weekly or monthly budget has a period end")),
             (_, Some(end)) if end <= self.period_start => Err(Invalid::new("the period must end after it starts")),
             _ => Ok(()),
@@ -161,6 +137,7 @@ impl BudgetAlert {
     pub fn key(&self) -> AlertKey {
         AlertKey {
             budget_id: self.budget_id,
+            subject_id: self.subject_id,
             period_start: self.period_start,
             threshold_percent: self.threshold_percent,
         }
@@ -178,8 +155,8 @@ impl BudgetAlert {
     /// `customer "alice"`, `project "Production"`, `the organization`.
     fn scope_label(&self, max_name: usize) -> String {
         match self.scope {
-            AlertScope::Organization => "the organization".to_owned(),
-            scope => format!("{} \"{}\"", scope.noun(), shorten(self.display_name(), max_name)),
+            BudgetScope::Organization => "the organization".to_owned(),
+            scope => format!("{} \"{}\"", noun(scope), shorten(self.display_name(), max_name)),
         }
     }
 
@@ -208,7 +185,7 @@ impl BudgetAlert {
             shorten(org_name, SUBJECT_NAME_LEN),
             self.scope_label(SUBJECT_NAME_LEN),
             self.threshold_percent,
-            self.period.adjective(),
+            self.period.as_str(),
         );
         if self.denying() {
             subject.push_str("; calls are now denied");
@@ -218,28 +195,28 @@ impl BudgetAlert {
 
     fn facts(&self, org_name: &str) -> Facts {
         let scope = match self.scope {
-            AlertScope::Organization => "the whole organization".to_owned(),
+            BudgetScope::Organization => "the whole organization".to_owned(),
             scope => {
                 let name = self.display_name();
                 if name == self.scope_id {
-                    format!("{} {}", scope.noun(), name)
+                    format!("{} {}", noun(scope), name)
                 } else {
-                    format!("{} {} (id {})", scope.noun(), name, self.scope_id)
+                    format!("{} {} (id {})", noun(scope), name, self.scope_id)
                 }
             }
         };
         let period = match self.period_end {
             Some(end) => format!(
                 "{}, {} to {} (the budget starts over then)",
-                self.period.adjective(),
+                self.period.as_str(),
                 utc_minute(self.period_start),
                 utc_minute(end)
             ),
             None => "total, with no end (the budget never starts over by itself)".to_owned(),
         };
         let whose_calls = match self.scope {
-            AlertScope::Organization => "the organization's calls".to_owned(),
-            scope => format!("calls for this {}", scope.noun()),
+            BudgetScope::Organization => "the organization's calls".to_owned(),
+            scope => format!("calls for this {}", noun(scope)),
         };
         let until = match self.period_end {
             Some(end) => format!("until the period ends on {} or the budget is raised", utc_minute(end)),
@@ -260,7 +237,7 @@ impl BudgetAlert {
             org_name: org_name.to_owned(),
             headline: format!(
                 "The {} budget of {} has reached {}% of its amount.",
-                self.period.adjective(),
+                self.period.as_str(),
                 self.scope_label(usize::MAX),
                 self.threshold_percent
             ),
@@ -409,13 +386,14 @@ mod tests {
     fn alert() -> BudgetAlert {
         BudgetAlert {
             budget_id: "0193a8e2-7c4b-7d2e-9f00-000000000001".parse().unwrap(),
-            scope: AlertScope::Customer,
+            subject_id: Uuid::from_u128(7),
+            scope: BudgetScope::Customer,
             scope_id: "alice".into(),
             scope_name: None,
             spend: dec!(81.2),
             amount: dec!(100),
             threshold_percent: 80,
-            period: AlertPeriod::Monthly,
+            period: BudgetPeriod::Monthly,
             period_start: at("2026-12-01T00:00:00Z"),
             period_end: Some(at("2027-01-01T00:00:00Z")),
             enforcement: Enforcement::Hard,
@@ -423,11 +401,11 @@ mod tests {
     }
 
     #[test]
-    fn the_dedupe_key_names_budget_period_and_threshold() {
+    fn the_dedupe_key_names_budget_subject_period_and_threshold() {
         let a = alert();
         assert_eq!(
             a.dedupe_key(),
-            "budget_alert:0193a8e2-7c4b-7d2e-9f00-000000000001:20261201T000000Z:80"
+            "budget_alert:0193a8e2-7c4b-7d2e-9f00-000000000001:00000000-0000-0000-0000-000000000007:20261201T000000Z:80"
         );
         assert_eq!(AlertKey::parse(&a.dedupe_key()), Some(a.key()));
         let next_period = BudgetAlert {
@@ -440,6 +418,12 @@ mod tests {
             ..alert()
         };
         assert_ne!(next_threshold.dedupe_key(), a.dedupe_key());
+        // One default budget, two customers: two alerts.
+        let other_customer = BudgetAlert {
+            subject_id: Uuid::from_u128(8),
+            ..alert()
+        };
+        assert_ne!(other_customer.dedupe_key(), a.dedupe_key());
     }
 
     #[test]
@@ -497,10 +481,10 @@ mod tests {
     #[test]
     fn a_soft_total_budget_has_no_end_and_denies_nothing() {
         let email = BudgetAlert {
-            scope: AlertScope::Project,
+            scope: BudgetScope::Project,
             scope_id: "0193a8e2-7c4b-7d2e-9f00-00000000000a".into(),
             scope_name: Some("Production".into()),
-            period: AlertPeriod::Total,
+            period: BudgetPeriod::Total,
             period_end: None,
             enforcement: Enforcement::Soft,
             threshold_percent: 100,
@@ -522,7 +506,7 @@ mod tests {
     #[test]
     fn the_organization_scope_reads_naturally() {
         let email = BudgetAlert {
-            scope: AlertScope::Organization,
+            scope: BudgetScope::Organization,
             scope_id: String::new(),
             ..alert()
         }
@@ -594,7 +578,7 @@ mod tests {
                 ..alert()
             },
             BudgetAlert {
-                period: AlertPeriod::Total,
+                period: BudgetPeriod::Total,
                 ..alert()
             },
             BudgetAlert {
@@ -627,6 +611,7 @@ mod tests {
         fn dedupe_keys_round_trip(secs in 0i64..4_000_000_000, threshold in 1u8..=100) {
             let key = AlertKey {
                 budget_id: Uuid::now_v7(),
+                subject_id: Uuid::now_v7(),
                 period_start: DateTime::from_timestamp(secs, 0).unwrap(),
                 threshold_percent: threshold,
             };

@@ -3,6 +3,8 @@
 //! counters from Redis (see [`crate::counters`]), and every denial (plus a sample of
 //! allowed calls) goes to the decision log.
 
+pub mod alerts;
+
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -31,7 +33,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     ingest::CommittedSpend,
-    jobs::decision_log::DecisionLog,
+    jobs::{decision_log::DecisionLog, outbox::Wakeup},
     store::{
         self,
         decisions::DecisionRow,
@@ -105,6 +107,8 @@ pub struct Enforcer {
     /// database at ingestion), so a minute's staleness is harmless.
     catalogs: Cache<String, Arc<Catalog>>,
     decisions: DecisionLog,
+    /// Wakes this instance's outbox worker when alerts were queued.
+    outbox: Wakeup,
     settings: EnforcementSettings,
     allowed_seen: Arc<AtomicU64>,
 }
@@ -115,6 +119,7 @@ impl Enforcer {
         counters: Counters,
         prefix: &str,
         decisions: DecisionLog,
+        outbox: Wakeup,
         settings: EnforcementSettings,
     ) -> Self {
         Self {
@@ -131,6 +136,7 @@ impl Enforcer {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             decisions,
+            outbox,
             settings,
             allowed_seen: Arc::new(AtomicU64::new(0)),
         }
@@ -318,6 +324,64 @@ impl Enforcer {
         }
         if let Err(e) = self.counters.settle(&settlement).await {
             tracing::warn!(error = %e, org_id = %spend.org_id, "could not settle usage into the counters");
+        }
+    }
+
+    /// Queues alert emails for every budget of the scopes this usage touched whose
+    /// thresholds are now reached. Usage of one call reads the cached rules of its
+    /// scopes (so a call without budgets costs no query); a batch reads the rules of
+    /// all its scopes in one query.
+    pub async fn alert_after_usage(&self, key: &KeyIdentity, spend: &CommittedSpend, now: DateTime<Utc>) {
+        let result = async {
+            let calls: std::collections::BTreeSet<(Option<Uuid>, Option<Uuid>)> =
+                spend.events.iter().map(|e| (e.customer_id, e.agent_id)).collect();
+            let call_scopes = |(customer_id, agent_id): (Option<Uuid>, Option<Uuid>)| CallScopes {
+                org_id: key.org_id,
+                project_id: key.project_id,
+                api_key_id: key.key_id,
+                customer_id,
+                agent_id,
+            };
+            let rules: Vec<(BudgetScope, Uuid, ScopeRules)> = match calls.len() {
+                0 => return Ok(0),
+                1 => {
+                    let only = calls.into_iter().next().map(call_scopes);
+                    match only {
+                        Some(scopes) => self.rules_for(scopes).await?.as_ref().clone(),
+                        None => return Ok(0),
+                    }
+                }
+                _ => {
+                    let mut scopes: Vec<(BudgetScope, Uuid)> = Vec::new();
+                    for call in calls {
+                        for scope in call_scopes(call).scopes() {
+                            if !scopes.contains(&scope) {
+                                scopes.push(scope);
+                            }
+                        }
+                    }
+                    let mut conn = self.pool.get().await?;
+                    store::limits::rules_for_scopes(&mut conn, key.org_id, &scopes).await?
+                }
+            };
+            let budgets: Vec<_> = rules
+                .into_iter()
+                .filter_map(|(scope, id, rules)| rules.budget.map(|b| (scope, id, b)))
+                .collect();
+            if budgets.is_empty() {
+                return Ok(0);
+            }
+            let mut conn = self.pool.get().await?;
+            alerts::queue_reached(&mut conn, key.org_id, &budgets, now).await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(queued) => {
+                tracing::info!(queued, org_id = %key.org_id, "budget alerts queued");
+                self.outbox.notify();
+            }
+            Err(e) => tracing::warn!(error = %e, org_id = %key.org_id, "could not check budget alerts"),
         }
     }
 

@@ -60,11 +60,15 @@ pub struct AlertView {
     id: Uuid,
     kind: AlertKind,
     /// What makes the alert unique: at most one email per key, ever. For budget
-    /// alerts `budget_alert:<budgetId>:<periodStart>:<thresholdPercent>`.
-    #[schema(example = "budget_alert:0193a8e2-7c4b-7d2e-9f00-000000000001:20261201T000000Z:80")]
+    /// alerts `budget_alert:<budgetId>:<subjectId>:<periodStart>:<thresholdPercent>`.
+    #[schema(
+        example = "budget_alert:0193a8e2-7c4b-7d2e-9f00-000000000001:0193a8e2-7c4b-7d2e-9f00-000000000002:20261201T000000Z:80"
+    )]
     dedupe_key: String,
     /// The budget whose threshold was crossed.
     budget_id: Option<Uuid>,
+    /// The customer, agent, key, project or organization it was crossed for.
+    subject_id: Option<Uuid>,
     /// The threshold crossed, in percent of the budget.
     #[schema(minimum = 1, maximum = 100)]
     threshold_percent: Option<u8>,
@@ -103,6 +107,7 @@ impl AlertView {
             id: record.id,
             kind,
             budget_id: key.map(|k| k.budget_id),
+            subject_id: key.map(|k| k.subject_id),
             threshold_percent: key.map(|k| k.threshold_percent),
             period_start: key.map(|k| k.period_start),
             dedupe_key: record.dedupe_key,

@@ -331,7 +331,9 @@ async fn record_and_settle(
     events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,
 ) -> AppResult<Vec<Outcome>> {
     let recorded = state.ingest.record(key, events).await?;
-    state.enforcer.settle(key, &recorded.spend, Utc::now()).await;
+    let now = Utc::now();
+    state.enforcer.settle(key, &recorded.spend, now).await;
+    state.enforcer.alert_after_usage(key, &recorded.spend, now).await;
     Ok(recorded.outcomes)
 }
 

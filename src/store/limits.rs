@@ -19,7 +19,7 @@ use super::DbConn;
 use crate::{
     domain::{
         budget::{counted, BudgetScope, SpendReset},
-        period::BudgetPeriod,
+        period::{BudgetPeriod, Window},
     },
     error::{AppError, AppResult},
 };
@@ -97,7 +97,15 @@ struct RuleRow {
 /// The rules of every scope of a call, in [`CallScopes::scopes`] order. A customer or
 /// agent without a budget or rate limit of its own gets the organization's default.
 pub async fn for_call(conn: &mut DbConn, call: &CallScopes) -> AppResult<Vec<(BudgetScope, Uuid, ScopeRules)>> {
-    let scopes = call.scopes();
+    rules_for_scopes(conn, call.org_id, &call.scopes()).await
+}
+
+/// The rules of each of `scopes` (of one organization), in their order.
+pub async fn rules_for_scopes(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    scopes: &[(BudgetScope, Uuid)],
+) -> AppResult<Vec<(BudgetScope, Uuid, ScopeRules)>> {
     let ids: Vec<Uuid> = scopes.iter().map(|(_, id)| *id).collect();
     let rows: Vec<RuleRow> = diesel::sql_query(
         "SELECT 'budget' AS kind, scope, scope_id, id AS budget_id, amount, period, hard_limit, thresholds, \
@@ -113,7 +121,7 @@ pub async fn for_call(conn: &mut DbConn, call: &CallScopes) -> AppResult<Vec<(Bu
          SELECT 'blocked', 'agent', id, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
            FROM agents WHERE org_id = $1 AND id = ANY($2) AND blocked_at IS NOT NULL",
     )
-    .bind::<SqlUuid, _>(call.org_id)
+    .bind::<SqlUuid, _>(org_id)
     .bind::<Array<SqlUuid>, _>(&ids)
     .load(conn)
     .await?;
@@ -128,36 +136,40 @@ pub async fn for_call(conn: &mut DbConn, call: &CallScopes) -> AppResult<Vec<(Bu
             .scope
             .parse()
             .map_err(|_| AppError::internal(anyhow::anyhow!("unknown scope {} in the database", row.scope)))?;
-        let Some((_, _, rules)) = out
-            .iter_mut()
-            .find(|(s, id, _)| *s == scope && row.scope_id.is_none_or(|r| r == *id))
-        else {
-            continue;
+        let budget = match (
+            row.kind.as_str(),
+            row.budget_id,
+            row.amount,
+            row.period.as_deref(),
+            row.hard_limit,
+        ) {
+            ("budget", Some(id), Some(amount), Some(period), Some(hard_limit)) => Some(BudgetRule {
+                id,
+                amount,
+                period: period
+                    .parse()
+                    .map_err(|_| AppError::internal(anyhow::anyhow!("unknown period {period}")))?,
+                hard_limit,
+                thresholds: row.thresholds.clone().unwrap_or_default(),
+                is_default: row.scope_id.is_none(),
+            }),
+            _ => None,
         };
-        match row.kind.as_str() {
-            "budget" if rules.budget.is_none() => {
-                let (Some(id), Some(amount), Some(period), Some(hard_limit)) =
-                    (row.budget_id, row.amount, row.period.as_deref(), row.hard_limit)
-                else {
-                    continue;
-                };
-                rules.budget = Some(BudgetRule {
-                    id,
-                    amount,
-                    period: period
-                        .parse()
-                        .map_err(|_| AppError::internal(anyhow::anyhow!("unknown period {period}")))?,
-                    hard_limit,
-                    thresholds: row.thresholds.clone().unwrap_or_default(),
-                    is_default: row.scope_id.is_none(),
-                });
+        // A scope's own row applies to it; a default row to every scope of its kind
+        // that has no row of its own (own rows came first).
+        let targets = out
+            .iter_mut()
+            .filter(|(s, id, _)| *s == scope && row.scope_id.is_none_or(|r| r == *id));
+        for (_, _, rules) in targets {
+            match row.kind.as_str() {
+                "budget" if rules.budget.is_none() => rules.budget = budget.clone(),
+                "rate" if rules.requests_per_minute.is_none() && rules.tokens_per_minute.is_none() => {
+                    rules.requests_per_minute = row.requests_per_minute;
+                    rules.tokens_per_minute = row.tokens_per_minute;
+                }
+                "blocked" => rules.blocked = true,
+                _ => {}
             }
-            "rate" if rules.requests_per_minute.is_none() && rules.tokens_per_minute.is_none() => {
-                rules.requests_per_minute = row.requests_per_minute;
-                rules.tokens_per_minute = row.tokens_per_minute;
-            }
-            "blocked" => rules.blocked = true,
-            _ => {}
         }
     }
     Ok(out)
@@ -274,4 +286,126 @@ pub async fn ledger_counters(
             Ok((scope, id, values))
         })
         .collect()
+}
+
+#[derive(QueryableByName)]
+struct CostDayRow {
+    #[diesel(sql_type = Text)]
+    scope: String,
+    #[diesel(sql_type = SqlUuid)]
+    scope_id: Uuid,
+    #[diesel(sql_type = Date)]
+    day: NaiveDate,
+    #[diesel(sql_type = Numeric)]
+    cost: Decimal,
+}
+
+/// The exact spend (USD) that counts towards each `(scope, id, window)` now, resets
+/// applied, from the ledger: what alerts report and compare with thresholds.
+pub async fn window_spend(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    targets: &[(BudgetScope, Uuid, Window)],
+) -> AppResult<Vec<Decimal>> {
+    if targets.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<Uuid> = targets.iter().map(|(_, id, _)| *id).collect();
+    let resets: Vec<ResetRow> = diesel::sql_query(
+        "SELECT scope, scope_id, reset_at, day_cost, day_micros FROM spend_resets WHERE org_id = $1 AND scope_id = ANY($2)",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(conn)
+    .await?;
+    let reset_of = |scope: BudgetScope, id: Uuid| {
+        resets
+            .iter()
+            .find(|r| r.scope == scope.as_str() && r.scope_id == id)
+            .map(|r| SpendReset {
+                at: r.reset_at,
+                day_cost: r.day_cost,
+                day_micros: r.day_micros,
+            })
+    };
+    let rules: Vec<_> = targets
+        .iter()
+        .map(|(scope, id, window)| counted(window, reset_of(*scope, *id).as_ref()))
+        .collect();
+    let since = rules.iter().map(|r| r.first_day).min().unwrap_or(NaiveDate::MIN);
+    let days: Vec<CostDayRow> = diesel::sql_query(
+        "SELECT scope, scope_id, day, sum(cost) AS cost FROM spend_ledger \
+          WHERE org_id = $1 AND scope_id = ANY($2) AND day >= $3 GROUP BY scope, scope_id, day",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Date, _>(since)
+    .load(conn)
+    .await?;
+    Ok(targets
+        .iter()
+        .zip(&rules)
+        .map(|((scope, id, window), rule)| {
+            let sum: Decimal = days
+                .iter()
+                .filter(|d| d.scope == scope.as_str() && d.scope_id == *id && d.day >= rule.first_day)
+                .filter(|d| window.end.is_none_or(|end| d.day < end.date_naive()))
+                .map(|d| d.cost)
+                .sum();
+            (sum - rule.minus_cost).max(Decimal::ZERO)
+        })
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct LabelRow {
+    #[diesel(sql_type = Text)]
+    scope: String,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    label: String,
+}
+
+/// How the tenant knows each scope: the customer or agent id it sends, or the
+/// project's or key's name.
+pub async fn scope_labels(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    ids: &[Uuid],
+) -> AppResult<std::collections::HashMap<(BudgetScope, Uuid), String>> {
+    let rows: Vec<LabelRow> = diesel::sql_query(
+        "SELECT 'customer' AS scope, id, external_id AS label FROM customers WHERE org_id = $1 AND id = ANY($2) \
+         UNION ALL SELECT 'agent', id, external_id FROM agents WHERE org_id = $1 AND id = ANY($2) \
+         UNION ALL SELECT 'project', id, name FROM projects WHERE org_id = $1 AND id = ANY($2) \
+         UNION ALL SELECT 'apiKey', id, name FROM api_keys WHERE org_id = $1 AND id = ANY($2) \
+         UNION ALL SELECT 'organization', id, name FROM organizations WHERE id = $1 AND id = ANY($2)",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.scope.parse().ok().map(|scope| ((scope, r.id), r.label)))
+        .collect())
+}
+
+/// When each of `ids`' spend was last reset, if ever.
+pub async fn reset_times(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    ids: &[Uuid],
+) -> AppResult<std::collections::HashMap<(BudgetScope, Uuid), DateTime<Utc>>> {
+    let rows: Vec<ResetRow> = diesel::sql_query(
+        "SELECT scope, scope_id, reset_at, day_cost, day_micros FROM spend_resets WHERE org_id = $1 AND scope_id = ANY($2)",
+    )
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.scope.parse().ok().map(|scope| ((scope, r.scope_id), r.reset_at)))
+        .collect())
 }

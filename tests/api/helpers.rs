@@ -536,16 +536,17 @@ impl TestApp {
 
 /// A hard monthly budget alert for customer `alice`: 81.20 of 100 USD, 80 % crossed.
 pub fn budget_alert(budget_id: Uuid, threshold: u8) -> meterplane::domain::alert_email::BudgetAlert {
-    use meterplane::domain::alert_email::*;
+    use meterplane::domain::{alert_email::*, budget::BudgetScope, period::BudgetPeriod};
     BudgetAlert {
         budget_id,
-        scope: AlertScope::Customer,
+        subject_id: Uuid::from_u128(0xa11ce),
+        scope: BudgetScope::Customer,
         scope_id: "alice".into(),
         scope_name: None,
         spend: "81.2".parse().unwrap(),
         amount: "100".parse().unwrap(),
         threshold_percent: threshold,
-        period: AlertPeriod::Monthly,
+        period: BudgetPeriod::Monthly,
         period_start: "2026-12-01T00:00:00Z".parse().unwrap(),
         period_end: Some("2027-01-01T00:00:00Z".parse().unwrap()),
         enforcement: Enforcement::Hard,

@@ -7,6 +7,7 @@ mod api_keys;
 mod authorize;
 mod authz_matrix;
 mod bad_input;
+mod budget_alerts;
 mod counters;
 mod health;
 mod helpers;
