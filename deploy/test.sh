@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Command 2 of the README: the whole test suite against real PostgreSQL and Redis.
-# Each test clones its own database from a migrated template and uses its own
-# Redis key prefix, so tests run in parallel.
+# Command 2 of the README: the whole test suite against real PostgreSQL and Redis,
+# then the SDK check (deploy/sdk-check.sh). Each test clones its own database from a
+# migrated template and uses its own Redis key prefix, so tests run in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib/services.sh
@@ -26,4 +26,16 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast "$@"
 else
   cargo test --locked --no-fail-fast "$@"
+fi
+
+# Then the OpenAPI document from the outside: validator, linter, generated Python and
+# TypeScript clients against a release build, schemathesis (deploy/sdk-check.sh).
+# MP_SKIP_SDK_CHECK=1 skips it for a quick local run; it is skipped too when arguments
+# narrow the suite to some tests.
+if [ "${MP_SKIP_SDK_CHECK:-0}" = 1 ]; then
+  log "skipping the SDK check (MP_SKIP_SDK_CHECK=1)"
+elif [ $# -gt 0 ]; then
+  log "skipping the SDK check (a narrowed test run)"
+else
+  bash deploy/sdk-check.sh
 fi
