@@ -111,6 +111,9 @@ pub struct Enforcer {
     outbox: Wakeup,
     settings: EnforcementSettings,
     allowed_seen: Arc<AtomicU64>,
+    /// Organizations whose usage this instance could not settle into Redis: their
+    /// counters are rebuilt from the ledger before they are next read.
+    stale: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
 }
 
 impl Enforcer {
@@ -139,6 +142,7 @@ impl Enforcer {
             outbox,
             settings,
             allowed_seen: Arc::new(AtomicU64::new(0)),
+            stale: Arc::default(),
         }
     }
 
@@ -254,6 +258,12 @@ impl Enforcer {
             now,
             reservation_ttl: self.settings.reservation_ttl,
         };
+        let stale = self.stale.lock().map(|s| s.contains(&call.key.org_id)).unwrap_or(false);
+        if stale && self.rebuild(call.key.org_id, now).await.is_ok() {
+            if let Ok(mut stale) = self.stale.lock() {
+                stale.remove(&call.key.org_id);
+            }
+        }
         let answer = match self.counters.authorize(&ask).await {
             Ok(Some(answer)) => Ok(answer),
             Ok(None) => {
@@ -324,6 +334,11 @@ impl Enforcer {
         }
         if let Err(e) = self.counters.settle(&settlement).await {
             tracing::warn!(error = %e, org_id = %spend.org_id, "could not settle usage into the counters");
+            // The usage is in PostgreSQL but not in the counters: rebuild them from the
+            // ledger once Redis answers again.
+            if let Ok(mut stale) = self.stale.lock() {
+                stale.insert(spend.org_id);
+            }
         }
     }
 
