@@ -10,6 +10,10 @@ pub struct Name(String);
 
 impl Name {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        // Before trimming: some characters (U+0085) are both whitespace and control.
+        if raw.chars().any(char::is_control) {
+            return Err(Invalid::new("must not contain control characters"));
+        }
         let name = raw.trim();
         if name.is_empty() {
             return Err(Invalid::new("must not be empty"));

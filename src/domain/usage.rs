@@ -151,6 +151,10 @@ pub fn json_has_nul(value: &serde_json::Value) -> bool {
 
 /// Checks a text field's length in characters.
 pub fn bounded_text(value: &str, max: usize) -> Result<String, Invalid> {
+    // Before trimming: some characters (U+0085) are both whitespace and control.
+    if value.chars().any(char::is_control) {
+        return Err(Invalid::new("must not contain control characters"));
+    }
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(Invalid::new("must not be empty"));

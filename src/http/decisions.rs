@@ -194,12 +194,7 @@ pub async fn list_decisions(
     let q = query.into_inner();
     let limit = paging::page_size(q.limit)?;
     paging::check_range(q.from, q.to)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(paging::decode_cursor)
-        .transpose()?
-        .map(|(decided_at, id)| Cursor { decided_at, id });
+    let after = paging::cursor(q.cursor.as_deref())?.map(|(decided_at, id)| Cursor { decided_at, id });
     let filter = DecisionFilter {
         customer: query_text("customer", q.customer)?,
         agent: query_text("agent", q.agent)?,

@@ -35,6 +35,11 @@ pub fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{:x}-{}", at.timestamp_micros(), id.simple())
 }
 
+/// The `cursor` parameter: absent or empty (`?cursor=`) means the first page.
+pub fn cursor(raw: Option<&str>) -> AppResult<Option<(DateTime<Utc>, Uuid)>> {
+    raw.filter(|c| !c.is_empty()).map(decode_cursor).transpose()
+}
+
 pub fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     let bad = || invalid("cursor is not one this API issued");
     let (micros, id) = raw.split_once('-').ok_or_else(bad)?;

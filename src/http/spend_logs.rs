@@ -238,12 +238,7 @@ pub async fn list_spend_logs(
     let q = query.into_inner();
     let limit = paging::page_size(q.limit)?;
     paging::check_range(q.from, q.to)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(paging::decode_cursor)
-        .transpose()?
-        .map(|(occurred_at, id)| Cursor { occurred_at, id });
+    let after = paging::cursor(q.cursor.as_deref())?.map(|(occurred_at, id)| Cursor { occurred_at, id });
     let not_before = retention_start_of(&mut conn, &access).await?;
     let filter = LogFilter {
         project_id: q.project_id,

@@ -92,10 +92,10 @@ pub struct UsageEventRequest {
     metadata: Option<serde_json::Value>,
     /// Stored (cut to the configured size) unless `redactBodies` is set.
     #[serde(default)]
-    #[schema(value_type = Option<JsonValue>)]
+    #[schema(value_type = JsonValue)]
     request_body: Option<serde_json::Value>,
     #[serde(default)]
-    #[schema(value_type = Option<JsonValue>)]
+    #[schema(value_type = JsonValue)]
     response_body: Option<serde_json::Value>,
     /// Record the call without its bodies.
     #[serde(default)]
