@@ -236,10 +236,6 @@ impl RetryPolicy {
         })
     }
 
-    pub fn max_attempts(&self) -> u32 {
-        self.max_attempts
-    }
-
     /// The longest wait after `attempts_made` failed attempts (at least 1):
     /// `min(cap, base · 2^(attempts_made − 1))`, without overflow for any count.
     pub fn ceiling(&self, attempts_made: u32) -> Duration {
