@@ -173,6 +173,8 @@ impl From<PartySortParam> for PartySort {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct PartyListQuery {
+    // Inline: a query parameter's enum is not collected into the components.
+    #[param(inline)]
     sort: Option<PartySortParam>,
     status: Option<PartyStatus>,
     /// Exactly this `user` (or `agentId`) as the gateway reports it.
