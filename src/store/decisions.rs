@@ -136,7 +136,7 @@ pub async fn page(
     limit: i64,
 ) -> AppResult<(Vec<DecisionRow>, Option<Cursor>)> {
     // Fixed placeholders with NULL meaning "no filter": one statement shape to plan.
-    let mut rows: Vec<DecisionRow> = diesel::sql_query(format!(
+    let rows: Vec<DecisionRow> = diesel::sql_query(format!(
         "SELECT {COLUMNS} FROM authorize_decisions WHERE org_id = $1 \
          AND ($2::text IS NULL OR customer = $2) AND ($3::text IS NULL OR agent = $3) \
          AND ($4::bool IS NULL OR allowed = $4) \
@@ -155,15 +155,8 @@ pub async fn page(
     .bind::<BigInt, _>(limit + 1)
     .load(conn)
     .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = more
-        .then(|| {
-            rows.last().map(|r| Cursor {
-                decided_at: r.decided_at,
-                id: r.id,
-            })
-        })
-        .flatten();
-    Ok((rows, next))
+    Ok(super::split_page(rows, limit, |r| Cursor {
+        decided_at: r.decided_at,
+        id: r.id,
+    }))
 }

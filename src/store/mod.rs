@@ -71,3 +71,12 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     .await
     .context("migration task panicked")?
 }
+
+/// A keyset page read with `limit + 1` rows: the page itself, and the cursor of its last
+/// row when the extra row shows there is more.
+pub fn split_page<T, C>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = if more { rows.last().map(cursor_of) } else { None };
+    (rows, next)
+}

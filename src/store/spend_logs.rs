@@ -205,22 +205,15 @@ pub async fn page(
             .bind::<SqlUuid, _>(cursor.id);
     }
     let limit_at = next();
-    let mut rows: Vec<LogEntry> = query
+    let rows: Vec<LogEntry> = query
         .sql(format!(" ORDER BY e.occurred_at DESC, e.id DESC LIMIT ${limit_at}"))
         .bind::<BigInt, _>(limit + 1)
         .load(conn)
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = more
-        .then(|| {
-            rows.last().map(|r| Cursor {
-                occurred_at: r.occurred_at,
-                id: r.id,
-            })
-        })
-        .flatten();
-    Ok((rows, next_cursor))
+    Ok(super::split_page(rows, limit, |r| Cursor {
+        occurred_at: r.occurred_at,
+        id: r.id,
+    }))
 }
 
 /// One event of the organization. The id carries its time (see `ingest::event_id`),
