@@ -135,6 +135,39 @@ fn require_tool(program: &str, install: &str) -> anyhow::Result<()> {
     }
 }
 
+/// (answers, answers within 5 ms) of `POST /v1/gateway/authorize` so far, as the
+/// server's own latency histogram counts them (`/metrics`: from the request reaching
+/// the middleware to the response, so without the time in socket queues).
+async fn server_side_histogram(client: &reqwest::Client, base: &str) -> anyhow::Result<(u64, u64)> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let (mut total, mut fast) = (0u64, 0u64);
+    for line in text.lines() {
+        if !line.contains(r#"endpoint="/v1/gateway/authorize""#) {
+            continue;
+        }
+        let value = || -> u64 {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        };
+        if line.starts_with("meterplane_http_requests_duration_seconds_count{") {
+            total += value();
+        } else if line.starts_with("meterplane_http_requests_duration_seconds_bucket{")
+            && line.contains(r#"le="0.005""#)
+        {
+            fast += value();
+        }
+    }
+    Ok((total, fast))
+}
+
 /// The 1-minute load average: how busy the machine was besides the bench.
 fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -159,6 +192,8 @@ struct Round {
     set: RedisBench,
     fixed: FixedRate,
     fixed_cpu: CpuSample,
+    /// (answers, answers within 5 ms) by the server's own histogram, at the fixed rate.
+    fixed_server_side: (u64, u64),
 }
 
 fn run() -> anyhow::Result<()> {
@@ -176,6 +211,9 @@ fn run() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))
+        // Below the server's keep-alive (5 s), so the client never reuses a connection
+        // the server is closing (the client idles while wrk and redis-benchmark run).
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()?;
     if let Err(e) = runtime.block_on(wait_ready(&client, &server, &mut harness)) {
         return Err(harness.server_failed(&server, &format!("{e:#}")));
@@ -270,6 +308,7 @@ fn run() -> anyhow::Result<()> {
             settings.rate, settings.secs
         ));
         let load_fixed = load_average();
+        let histogram_before = runtime.block_on(server_side_histogram(&client, &server.base))?;
         let before = CpuSample::take(server.pid);
         let fixed = runtime
             .block_on(fixed_rate(
@@ -282,6 +321,11 @@ fn run() -> anyhow::Result<()> {
             ))
             .map_err(|e| harness.server_failed(&server, &format!("{e:#}")))?;
         let fixed_cpu = CpuSample::take(server.pid).since(&before);
+        let histogram_after = runtime.block_on(server_side_histogram(&client, &server.base))?;
+        let fixed_server_side = (
+            histogram_after.0.saturating_sub(histogram_before.0),
+            histogram_after.1.saturating_sub(histogram_before.1),
+        );
         eprintln!(
             "    sent at {} requests/s, p50 {:.2} ms, p99 {:.2} ms (from the scheduled time)",
             thousands(fixed.achieved_rate()),
@@ -300,6 +344,7 @@ fn run() -> anyhow::Result<()> {
             set,
             fixed,
             fixed_cpu,
+            fixed_server_side,
         });
     }
 
@@ -635,8 +680,10 @@ enum Outcome {
     Failed(String),
 }
 
-/// Request `i` is due at millisecond `i * 1000 / rate` after the start: at 2,000/s, two
-/// sends on every millisecond tick of tokio's timer. Latency counts from that tick.
+/// Request `i` is due at `i / rate` seconds after the start. A pacing thread sleeps
+/// until each due time and hands the request to the runtime, which sends it at once;
+/// latency counts from the due time. (tokio's own timer has a 1 ms grain: sleeping on
+/// it made the generator itself about a millisecond late.)
 async fn fixed_rate(
     client: &reqwest::Client,
     url: &str,
@@ -646,47 +693,53 @@ async fn fixed_rate(
     run_id: &str,
 ) -> anyhow::Result<FixedRate> {
     let total = rate * secs;
-    let start = tokio::time::Instant::now() + Duration::from_millis(20);
-    let mut handles = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    let (mut i, mut ms) = (0u64, 0u64);
-    while i < total {
-        let due = start + Duration::from_millis(ms);
-        tokio::time::sleep_until(due).await;
-        while i < total && i * 1000 / rate <= ms {
-            let customer = usize::try_from(i % CUSTOMERS as u64).unwrap_or(0);
-            let body = request_body(&format!("fixed-{run_id}-{i}"), customer);
-            let (client, url, key) = (client.clone(), url.to_owned(), key.to_owned());
-            let due = due.into_std();
-            handles.push(tokio::spawn(async move {
-                let sent = Instant::now();
-                let answer = async {
-                    let response = client
-                        .post(&url)
-                        .header("x-api-key", key)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await?;
-                    let status = response.status();
-                    Ok::<_, reqwest::Error>((status, response.bytes().await?))
-                }
-                .await;
-                let done = Instant::now();
-                let outcome = match answer {
-                    Ok((status, bytes)) if allowed(status, &bytes) => Outcome::Allowed,
-                    Ok((status, bytes)) => Outcome::Refused(format!(
-                        "{status}: {}",
-                        String::from_utf8_lossy(&bytes[..bytes.len().min(400)])
-                    )),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                };
-                (done - due, done - sent, sent.saturating_duration_since(due), outcome)
-            }));
-            i += 1;
+    let start = Instant::now() + Duration::from_millis(20);
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let pacer = std::thread::spawn(move || {
+        for i in 0..total {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if due_tx.send((i, due)).is_err() {
+                break;
+            }
         }
-        ms += 1;
+    });
+    let mut handles = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    while let Some((i, due)) = due_rx.recv().await {
+        let customer = usize::try_from(i % CUSTOMERS as u64).unwrap_or(0);
+        let body = request_body(&format!("fixed-{run_id}-{i}"), customer);
+        let (client, url, key) = (client.clone(), url.to_owned(), key.to_owned());
+        handles.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let answer = async {
+                let response = client
+                    .post(&url)
+                    .header("x-api-key", key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                Ok::<_, reqwest::Error>((status, response.bytes().await?))
+            }
+            .await;
+            let done = Instant::now();
+            let outcome = match answer {
+                Ok((status, bytes)) if allowed(status, &bytes) => Outcome::Allowed,
+                Ok((status, bytes)) => Outcome::Refused(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(400)])
+                )),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            (done - due, done - sent, sent.saturating_duration_since(due), outcome)
+        }));
     }
-    let span = Duration::from_millis((total.saturating_sub(1)) * 1000 / rate).max(Duration::from_millis(1));
+    pacer.join().map_err(|_| anyhow!("the pacing thread panicked"))?;
+    let span = Duration::from_nanos(total.saturating_sub(1) * 1_000_000_000 / rate).max(Duration::from_millis(1));
     let mut result = FixedRate {
         sent: handles.len(),
         allowed: 0,
@@ -852,7 +905,8 @@ fn per_call_us(before: (u64, u64), after: (u64, u64)) -> f64 {
 }
 
 /// How many reservations the organization holds, and the bytes Redis uses for them
-/// (`MEMORY USAGE` of the hash of records and the sorted set of expiries).
+/// (`MEMORY USAGE` of the hash of records and the sorted set of expiries, estimated
+/// from 1,000 elements: counting all of them blocks a shared Redis for a while).
 fn reservations(redis_url: &str, prefix: &str, org: Uuid) -> anyhow::Result<(u64, u64)> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_connection_with_timeout(Duration::from_secs(5))?;
@@ -864,7 +918,7 @@ fn reservations(redis_url: &str, prefix: &str, org: Uuid) -> anyhow::Result<(u64
             .arg("USAGE")
             .arg(key)
             .arg("SAMPLES")
-            .arg(0)
+            .arg(1_000)
             .query(&mut conn)?;
         bytes += used.unwrap_or(0);
     }
@@ -1098,6 +1152,12 @@ fn report(input: &ReportInput) {
             q(&f.service, 0.5),
             q(&f.service, 0.99),
             q(&f.lag, 0.99),
+        );
+        let (answered, fast) = r.fixed_server_side;
+        println!(
+            "         server-side (its /metrics histogram): {} of {answered} answers over 5 ms ({:.2} %)",
+            answered.saturating_sub(fast),
+            100.0 * answered.saturating_sub(fast) as f64 / answered.max(1) as f64
         );
         println!(
             "         CPU at the fixed rate: server {:.1} s, redis {:.1} s, postgres {:.1} s, bench {:.1} s; load average {:.1} before it",
