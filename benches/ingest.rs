@@ -5,13 +5,13 @@
 //! `cargo bench --bench ingest` runs it; any other invocation (e.g. `cargo test
 //! --all-targets`) only prints how to run it.
 
+mod common;
+
 use std::{
     collections::HashMap,
     fs::File,
     io::{BufWriter, Write},
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, ExitCode, Stdio},
+    process::ExitCode,
     str::FromStr,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -25,15 +25,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-const SERVER_BIN: &str = env!("CARGO_BIN_EXE_meterplane");
+use common::{create_tenant, psql, psql_i64, quantile_ms, thousands, wait_ready, CpuSample, Harness};
+
 /// The catalog `meterplane load-prices` loads; used to price the COPY rows alike.
 const PRICES: &str = include_str!("../data/prices.json");
 const MAX_BATCH: usize = 1_000;
-/// Linux reports process CPU time in USER_HZ ticks, 100 per second on every arch.
-const TICKS_PER_SEC: f64 = 100.0;
 
 /// (provider, model, weight in percent); all six are in the bundled catalog.
 const MODELS: [(&str, &str, u32); 6] = [
@@ -70,27 +69,14 @@ struct Settings {
     redis_url: String,
 }
 
-fn env_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(raw) if !raw.trim().is_empty() => raw.trim().parse().map_err(|e| anyhow!("{name}={raw:?}: {e}")),
-        _ => Ok(default),
-    }
-}
-
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
         let settings = Self {
-            events: env_or("MP_BENCH_EVENTS", 1_000_000)?,
-            batch: env_or("MP_BENCH_BATCH", MAX_BATCH)?,
-            concurrency: env_or("MP_BENCH_CONCURRENCY", 4)?,
-            admin_url: env_or(
-                "MP_BENCH_ADMIN_URL",
-                "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
-            )?,
-            redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
+            events: common::env_or("MP_BENCH_EVENTS", 1_000_000)?,
+            batch: common::env_or("MP_BENCH_BATCH", MAX_BATCH)?,
+            concurrency: common::env_or("MP_BENCH_CONCURRENCY", 4)?,
+            admin_url: common::admin_url()?,
+            redis_url: common::redis_url()?,
         };
         if settings.events == 0 {
             bail!("MP_BENCH_EVENTS must be at least 1");
@@ -105,95 +91,6 @@ impl Settings {
     }
 }
 
-/// `postgres://u:p@h:5432/postgres?x=y` with its database replaced by `name`.
-fn database_url(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = &base[scheme_end..];
-    let without_db = match host_part.find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    if without_db.len() <= scheme_end {
-        bail!("MP_BENCH_ADMIN_URL is not a postgres:// URL: {admin_url}");
-    }
-    Ok(match query {
-        Some(q) => format!("{without_db}/{name}?{q}"),
-        None => format!("{without_db}/{name}"),
-    })
-}
-
-/// Runs one SQL command (or psql meta-command) and returns its unaligned output.
-fn psql(url: &str, command: &str) -> anyhow::Result<String> {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", command])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .context("running psql (is the PostgreSQL client installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "psql -c {command:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn psql_i64(url: &str, query: &str) -> anyhow::Result<i64> {
-    let text = psql(url, query)?;
-    text.parse()
-        .with_context(|| format!("{query}: expected a number, got {text:?}"))
-}
-
-/// Everything the run creates, removed again however the run ends.
-struct Cleanup {
-    admin_url: String,
-    database: Option<String>,
-    server: Option<Child>,
-    files: Vec<PathBuf>,
-}
-
-impl Cleanup {
-    fn stop_server(&mut self) {
-        let Some(mut child) = self.server.take() else {
-            return;
-        };
-        // SIGTERM first so actix shuts down its workers; SIGKILL if it takes too long.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.stop_server();
-        if let Some(db) = self.database.take() {
-            if let Err(e) = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")) {
-                eprintln!("could not drop the bench database {db}: {e:#}");
-            }
-        }
-        for file in self.files.drain(..) {
-            let _ = std::fs::remove_file(file);
-        }
-    }
-}
-
 fn step(message: &str) {
     eprintln!("[ingest bench] {message}");
 }
@@ -201,71 +98,17 @@ fn step(message: &str) {
 fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let tag = Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let db_name = format!("mp_bench_{tag}");
-    let db_url = database_url(&settings.admin_url, &db_name)?;
-    let csv_path = std::env::temp_dir().join(format!("{db_name}.csv"));
-    let log_path = std::env::temp_dir().join(format!("{db_name}.server.log"));
-    let mut cleanup = Cleanup {
-        admin_url: settings.admin_url.clone(),
-        database: None,
-        server: None,
-        files: vec![csv_path.clone()],
-    };
-
-    step(&format!("creating database {db_name}"));
-    psql(&settings.admin_url, &format!("CREATE DATABASE {db_name}"))
-        .context("creating the bench database (set MP_BENCH_ADMIN_URL to a role that may CREATE DATABASE)")?;
-    cleanup.database = Some(db_name.clone());
-
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("finding a free port")?
-        .port();
-    let server_env: Vec<(&str, String)> = vec![
-        ("DATABASE_URL", db_url.clone()),
-        ("REDIS_URL", settings.redis_url.clone()),
-        ("MP_REDIS_PREFIX", format!("mpbench:{tag}:")),
-        ("MP_BIND", format!("127.0.0.1:{port}")),
-        ("MP_LOG_FORMAT", "json".to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
-    ];
-    for job in ["migrate", "load-prices"] {
-        step(&format!("meterplane {job}"));
-        let out = Command::new(SERVER_BIN)
-            .arg(job)
-            .envs(server_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("starting {SERVER_BIN} {job}"))?;
-        if !out.status.success() {
-            bail!(
-                "meterplane {job} failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-
-    step(&format!("starting meterplane serve on 127.0.0.1:{port}"));
-    let log = File::create(&log_path).context("creating the server log")?;
-    let child = Command::new(SERVER_BIN)
-        .arg("serve")
-        .envs(server_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting meterplane serve")?;
-    let server_pid = child.id();
-    cleanup.server = Some(child);
+    let mut harness = Harness::new("ingest", &settings.admin_url);
+    let server = harness.start_server(&settings.redis_url, &[])?;
+    let csv_path = std::env::temp_dir().join(format!("mp_bench_{}.csv", server.tag));
+    harness.remove_later(csv_path.clone());
+    let server_pid = server.pid;
+    let db_url = server.db_url.clone();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building the load generator's runtime")?;
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(settings.concurrency)
         // The server closes connections idle for 5 s (actix's keep-alive); generating
@@ -277,24 +120,11 @@ fn run() -> anyhow::Result<()> {
         .build()?;
 
     // The log is kept on failure; its end goes into the error.
-    let server_failed = |cleanup: &mut Cleanup, what: &str| -> anyhow::Error {
-        let exited = cleanup
-            .server
-            .as_mut()
-            .and_then(|child| child.try_wait().ok().flatten())
-            .map_or(String::new(), |status| format!(" (the server exited: {status})"));
-        anyhow!(
-            "{what}{exited}; the end of the server log {}:\n{}",
-            log_path.display(),
-            tail(&log_path, 40)
-        )
-    };
-
-    if let Err(e) = runtime.block_on(wait_ready(&client, &base, &mut cleanup)) {
-        return Err(server_failed(&mut cleanup, &format!("{e:#}")));
+    if let Err(e) = runtime.block_on(wait_ready(&client, &server, &mut harness)) {
+        return Err(harness.server_failed(&server, &format!("{e:#}")));
     }
     let tenant = runtime
-        .block_on(create_tenant(&client, &base, &tag))
+        .block_on(create_tenant(&client, &server))
         .context("creating the bench tenant")?;
 
     step(&format!(
@@ -317,17 +147,17 @@ fn run() -> anyhow::Result<()> {
     let cpu_before = CpuSample::take(server_pid);
     let load = match runtime.block_on(send_all(
         &client,
-        &base,
+        &server.base,
         &tenant.key,
         bodies,
         settings.concurrency,
         settings.events,
     )) {
         Ok(load) => load,
-        Err(e) => return Err(server_failed(&mut cleanup, &format!("{e:#}"))),
+        Err(e) => return Err(harness.server_failed(&server, &format!("{e:#}"))),
     };
     let cpu = CpuSample::take(server_pid).since(&cpu_before);
-    let memory = read_memory(server_pid);
+    let memory = common::read_memory(server_pid);
 
     let stored = psql_i64(&db_url, "SELECT count(*) FROM usage_events")?;
     let rolled_up = psql_i64(&db_url, "SELECT coalesce(sum(requests), 0)::bigint FROM usage_daily")?;
@@ -339,13 +169,7 @@ fn run() -> anyhow::Result<()> {
         bail!("{sent} events were accepted but usage_events holds {stored} and usage_daily sums to {rolled_up}");
     }
 
-    cleanup.stop_server();
-    let server_log_lines = std::fs::read_to_string(&log_path)
-        .map(|s| s.lines().count())
-        .unwrap_or(0);
-    if server_log_lines == 0 {
-        let _ = std::fs::remove_file(&log_path);
-    }
+    let server_log_lines = harness.stop_server_and_check_log(&server);
 
     step("COPY baseline: loading the same rows into an unindexed table (timed: the \\copy only)");
     psql(
@@ -364,12 +188,8 @@ fn run() -> anyhow::Result<()> {
 
     let http_rate = settings.events as f64 / load.elapsed.as_secs_f64();
     let copy_rate = settings.events as f64 / copy_secs;
-    let latency = |q: f64| -> String {
-        let index = ((load.latencies.len() as f64 - 1.0) * q).round() as usize;
-        load.latencies
-            .get(index)
-            .map_or("-".to_owned(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
-    };
+    let latency =
+        |q: f64| -> String { quantile_ms(&load.latencies, q).map_or("-".to_owned(), |ms| format!("{ms:.0} ms")) };
     let wall = load.elapsed.as_secs_f64();
     println!();
     println!(
@@ -419,96 +239,10 @@ fn run() -> anyhow::Result<()> {
     if server_log_lines > 0 {
         println!(
             "server log        : {server_log_lines} lines at warn level or above in {}",
-            log_path.display()
+            server.log_path.display()
         );
     }
     Ok(())
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str, cleanup: &mut Cleanup) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::from("no answer");
-    while Instant::now() < deadline {
-        if let Some(child) = cleanup.server.as_mut() {
-            if let Ok(Some(_)) = child.try_wait() {
-                bail!("meterplane serve exited before it was ready");
-            }
-        }
-        match client
-            .get(format!("{base}/readyz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
-            Ok(r) if r.status() == reqwest::StatusCode::OK => return Ok(()),
-            Ok(r) => last = format!("GET /readyz answered {}", r.status()),
-            Err(e) => last = format!("GET /readyz: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the server was not ready within 60 s ({last})")
-}
-
-struct Tenant {
-    org_id: Uuid,
-    key: String,
-}
-
-async fn post_json(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
-    let mut request = client.post(&url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if status != reqwest::StatusCode::CREATED {
-        bail!("POST {url} answered {status}: {text}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("POST {url}: not JSON: {text}"))
-}
-
-fn string_at<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("no {pointer} in {value}"))
-}
-
-/// Signs up (which creates the organization), then creates a project and an API key.
-async fn create_tenant(client: &reqwest::Client, base: &str, tag: &str) -> anyhow::Result<Tenant> {
-    let signup = post_json(
-        client,
-        format!("{base}/v1/auth/signup"),
-        None,
-        json!({
-            "email": format!("bench-{tag}@example.com"),
-            "password": "bench-password-0123",
-            "organizationName": "Bench",
-        }),
-    )
-    .await?;
-    let token = string_at(&signup, "/token/accessToken")?;
-    let org_id: Uuid = string_at(&signup, "/organization/id")?.parse()?;
-    let project = post_json(
-        client,
-        format!("{base}/v1/orgs/{org_id}/projects"),
-        Some(token),
-        json!({"name": "bench", "mode": "credits"}),
-    )
-    .await?;
-    let project_id = string_at(&project, "/id")?;
-    let key = post_json(
-        client,
-        format!("{base}/v1/orgs/{org_id}/projects/{project_id}/keys"),
-        Some(token),
-        json!({"name": "bench"}),
-    )
-    .await?;
-    Ok(Tenant {
-        org_id,
-        key: string_at(&key, "/secret")?.to_owned(),
-    })
 }
 
 #[derive(Serialize)]
@@ -843,97 +577,4 @@ async fn send_batch(
         );
     }
     Ok(expected)
-}
-
-#[derive(Default)]
-struct CpuSample {
-    server: f64,
-    postgres: f64,
-    client: f64,
-}
-
-impl CpuSample {
-    /// CPU seconds (user + system) of the server, of all `postgres` processes, and of
-    /// this process. Postgres processes that exit in between are not counted.
-    fn take(server_pid: u32) -> Self {
-        let mut postgres = 0.0;
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
-                    continue;
-                };
-                if let Some(("postgres", secs)) = proc_cpu(pid).as_ref().map(|(c, s)| (c.as_str(), *s)) {
-                    postgres += secs;
-                }
-            }
-        }
-        Self {
-            server: proc_cpu(&server_pid.to_string()).map_or(0.0, |c| c.1),
-            postgres,
-            client: proc_cpu("self").map_or(0.0, |c| c.1),
-        }
-    }
-
-    fn since(&self, before: &Self) -> Self {
-        Self {
-            server: self.server - before.server,
-            postgres: self.postgres - before.postgres,
-            client: self.client - before.client,
-        }
-    }
-}
-
-/// (command name, user + system CPU seconds) from /proc/<pid>/stat.
-fn proc_cpu(pid: &str) -> Option<(String, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_owned();
-    // After the command: state is field 3; utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((comm, (utime + stime) / TICKS_PER_SEC))
-}
-
-/// (VmHWM, VmRSS) in kB.
-fn read_memory(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    };
-    Some((field("VmHWM:")?, field("VmRSS:")?))
-}
-
-fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// 39812.4 -> "39,800": three significant digits, grouped by thousands.
-fn thousands(value: f64) -> String {
-    if !value.is_finite() || value <= 0.0 {
-        return "0".to_owned();
-    }
-    let digits = value.log10().floor() as i32 + 1;
-    let scale = 10f64.powi((digits - 3).max(0));
-    let rounded = ((value / scale).round() * scale) as u64;
-    let text = rounded.to_string();
-    let mut out = String::with_capacity(text.len() + text.len() / 3);
-    for (i, c) in text.chars().enumerate() {
-        if i > 0 && (text.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -32,13 +32,15 @@ local tokens = tonumber(ARGV[4])
 local scopes = (#KEYS - 3) / 4
 local out = {'allow', '', -1}
 local denied = false
+-- Every scope's four counters in one read (absent keys read as false).
+local counters = redis.call('MGET', unpack(KEYS, 4))
 for i = 0, scopes - 1 do
   local k = 4 + 4 * i
   local a = 7 + 4 * i
-  local spent = tonumber(redis.call('GET', KEYS[k]) or '0')
-  local reserved = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
-  local requests = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
-  local used_tokens = tonumber(redis.call('GET', KEYS[k + 3]) or '0')
+  local spent = tonumber(counters[4 * i + 1] or '0')
+  local reserved = tonumber(counters[4 * i + 2] or '0')
+  local requests = tonumber(counters[4 * i + 3] or '0')
+  local used_tokens = tonumber(counters[4 * i + 4] or '0')
   table.insert(out, spent)
   table.insert(out, reserved)
   table.insert(out, requests)

@@ -6,11 +6,12 @@
 pub mod alerts;
 
 use std::{
+    collections::HashSet,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -47,7 +48,8 @@ pub struct EnforcementSettings {
     /// How long a reservation waits for its usage event before it lapses.
     pub reservation_ttl: chrono::Duration,
     /// How long this instance reuses budgets, rate limits and blocks it read: a change
-    /// made through another instance applies here within this time.
+    /// made through another instance applies here within this time. Rules in use are
+    /// re-read in the background from three quarters of this age, so calls do not wait.
     pub rules_ttl: Duration,
     pub when_redis_down: RedisDownPolicy,
     /// One allowed call in this many is logged (denials always are); 0 logs none.
@@ -97,12 +99,24 @@ impl Decision {
 
 type CallRules = Arc<Vec<(BudgetScope, Uuid, ScopeRules)>>;
 
+/// The rules of one set of call scopes, and when they were read.
+#[derive(Clone)]
+struct CachedRules {
+    rules: CallRules,
+    read_at: Instant,
+}
+
 #[derive(Clone)]
 pub struct Enforcer {
     pool: DbPool,
     counters: Counters,
     prefix: Arc<str>,
-    rules: Cache<CallScopes, CallRules>,
+    rules: Cache<CallScopes, CachedRules>,
+    /// Scope sets whose rules are being re-read ahead of their expiry.
+    refreshing: Arc<Mutex<HashSet<CallScopes>>>,
+    /// Counts [`Enforcer::forget_rules`] calls: a re-read that overlapped one is
+    /// dropped, so it cannot put back rules read before the change.
+    forgets: Arc<AtomicU64>,
     /// provider → its price versions, for estimates only (events are priced from the
     /// database at ingestion), so a minute's staleness is harmless.
     catalogs: Cache<String, Arc<Catalog>>,
@@ -134,6 +148,8 @@ impl Enforcer {
                 .time_to_live(settings.rules_ttl)
                 .support_invalidation_closures()
                 .build(),
+            refreshing: Arc::default(),
+            forgets: Arc::default(),
             catalogs: Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(Duration::from_secs(60))
@@ -149,6 +165,7 @@ impl Enforcer {
     /// Forgets this instance's cached rules of an organization after a change to its
     /// budgets, rate limits or blocks (other instances follow within `rules_ttl`).
     pub fn forget_rules(&self, org_id: Uuid) {
+        self.forgets.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = self
             .rules
             .invalidate_entries_if(move |scopes, _| scopes.org_id == org_id)
@@ -157,15 +174,73 @@ impl Enforcer {
         }
     }
 
+    /// The rules of a call's scopes: cached for `rules_ttl`, and re-read in the
+    /// background once three quarters that old, so that scopes in steady use never make a call
+    /// wait for PostgreSQL (with 50 customers at 2,000 calls/s, reading on expiry put
+    /// a query in front of 2.5 % of the calls). No entry is served older than
+    /// `rules_ttl` either way.
     async fn rules_for(&self, scopes: CallScopes) -> AppResult<CallRules> {
         let pool = self.pool.clone();
-        self.rules
+        let cached = self
+            .rules
             .try_get_with(scopes, async move {
-                let mut conn = pool.get().await?;
-                store::limits::for_call(&mut conn, &scopes).await.map(Arc::new)
+                let rules = read_rules(pool, scopes).await?;
+                Ok::<_, AppError>(CachedRules {
+                    rules,
+                    read_at: Instant::now(),
+                })
             })
             .await
-            .map_err(|e| AppError::unavailable(anyhow::anyhow!("budget rules: {e}")))
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("budget rules: {e}")))?;
+        let ttl = self.settings.rules_ttl;
+        if !ttl.is_zero() && cached.read_at.elapsed() >= ttl * 3 / 4 {
+            self.reread_rules(scopes);
+        }
+        Ok(cached.rules)
+    }
+
+    /// Re-reads a scope set's rules in the background (once at a time per set).
+    fn reread_rules(&self, scopes: CallScopes) {
+        let started = self
+            .refreshing
+            .lock()
+            .map(|mut refreshing| refreshing.insert(scopes))
+            .unwrap_or(false);
+        if !started {
+            return;
+        }
+        let (pool, rules, refreshing, forgets) = (
+            self.pool.clone(),
+            self.rules.clone(),
+            self.refreshing.clone(),
+            self.forgets.clone(),
+        );
+        let forgets_before = forgets.load(Ordering::SeqCst);
+        tokio::spawn(async move {
+            match read_rules(pool, scopes).await {
+                Ok(fresh) if forgets.load(Ordering::SeqCst) == forgets_before => {
+                    rules
+                        .insert(
+                            scopes,
+                            CachedRules {
+                                rules: fresh,
+                                read_at: Instant::now(),
+                            },
+                        )
+                        .await;
+                    // A forget between the check and the insert: drop what was read.
+                    if forgets.load(Ordering::SeqCst) != forgets_before {
+                        rules.invalidate(&scopes).await;
+                    }
+                }
+                // Rules changed meanwhile: the next call reads them afresh.
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not re-read budget rules; they are read again on expiry"),
+            }
+            if let Ok(mut refreshing) = refreshing.lock() {
+                refreshing.remove(&scopes);
+            }
+        });
     }
 
     /// What a call of `tokens` on a model is expected to cost, at its list price before
@@ -435,6 +510,11 @@ impl Enforcer {
         }
         self.decisions.record(decision_row(call, decision, sampled));
     }
+}
+
+async fn read_rules(pool: DbPool, scopes: CallScopes) -> AppResult<CallRules> {
+    let mut conn = pool.get().await?;
+    store::limits::for_call(&mut conn, &scopes).await.map(Arc::new)
 }
 
 fn decision_row(call: &CallRequest, decision: &Decision, sampled: bool) -> DecisionRow {

@@ -271,6 +271,56 @@ async fn blocked_customers_and_dead_keys_are_denied_with_their_reason() {
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Rules in steady use are re-read in the background before they expire (so
+/// calls do not wait for PostgreSQL), yet a change made elsewhere (as through another
+/// instance, which cannot forget this one's cache) still shows once the lifetime has
+/// passed, and a change made here shows at once.
+#[tokio::test]
+async fn rules_in_use_are_reread_ahead_yet_changes_show_within_their_lifetime() {
+    let app = TestApp::spawn_with(|c| c.budgets.rules_cache_ttl = Duration::from_millis(300)).await;
+    let tenant = app.tenant().await;
+    let ask = |n: u32| json!({"requestId": format!("r{n}"), "user": "steady", "estimatedCost": "0.01"});
+    let (_, _, first) = authorize(&app, &tenant, ask(0)).await;
+    assert_eq!(first["scopes"][3]["budget"], Value::Null, "{first}");
+    let customer = id_of(&app, "customers", tenant.org_id, "steady").await;
+
+    // Past three quarters of the lifetime: the next calls start background re-reads.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for n in 1..4 {
+        authorize(&app, &tenant, ask(n)).await;
+    }
+    // Changed behind this instance's back.
+    execute(
+        &app,
+        &format!(
+            "INSERT INTO budgets (id, org_id, scope, scope_id, amount, period, hard_limit) \
+             VALUES ('{}', '{}', 'customer', '{customer}', 5, 'monthly', true)",
+            Uuid::new_v4(),
+            tenant.org_id
+        ),
+    )
+    .await;
+    let changed_at = std::time::Instant::now();
+    let mut n = 10;
+    loop {
+        n += 1;
+        let (_, _, answer) = authorize(&app, &tenant, ask(n)).await;
+        if answer["scopes"][3]["budget"]["amount"] == "5" {
+            break;
+        }
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(3),
+            "the change never showed: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Changed here: shows on the very next call, re-reads in flight or not.
+    set_budget(&app, tenant.org_id, "customer", customer, "7", true).await;
+    let (_, _, answer) = authorize(&app, &tenant, ask(100)).await;
+    assert_eq!(answer["scopes"][3]["budget"]["amount"], "7", "{answer}");
+}
+
 #[tokio::test]
 async fn bad_input_is_a_422_problem_naming_the_field() {
     let app = TestApp::spawn().await;
