@@ -12,11 +12,13 @@ export MP_TEST_REDIS_URL=${MP_TEST_REDIS_URL:-$REDIS_URL}
 
 drop_test_databases() {
   # Per-test databases, half-built templates, and templates another role owns
-  # (the tests' role could not clone those).
+  # (the tests' role could not clone those). Databases someone is connected to belong
+  # to a test run still going (another checkout's), so they are left alone.
   for db in $(psql_admin -c "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
-      WHERE datname LIKE 'mp\_test\_%' OR datname LIKE 'mp\_tpl\_%\_building'
-         OR (datname LIKE 'mp\_tpl\_%' AND r.rolname <> '$MP_DB_USER')"); do
-    psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+      WHERE (datname LIKE 'mp\_test\_%' OR datname LIKE 'mp\_tpl\_%\_building'
+             OR (datname LIKE 'mp\_tpl\_%' AND r.rolname <> '$MP_DB_USER'))
+        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"); do
+    psql_admin -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   done
 }
 drop_test_databases

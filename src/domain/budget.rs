@@ -81,17 +81,17 @@ pub struct BudgetAmount(Decimal);
 
 impl BudgetAmount {
     pub fn parse(value: Decimal) -> Result<Self, Invalid> {
-        let value = value.normalize();
         if value <= Decimal::ZERO {
             return Err(Invalid::new("must be greater than 0"));
         }
         if value > MAX_BUDGET_AMOUNT {
             return Err(Invalid::new(format!("must be at most {MAX_BUDGET_AMOUNT}")));
         }
+        // As written: "1.00000000000" has eleven places, like the document's pattern says.
         if value.scale() > MONEY_SCALE {
             return Err(Invalid::new(format!("must have at most {MONEY_SCALE} decimal places")));
         }
-        Ok(Self(value))
+        Ok(Self(value.normalize()))
     }
 
     pub fn value(self) -> Decimal {
@@ -310,8 +310,13 @@ mod tests {
         assert!(BudgetAmount::parse(dec!(1_000_000_000.0000000001)).is_err());
         assert!(BudgetAmount::parse(dec!(0.0000000001)).is_ok());
         assert!(BudgetAmount::parse(dec!(0.00000000001)).is_err());
-        // Trailing zeros are not places.
-        assert!(BudgetAmount::parse(dec!(1.000000000000)).is_ok());
+        // Places as written, as the API document's pattern counts them; the value is kept
+        // without its trailing zeros.
+        assert!(BudgetAmount::parse(dec!(1.000000000000)).is_err());
+        assert_eq!(
+            BudgetAmount::parse(dec!(1.0000000000)).unwrap().value().to_string(),
+            "1"
+        );
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -
             "self-service sign-up is disabled on this deployment",
         ));
     }
-    let body = body.into_inner().0;
+    let body = body.into_inner();
     let (email, password, name, org_name) = validate::all4(
         validate::field("email", EmailAddress::parse(&body.email)),
         validate::field("password", Password::parse(&body.password)),
@@ -202,7 +202,7 @@ pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -
 )]
 #[post("/auth/login")]
 pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> AppResult<web::Json<TokenResponse>> {
-    let body = body.into_inner().0;
+    let body = body.into_inner();
     let wrong = || AppError::new(ErrorCode::InvalidCredentials, "email or password is incorrect");
     let user = match EmailAddress::parse(&body.email) {
         Ok(email) => store::users::find_by_email(&mut *state.conn().await?, &email).await?,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     extract::{presented_key, JsonBody},
-    schemas::Money,
+    schemas::{self, CostEstimate, EndpointPath, ExternalId, ModelName, Money, ProviderName, RequestId},
     state::AppState,
     validate::Fields,
 };
@@ -40,24 +40,24 @@ use crate::{
 }))]
 pub struct AuthorizeRequest {
     /// The id the call's usage event will carry: it settles this call's reservation.
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(value_type = RequestId)]
     request_id: String,
     /// The tenant's end customer; created on first sight.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = Option<ExternalId>)]
     user: Option<String>,
     /// Taken from an `/a2a/{agentId}` endpoint when not given.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = Option<ExternalId>)]
     agent_id: Option<String>,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 512)]
+    #[schema(value_type = Option<EndpointPath>)]
     endpoint: Option<String>,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = Option<ProviderName>)]
     provider: Option<String>,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<ModelName>)]
     model: Option<String>,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100_000_000)]
@@ -66,8 +66,8 @@ pub struct AuthorizeRequest {
     #[schema(minimum = 0, maximum = 100_000_000)]
     estimated_completion_tokens: i64,
     /// USD; overrides the estimate from tokens.
-    #[serde(default)]
-    #[schema(value_type = Option<Money>)]
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<CostEstimate>)]
     estimated_cost: Option<Decimal>,
 }
 
@@ -202,6 +202,8 @@ fn parse(req: &AuthorizeRequest) -> AppResult<()> {
     if let Some(cost) = req.estimated_cost {
         if cost.is_sign_negative() || cost >= MAX_ESTIMATE {
             f.push("estimatedCost", format!("must be between 0 and {MAX_ESTIMATE}"));
+        } else if cost.scale() > crate::domain::money::MONEY_SCALE {
+            f.push("estimatedCost", "has more than 10 decimal places");
         }
     }
     if f.is_empty() {
@@ -243,7 +245,7 @@ pub async fn authorize(
 ) -> AppResult<HttpResponse> {
     let secret = presented_key(&req).ok_or_else(|| AppError::unauthorized("an API key is required"))?;
     let record = state.keys.resolve_record(&secret).await?;
-    let body = body.into_inner().0;
+    let body = body.into_inner();
     parse(&body)?;
     let now = Utc::now();
     let key = record.identity;

@@ -11,7 +11,7 @@ use super::{
     extract::{AuthUser, JsonBody},
     paging,
     paths::{OrgPath, ScopePath},
-    schemas::{Money, ThresholdPercent},
+    schemas::{self, Money, ThresholdPercent},
     state::AppState,
     validate::Fields,
 };
@@ -119,7 +119,8 @@ impl BudgetView {
 #[schema(example = json!({"amount": "100", "period": "monthly", "thresholds": [50, 80, 100], "hardLimit": true}))]
 pub struct SetBudget {
     /// USD, more than 0, at most 1,000,000,000, at most 10 decimal places.
-    #[schema(value_type = Money)]
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = schemas::BudgetAmount)]
     amount: Decimal,
     #[schema(value_type = BudgetPeriod)]
     period: String,
@@ -160,8 +161,8 @@ impl SetBudget {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"amount": "250", "period": "weekly"}))]
 pub struct ChangeBudget {
-    #[serde(default)]
-    #[schema(value_type = Option<Money>)]
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<schemas::BudgetAmount>)]
     amount: Option<Decimal>,
     #[serde(default)]
     #[schema(value_type = Option<BudgetPeriod>)]

@@ -3,6 +3,8 @@
 use std::{future::Future, pin::Pin};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::value::RawValue;
 
 use super::state::AppState;
 use crate::{
@@ -86,16 +88,6 @@ impl FromRequest for GatewayKey {
 /// errors keep their usual classification.
 pub struct Body<T>(pub T);
 
-/// The extractor every handler with a JSON body uses.
-pub type JsonBody<T> = web::Json<Body<T>>;
-
-impl<T> std::ops::Deref for Body<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Body<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ObjectOnly<T>(std::marker::PhantomData<T>);
@@ -111,5 +103,92 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Body<T> {
         deserializer
             .deserialize_map(ObjectOnly(std::marker::PhantomData))
             .map(Body)
+    }
+}
+
+/// Reads a JSON object into `T`. A whole number written with a fraction (`2607.0`) is
+/// an integer to JSON Schema and to clients whose numbers are all floats, so when the
+/// first reading fails, whole floats are turned into integers and the object is read
+/// once more; if that fails too, the first error is the answer. The common case pays
+/// for one parse only.
+pub fn object_from_json<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    let first = match serde_json::from_str::<Body<T>>(text) {
+        Ok(Body(value)) => return Ok(value),
+        Err(e) => e,
+    };
+    if first.classify() != serde_json::error::Category::Data {
+        return Err(first);
+    }
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if !whole_floats_to_integers(&mut value) {
+        return Err(first);
+    }
+    Body::<T>::deserialize(value).map(|Body(v)| v).map_err(|_| first)
+}
+
+/// Rewrites every float with no fractional part as an integer; says whether any was.
+fn whole_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Within ±2^53 every whole float is an exact integer.
+            let exact = f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0;
+            if exact {
+                *n = serde_json::Number::from(f as i64);
+            }
+            exact
+        }
+        // Every member is rewritten, so no short-circuiting `any`.
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(whole_floats_to_integers)
+                .filter(|&changed| changed)
+                .count()
+                > 0
+        }
+        Value::Object(members) => {
+            members
+                .values_mut()
+                .map(whole_floats_to_integers)
+                .filter(|&changed| changed)
+                .count()
+                > 0
+        }
+        _ => false,
+    }
+}
+
+/// The extractor every handler with a JSON body uses: the body as an object of type
+/// `T`. Size, content type and syntax are checked by actix's JSON extractor (with the
+/// application's `JsonConfig`), the rest by [`object_from_json`].
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonBody<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = BoxFuture<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let raw = web::Json::<Box<RawValue>>::from_request(req, payload);
+        Box::pin(async move {
+            let raw = raw.await?;
+            object_from_json(raw.get())
+                .map(JsonBody)
+                .map_err(|e| super::rejections::serde_error(&e).into())
+        })
     }
 }

@@ -124,7 +124,7 @@ pub async fn add_member(
 ) -> AppResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let body = body.into_inner().0;
+    let body = body.into_inner();
     let (email, password, name) = validate::all3(
         validate::field("email", EmailAddress::parse(&body.email)),
         validate::optional("password", body.password.as_deref().map(Password::parse)),

@@ -125,7 +125,7 @@ pub async fn create_organization(
     caller: AuthUser,
     body: JsonBody<CreateOrganization>,
 ) -> AppResult<HttpResponse> {
-    let body = body.into_inner().0;
+    let body = body.into_inner();
     let (name, slug) = validate::all2(
         validate::field("name", Name::parse(&body.name)),
         validate::optional("slug", body.slug.as_deref().map(Slug::parse)),
@@ -209,7 +209,7 @@ pub async fn update_organization(
 ) -> AppResult<web::Json<OrganizationView>> {
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
-    let body = body.into_inner().0;
+    let body = body.into_inner();
     let name = validate::one(validate::optional("name", body.name.as_deref().map(Name::parse)))?;
     let alert_emails = body
         .alert_emails

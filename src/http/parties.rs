@@ -14,7 +14,7 @@ use super::{
     extract::{AuthUser, JsonBody},
     paging,
     paths::{AgentPath, CustomerPath, OrgPath},
-    schemas::{Money, ThresholdPercent},
+    schemas::{BlockReason, FilterText, Money, ThresholdPercent},
     state::AppState,
     validate::{self, query_text},
 };
@@ -178,7 +178,7 @@ pub struct PartyListQuery {
     sort: Option<PartySortParam>,
     status: Option<PartyStatus>,
     /// Exactly this `user` (or `agentId`) as the gateway reports it.
-    #[param(max_length = 256)]
+    #[param(inline, value_type = Option<FilterText>)]
     external_id: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 500, default = 50)]
@@ -203,7 +203,7 @@ pub struct PartyPage {
 #[schema(example = json!({"reason": "invoice overdue"}))]
 pub struct BlockRequest {
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(value_type = Option<BlockReason>)]
     reason: Option<String>,
 }
 

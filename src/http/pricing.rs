@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     extract::{AuthUser, JsonBody},
     paths::OrgPath,
-    schemas::{Money, Percent},
+    schemas::{self, DiscountPercent, FilterText, ModelName, Money, Percent, PriceAmount, ProviderName},
     state::AppState,
     validate::{query_text, Fields},
 };
@@ -88,25 +88,28 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
     "validFrom": "2026-12-01T00:00:00Z"
 }))]
 pub struct CreatePrice {
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = ProviderName)]
     provider: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = ModelName)]
     model: String,
     /// Defaults to the name the model's latest version carries, else to `model`.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<ModelName>)]
     provider_model_name: Option<String>,
-    #[schema(value_type = Money)]
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount)]
     input_per_mtok: Decimal,
-    #[schema(value_type = Money)]
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount)]
     output_per_mtok: Decimal,
-    #[schema(value_type = Money)]
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount)]
     cached_input_per_mtok: Decimal,
-    #[serde(default)]
-    #[schema(value_type = Money)]
+    #[serde(default, deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount)]
     per_request: Decimal,
-    #[serde(default)]
-    #[schema(value_type = Money)]
+    #[serde(default, deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount)]
     per_image: Decimal,
     valid_from: DateTime<Utc>,
 }
@@ -178,6 +181,7 @@ impl CreatePrice {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PriceQuery {
+    #[param(inline, value_type = Option<FilterText>)]
     provider: Option<String>,
 }
 
@@ -222,7 +226,7 @@ pub async fn create_price(
 ) -> AppResult<HttpResponse> {
     caller.0.require_operator()?;
     let named = body.provider_model_name.is_some();
-    let mut new = body.into_inner().0.parse().map_err(AppError::validation)?;
+    let mut new = body.into_inner().parse().map_err(AppError::validation)?;
     let mut conn = state.conn().await?;
     if !named {
         if let Some(name) = store::prices::provider_model_name_of(&mut conn, &new.provider, &new.model).await? {
@@ -277,13 +281,14 @@ pub struct CreateDiscount {
     #[serde(default)]
     org_id: Option<Uuid>,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = Option<ProviderName>)]
     provider: Option<String>,
     /// Matches the catalog id or the provider's own model name.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<ModelName>)]
     model: Option<String>,
-    #[schema(value_type = Percent)]
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = DiscountPercent)]
     percent: Decimal,
     /// Defaults to now.
     #[serde(default)]
@@ -391,7 +396,7 @@ pub async fn create_discount(
     body: JsonBody<CreateDiscount>,
 ) -> AppResult<HttpResponse> {
     caller.0.require_operator()?;
-    let new = body.into_inner().0.parse(Utc::now())?;
+    let new = body.into_inner().parse(Utc::now())?;
     let mut conn = state.conn().await?;
     let row = store::discounts::insert(&mut conn, new).await?;
     tracing::info!(discount_id = %row.id, org_id = ?row.org_id, percent = %row.percent, "discount created");

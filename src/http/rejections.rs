@@ -44,7 +44,7 @@ fn json_error(err: JsonPayloadError) -> AppError {
 }
 
 /// Classifies a serde_json error by what the client got wrong.
-fn serde_error(e: &serde_json::Error) -> AppError {
+pub(super) fn serde_error(e: &serde_json::Error) -> AppError {
     use serde_json::error::Category;
     let message = e.to_string();
     let code = match e.classify() {

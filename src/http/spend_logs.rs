@@ -11,7 +11,7 @@ use super::{
     extract::AuthUser,
     paging,
     paths::OrgPath,
-    schemas::{JsonObject, Money, Percent},
+    schemas::{FilterText, JsonObject, Money, Percent},
     state::AppState,
     validate::query_text,
 };
@@ -35,10 +35,14 @@ pub struct SpendLogQuery {
     project_id: Option<Uuid>,
     api_key_id: Option<Uuid>,
     /// The tenant's customer id (`user` on events).
+    #[param(inline, value_type = Option<FilterText>)]
     customer: Option<String>,
+    #[param(inline, value_type = Option<FilterText>)]
     agent: Option<String>,
+    #[param(inline, value_type = Option<FilterText>)]
     provider: Option<String>,
     /// The model as reported by the gateway.
+    #[param(inline, value_type = Option<FilterText>)]
     model: Option<String>,
     status: Option<EventStatus>,
     /// Inclusive bounds (RFC 3339). `from` before the retention start is clamped to it.

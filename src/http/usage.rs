@@ -8,8 +8,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    extract::{Body, GatewayKey, JsonBody},
-    schemas::{JsonObject, JsonValue, Money},
+    extract::{object_from_json, GatewayKey, JsonBody},
+    schemas::{
+        CallErrorCode, EndpointPath, ExternalId, JsonObject, JsonValue, ModelName, Money, ProviderName, RequestId,
+    },
     state::AppState,
     validate::Fields,
 };
@@ -37,27 +39,27 @@ pub const MAX_BATCH: usize = 1_000;
 }))]
 pub struct UsageEventRequest {
     /// Idempotency key, unique per organization: a retried event is recorded once.
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(value_type = RequestId)]
     request_id: String,
     /// e.g. `/chat/completions` or `/a2a/{agentId}`.
-    #[schema(min_length = 1, max_length = 512)]
+    #[schema(value_type = EndpointPath)]
     endpoint: String,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = ProviderName)]
     provider: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = ModelName)]
     model: String,
     /// The tenant's end customer; created on first sight.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = Option<ExternalId>)]
     user: Option<String>,
     /// Taken from an `/a2a/{agentId}` endpoint when not given.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = Option<ExternalId>)]
     agent_id: Option<String>,
     #[serde(default = "success")]
     status: EventStatus,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<CallErrorCode>)]
     error_code: Option<String>,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100_000_000)]
@@ -356,7 +358,7 @@ pub async fn record_usage(
     body: JsonBody<UsageEventRequest>,
 ) -> AppResult<HttpResponse> {
     let request_id = body.request_id.clone();
-    let parsed = parse_event(body.into_inner().0, state.ingest.settings().body_cap_bytes, Utc::now());
+    let parsed = parse_event(body.into_inner(), state.ingest.settings().body_cap_bytes, Utc::now());
     let outcome = record_and_settle(&state, &key.0, vec![parsed]).await?.pop();
     match outcome {
         Some(Outcome::Rejected { errors }) => Err(AppError::validation(errors)),
@@ -389,7 +391,7 @@ pub async fn record_usage_batch(
     key: GatewayKey,
     body: JsonBody<UsageBatchRequest>,
 ) -> AppResult<web::Json<BatchResponse>> {
-    let raw = body.into_inner().0.events;
+    let raw = body.into_inner().events;
     if raw.is_empty() || raw.len() > MAX_BATCH {
         return Err(AppError::invalid_field(
             "events",
@@ -401,21 +403,19 @@ pub async fn record_usage_batch(
     let mut request_ids = Vec::with_capacity(raw.len());
     let parsed: Vec<_> = raw
         .iter()
-        .map(
-            |event| match serde_json::from_str::<Body<UsageEventRequest>>(event.get()) {
-                Ok(Body(req)) => {
-                    request_ids.push(Some(req.request_id.clone()));
-                    parse_event(req, body_cap, received_at)
-                }
-                Err(e) => {
-                    request_ids.push(None);
-                    Err(vec![FieldError {
-                        field: "event".into(),
-                        message: e.to_string(),
-                    }])
-                }
-            },
-        )
+        .map(|event| match object_from_json::<UsageEventRequest>(event.get()) {
+            Ok(req) => {
+                request_ids.push(Some(req.request_id.clone()));
+                parse_event(req, body_cap, received_at)
+            }
+            Err(e) => {
+                request_ids.push(None);
+                Err(vec![FieldError {
+                    field: "event".into(),
+                    message: e.to_string(),
+                }])
+            }
+        })
         .collect();
     let outcomes = record_and_settle(&state, &key.0, parsed).await?;
     let results: Vec<EventResult> = outcomes

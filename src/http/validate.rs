@@ -82,13 +82,16 @@ impl Fields {
     }
 }
 
+/// The longest free-text query filter, in characters.
+pub const MAX_FILTER_LEN: usize = 256;
+
 /// A free-text query parameter: trimmed, bounded, no control characters (PostgreSQL
 /// cannot even compare a string holding NUL). Left empty (`?customer=`), it is no filter.
 pub fn query_text(name: &str, value: Option<String>) -> AppResult<Option<String>> {
     value
         .filter(|v| !v.trim().is_empty())
         .map(|v| {
-            crate::domain::usage::bounded_text(&v, 256).map_err(|e| {
+            crate::domain::usage::bounded_text(&v, MAX_FILTER_LEN).map_err(|e| {
                 AppError::new(
                     crate::error::ErrorCode::InvalidQueryParameter,
                     format!("{name}: {}", e.0),

@@ -229,3 +229,118 @@ async fn a_body_written_as_an_array_is_not_an_object() {
         .unwrap();
     expect_problem(unknown, StatusCode::BAD_REQUEST, "unknown_field").await;
 }
+
+#[tokio::test]
+async fn numbers_are_read_as_the_document_types_them() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let org = format!("/v1/orgs/{}", tenant.org_id);
+
+    // JSON Schema's `integer` admits a whole number written with a fraction; clients
+    // whose numbers are all floats send those.
+    let event_id = app
+        .record_event(&tenant, json!({"promptTokens": 1200.0, "completionTokens": 3e2}))
+        .await;
+    let detail = app
+        .get_json(&tenant.owner, &format!("{org}/spend-logs/{event_id}"))
+        .await;
+    assert_eq!(
+        (detail["promptTokens"].as_i64(), detail["completionTokens"].as_i64()),
+        (Some(1200), Some(300))
+    );
+    // A fraction is still not an integer, in a single event and inside a batch.
+    let fractional = json!({"requestId": "frac-1", "endpoint": "/chat/completions", "provider": "openai",
+        "model": "gpt-4o", "promptTokens": 1200.5});
+    let single = app
+        .request(Method::POST, "/v1/usage")
+        .header("x-api-key", &tenant.key_secret)
+        .json(&fractional)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(single, StatusCode::BAD_REQUEST, "invalid_type").await;
+    let (status, body) = app.send_batch(&tenant.key_secret, json!([fractional])).await;
+    assert_eq!((status, body["rejected"].as_i64()), (StatusCode::OK, Some(1)), "{body}");
+    assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 1);
+
+    // Money is a decimal string in plain notation, never a JSON number.
+    let budget = format!("{org}/budgets/project/{}", tenant.project_id);
+    for (amount, status, code) in [
+        (json!(100), StatusCode::BAD_REQUEST, "invalid_type"),
+        (json!(0.5), StatusCode::BAD_REQUEST, "invalid_type"),
+        (json!("1e3"), StatusCode::BAD_REQUEST, "invalid_type"),
+        (json!("+5"), StatusCode::BAD_REQUEST, "invalid_type"),
+        (json!("007"), StatusCode::BAD_REQUEST, "invalid_type"),
+        (json!("0"), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (
+            json!("1.00000000000"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!("1000000000.5"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+    ] {
+        let r = app
+            .as_user(Method::PUT, &budget, &tenant.owner)
+            .json(&json!({"amount": amount, "period": "monthly"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{amount}");
+        expect_problem(r, status, code).await;
+    }
+    assert_eq!(app.count_rows("budgets", tenant.org_id).await, 0);
+    let r = app
+        .as_user(Method::PUT, &budget, &tenant.owner)
+        .json(&json!({"amount": "1000000000", "period": "monthly"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let authorize = |cost: serde_json::Value| {
+        app.request(Method::POST, "/v1/gateway/authorize")
+            .header("x-api-key", &tenant.key_secret)
+            .json(&json!({"requestId": "auth-1", "user": "alice", "estimatedCost": cost}))
+            .send()
+    };
+    expect_problem(
+        authorize(json!(0.5)).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_type",
+    )
+    .await;
+    expect_problem(
+        authorize(json!("0.12345678901")).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn query_filters_are_bounded_and_refuse_control_characters() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let logs = format!("/v1/orgs/{}/spend-logs", tenant.org_id);
+    for query in [format!("customer={}", "x".repeat(257)), "model=gpt%01".to_owned()] {
+        let r = app
+            .as_user(Method::GET, &format!("{logs}?{query}"), &tenant.owner)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, StatusCode::BAD_REQUEST, "invalid_query_parameter").await;
+    }
+    // At the limit, and left empty, a filter is fine.
+    for query in [format!("customer={}", "x".repeat(256)), "customer=".to_owned()] {
+        let r = app
+            .as_user(Method::GET, &format!("{logs}?{query}"), &tenant.owner)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{query}");
+    }
+}
