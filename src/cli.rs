@@ -55,6 +55,10 @@ enum Command {
         #[arg(long)]
         org: Option<uuid::Uuid>,
     },
+    /// Remove what every organization's retention no longer keeps (raw events, request
+    /// ids, decision log; roll-ups after the billing horizon) and print what went.
+    /// Running instances also do this every MP_PURGE_INTERVAL_SECS.
+    Purge,
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -85,6 +89,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::LoadPrices { file } => load_prices(&config, file.as_deref()).await?,
         Command::Demo => crate::demo::run(&config, &pool(&config)?).await?,
         Command::RebuildCounters { org } => rebuild_counters(config, org).await?,
+        Command::Purge => purge(&config).await?,
         Command::Openapi { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -114,6 +119,15 @@ async fn rebuild_counters(config: Config, org: Option<uuid::Uuid>) -> anyhow::Re
         state.enforcer.rebuild(*org_id, now).await?;
     }
     println!("rebuilt the counters of {} organization(s)", orgs.len());
+    Ok(())
+}
+
+async fn purge(config: &Config) -> anyhow::Result<()> {
+    let outcome = crate::jobs::purge::run_once(&pool(config)?, chrono::Utc::now(), config.purge.batch_rows).await?;
+    match outcome {
+        Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
+        Err(crate::jobs::purge::Skipped::Busy) => anyhow::bail!("another instance is purging; try again later"),
+    }
     Ok(())
 }
 

@@ -43,7 +43,18 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub budgets: BudgetConfig,
     pub email: EmailConfig,
+    pub purge: PurgeConfig,
     pub log_format: LogFormat,
+}
+
+/// The retention purge (`jobs::purge`).
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeConfig {
+    /// How often an instance tries to purge; zero: never (another instance, or the
+    /// `purge` command, does it).
+    pub interval: Duration,
+    /// Rows one delete statement removes at most.
+    pub batch_rows: i64,
 }
 
 /// Outgoing email: the SMTP server, the sender, and how the outbox worker retries.
@@ -338,6 +349,13 @@ impl Config {
                 decision_sample_every: env.parse("MP_DECISION_SAMPLE_EVERY", "100")?,
             },
             email,
+            purge: PurgeConfig {
+                interval: Duration::from_secs(env.parse("MP_PURGE_INTERVAL_SECS", "3600")?),
+                batch_rows: match env.parse("MP_PURGE_BATCH_ROWS", "5000")? {
+                    rows if rows > 0 => rows,
+                    _ => bail!("MP_PURGE_BATCH_ROWS must be greater than 0"),
+                },
+            },
             log_format,
         })
     }

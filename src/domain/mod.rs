@@ -19,6 +19,7 @@ pub mod period;
 pub mod plan;
 pub mod pricing;
 pub mod project_mode;
+pub mod retention;
 pub mod role;
 pub mod rollup;
 pub mod usage;

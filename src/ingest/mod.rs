@@ -108,8 +108,7 @@ impl Ingestor {
             settings,
             customers: ids(),
             agents: ids(),
-            // Forgotten after an hour, so a partition dropped by the retention purge is
-            // created again if a (late but still retained) event needs it.
+            // Only today and later days are remembered (see `ensure_partition`).
             partitions: Cache::builder().time_to_live(Duration::from_secs(3600)).build(),
             shard_counter: Arc::new(AtomicU16::new(rand::random::<u16>() % ROLLUP_SHARDS)),
         }
@@ -256,12 +255,20 @@ impl Ingestor {
         Ok(())
     }
 
+    /// Makes sure `day`'s partition exists. Today's and later partitions are never
+    /// dropped by the retention purge (every retention keeps today), so they are
+    /// remembered; an earlier day's may have been dropped by any instance since, and
+    /// an organization whose retention grew may send events for it again, so it is
+    /// checked every time (late events are few).
     async fn ensure_partition(&self, conn: &mut DbConn, day: NaiveDate) -> AppResult<()> {
-        if self.partitions.contains_key(&day) {
+        let rememberable = day >= Utc::now().date_naive();
+        if rememberable && self.partitions.contains_key(&day) {
             return Ok(());
         }
         store::partitions::ensure_day(conn, day).await?;
-        self.partitions.insert(day, ()).await;
+        if rememberable {
+            self.partitions.insert(day, ()).await;
+        }
         Ok(())
     }
 

@@ -1,12 +1,13 @@
 //! Background work that runs beside the HTTP server on every instance: keeping usage
-//! partitions ahead of time, delivering the email outbox (and, next, the retention
-//! purge and counter reconciliation). Each job is safe to run on several instances at
-//! once; none needs to be the only one.
+//! partitions ahead of time, delivering the email outbox, and the retention purge.
+//! Each job is safe to run on several instances at once; none needs to be the only
+//! one.
 
 pub mod decision_log;
 pub mod mailer;
 pub mod outbox;
 pub mod partitions;
+pub mod purge;
 
 use std::future::Future;
 
@@ -77,6 +78,7 @@ pub fn spawn_all(
     wakeup: &outbox::Wakeup,
 ) -> anyhow::Result<Vec<JobHandle>> {
     let mut jobs = vec![partitions::spawn(ingest.clone())];
+    jobs.extend(purge::spawn(db.clone(), config.purge));
     match outbox::OutboxWorker::from_config(db.clone(), &config.email, wakeup.clone())? {
         Some(worker) => jobs.push(worker.spawn()),
         None => tracing::warn!(

@@ -19,6 +19,7 @@ pub mod parties;
 pub mod partitions;
 pub mod prices;
 pub mod projects;
+pub mod purge;
 pub mod rate_limits;
 pub mod schema;
 pub mod scopes;

@@ -10,6 +10,12 @@ pub fn partition_name(day: NaiveDate) -> String {
     format!("usage_events_p{}", day.format("%Y%m%d"))
 }
 
+/// The day a partition named by [`partition_name`] holds.
+pub fn day_of(name: &str) -> Option<NaiveDate> {
+    let digits = name.strip_prefix("usage_events_p")?;
+    NaiveDate::parse_from_str(digits, "%Y%m%d").ok()
+}
+
 /// Creates the partition for `day` if it does not exist.
 ///
 /// `CREATE TABLE … PARTITION OF` would lock the parent against readers and writers;
@@ -74,4 +80,33 @@ pub async fn list(conn: &mut DbConn) -> AppResult<Vec<String>> {
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Whether a `DETACH PARTITION … CONCURRENTLY` of `name` was interrupted half-way.
+pub async fn detach_pending(conn: &mut DbConn, name: &str) -> AppResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        pending: bool,
+    }
+    let rows: Vec<Pending> = diesel::sql_query(
+        "SELECT i.inhdetachpending AS pending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE c.relname = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(name)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().any(|r| r.pending))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_name_gives_back_its_day() {
+        let day = NaiveDate::from_ymd_opt(2026, 2, 28).unwrap();
+        assert_eq!(day_of(&partition_name(day)), Some(day));
+        assert_eq!(day_of("usage_events_default"), None);
+    }
 }

@@ -1,0 +1,100 @@
+//! What the retention purge may remove, and when.
+//!
+//! An organization sees its raw events, request ids and decision log for its plan's
+//! retention (`usage::retention_start`). Two kinds of data outlive that window on
+//! purpose, because removing them would change money:
+//!
+//! - the budget spend ledger (`spend_ledger`): a monthly or total budget must keep
+//!   counting what was spent before the oldest retained event. The purge never
+//!   touches it.
+//! - the daily roll-ups (`usage_daily`): they hold each customer's cost per day, which
+//!   invoices are made from. They are kept for the retention or the billing horizon,
+//!   whichever is longer, so a month can be invoiced (or re-issued) a year later even
+//!   on the free plan.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use super::usage::retention_start;
+
+/// How long per-customer daily costs are kept whatever the plan: thirteen months
+/// and a few days, so last year's same month can still be invoiced and compared.
+pub const BILLING_HORIZON_DAYS: i32 = 400;
+
+/// Where one organization's purge stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Raw events, request ids and decisions before this instant go.
+    pub events_before: DateTime<Utc>,
+    /// Daily roll-ups of days before this one go.
+    pub rollups_before: NaiveDate,
+}
+
+pub fn cutoffs(now: DateTime<Utc>, retention_days: i32) -> Cutoffs {
+    let events_before = retention_start(now, retention_days);
+    let kept_days = retention_days.max(BILLING_HORIZON_DAYS);
+    Cutoffs {
+        events_before,
+        rollups_before: retention_start(now, kept_days).date_naive(),
+    }
+}
+
+/// Whether the daily partition of `day` holds nothing any organization still keeps:
+/// the whole day lies before the start of the longest retention of all.
+pub fn partition_expired(day: NaiveDate, now: DateTime<Utc>, longest_retention_days: i32) -> bool {
+    let end_of_day = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc() + Duration::days(1));
+    end_of_day.is_some_and(|end| end <= retention_start(now, longest_retention_days))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_three_day_retention_keeps_today_and_two_days_before() {
+        let c = cutoffs(at(2026, 12, 2, 15), 3);
+        assert_eq!(c.events_before, at(2026, 11, 30, 0));
+        // Roll-ups: the billing horizon, 400 days back.
+        assert_eq!(c.rollups_before, NaiveDate::from_ymd_opt(2025, 10, 29).unwrap());
+    }
+
+    #[test]
+    fn a_retention_longer_than_the_horizon_keeps_roll_ups_as_long() {
+        let c = cutoffs(at(2026, 12, 2, 15), 365);
+        assert_eq!(c.rollups_before, NaiveDate::from_ymd_opt(2025, 10, 29).unwrap());
+        assert_eq!(
+            cutoffs(at(2026, 12, 2, 0), 401).rollups_before,
+            NaiveDate::from_ymd_opt(2025, 10, 28).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_partition_goes_only_when_its_whole_day_is_out_of_every_retention() {
+        let now = at(2026, 12, 2, 15);
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        // Longest retention 3 days: 30 Nov is still kept, 29 Nov is not.
+        assert!(!partition_expired(day(30), now, 3));
+        assert!(partition_expired(day(29), now, 3));
+        assert!(!partition_expired(day(29), now, 4));
+    }
+
+    proptest! {
+        #[test]
+        fn roll_ups_outlive_events_and_nothing_retained_is_expired(
+            days in 1i32..=365, hour in 0u32..24, offset in 0i64..800,
+        ) {
+            let now = at(2026, 12, 2, hour);
+            let c = cutoffs(now, days);
+            prop_assert!(c.rollups_before <= c.events_before.date_naive());
+            let day = now.date_naive() - Duration::days(offset);
+            let kept = day >= c.events_before.date_naive();
+            prop_assert_eq!(partition_expired(day, now, days), !kept);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The retention purge: drops the daily event partitions no organization keeps any
+//! more, then removes each organization's expired rows in bounded batches. What is
+//! kept and why: `domain::retention`. One instance purges at a time (a PostgreSQL
+//! advisory lock); the others skip that round.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{JobHandle, Shutdown};
+use crate::{
+    config::PurgeConfig,
+    domain::retention,
+    store::{self, DbPool},
+};
+
+/// What one purge removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurgeReport {
+    pub organizations: usize,
+    /// Whole daily partitions of raw events dropped, and the events they held.
+    pub partitions_dropped: Vec<String>,
+    pub events_in_dropped_partitions: u64,
+    /// Rows deleted one batch at a time.
+    pub events: u64,
+    pub request_ids: u64,
+    pub decisions: u64,
+    pub rollup_rows: u64,
+}
+
+/// Why a purge did not run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// Another instance is purging.
+    Busy,
+}
+
+/// Purges everything that has expired at `now`.
+pub async fn run_once(db: &DbPool, now: DateTime<Utc>, batch: i64) -> anyhow::Result<Result<PurgeReport, Skipped>> {
+    let mut conn = db.get().await?;
+    if !store::purge::try_lock(&mut conn).await? {
+        return Ok(Err(Skipped::Busy));
+    }
+    let purged = purge(&mut conn, now, batch).await;
+    // The lock belongs to the pooled connection's session: release it before the
+    // connection goes back, whatever happened.
+    let unlocked = store::purge::unlock(&mut conn).await;
+    let report = purged?;
+    unlocked?;
+    Ok(Ok(report))
+}
+
+async fn purge(conn: &mut store::DbConn, now: DateTime<Utc>, batch: i64) -> anyhow::Result<PurgeReport> {
+    let mut report = PurgeReport::default();
+    let longest = store::purge::longest_retention_days(conn).await?;
+    for (name, day) in store::purge::event_partitions(conn).await? {
+        if retention::partition_expired(day, now, longest) {
+            report.events_in_dropped_partitions += store::purge::drop_partition(conn, &name).await?;
+            report.partitions_dropped.push(name);
+        }
+    }
+    let orgs = store::orgs::list_all(conn).await?;
+    report.organizations = orgs.len();
+    for org in orgs {
+        let cut = retention::cutoffs(now, org.retention_days);
+        let removed = store::purge::organization(conn, org.id, cut.events_before, cut.rollups_before, batch).await?;
+        report.events += removed.events;
+        report.request_ids += removed.request_ids;
+        report.decisions += removed.decisions;
+        report.rollup_rows += removed.rollup_rows;
+    }
+    Ok(report)
+}
+
+/// The scheduled purge: every `config.interval`, starting one interval after start
+/// (a fleet restarting at once does not purge at once).
+pub fn spawn(db: DbPool, config: PurgeConfig) -> Option<JobHandle> {
+    if config.interval.is_zero() {
+        tracing::info!("MP_PURGE_INTERVAL_SECS=0: this instance does not run the retention purge");
+        return None;
+    }
+    Some(JobHandle::spawn("purge", move |shutdown| run(db, config, shutdown)))
+}
+
+async fn run(db: DbPool, config: PurgeConfig, mut shutdown: Shutdown) {
+    let start = tokio::time::Instant::now() + config.interval;
+    let mut every = tokio::time::interval_at(start, config.interval.max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            _ = every.tick() => {}
+        }
+        match run_once(&db, Utc::now(), config.batch_rows).await {
+            Ok(Ok(report)) => tracing::info!(?report, "retention purge done"),
+            Ok(Err(Skipped::Busy)) => tracing::debug!("another instance is purging"),
+            Err(e) => tracing::warn!(error = %e, "retention purge failed; it runs again next time"),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The retention purge's statements. Each delete removes at most one batch and commits
+//! on its own, so no lock is held for long and ingestion (which only inserts recent
+//! rows) never waits behind it.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::sql_types::{BigInt, Date, Integer, Timestamptz, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::{partitions, DbConn};
+use crate::error::AppResult;
+
+/// Rows keyed by an instant: deleted by primary key, a batch at a time.
+const EVENTS: &str = "DELETE FROM usage_events WHERE org_id = $1 AND (occurred_at, id) IN \
+    (SELECT occurred_at, id FROM usage_events WHERE org_id = $1 AND occurred_at < $2 LIMIT $3)";
+const REQUEST_IDS: &str = "DELETE FROM usage_request_ids WHERE org_id = $1 AND request_id IN \
+    (SELECT request_id FROM usage_request_ids WHERE org_id = $1 AND occurred_at < $2 LIMIT $3)";
+const DECISIONS: &str = "DELETE FROM authorize_decisions WHERE org_id = $1 AND (decided_at, id) IN \
+    (SELECT decided_at, id FROM authorize_decisions WHERE org_id = $1 AND decided_at < $2 LIMIT $3)";
+/// Roll-ups are keyed by day and have no primary key of their own.
+const ROLLUPS: &str = "DELETE FROM usage_daily WHERE ctid IN \
+    (SELECT ctid FROM usage_daily WHERE org_id = $1 AND day < $2 LIMIT $3)";
+
+/// What one organization's purge removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub events: u64,
+    pub request_ids: u64,
+    pub decisions: u64,
+    pub rollup_rows: u64,
+}
+
+/// Removes one organization's raw events, request ids and decisions before
+/// `events_before`, and its roll-ups of days before `rollups_before`.
+pub async fn organization(
+    conn: &mut DbConn,
+    org_id: Uuid,
+    events_before: DateTime<Utc>,
+    rollups_before: NaiveDate,
+    batch: i64,
+) -> AppResult<Removed> {
+    Ok(Removed {
+        events: before_instant(conn, EVENTS, org_id, events_before, batch).await?,
+        request_ids: before_instant(conn, REQUEST_IDS, org_id, events_before, batch).await?,
+        decisions: before_instant(conn, DECISIONS, org_id, events_before, batch).await?,
+        rollup_rows: before_day(conn, ROLLUPS, org_id, rollups_before, batch).await?,
+    })
+}
+
+/// Runs a batch delete whose bound is an instant until a batch comes back short.
+async fn before_instant(
+    conn: &mut DbConn,
+    sql: &str,
+    org_id: Uuid,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> AppResult<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(org_id)
+            .bind::<Timestamptz, _>(before)
+            .bind::<BigInt, _>(batch)
+            .execute(conn)
+            .await?;
+        total += deleted as u64;
+        if (deleted as i64) < batch {
+            return Ok(total);
+        }
+    }
+}
+
+/// [`before_instant`] for a bound that is a day.
+async fn before_day(conn: &mut DbConn, sql: &str, org_id: Uuid, before: NaiveDate, batch: i64) -> AppResult<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(org_id)
+            .bind::<Date, _>(before)
+            .bind::<BigInt, _>(batch)
+            .execute(conn)
+            .await?;
+        total += deleted as u64;
+        if (deleted as i64) < batch {
+            return Ok(total);
+        }
+    }
+}
+
+/// The longest retention any organization has (1 day when there is none).
+pub async fn longest_retention_days(conn: &mut DbConn) -> AppResult<i32> {
+    #[derive(diesel::QueryableByName)]
+    struct Longest {
+        #[diesel(sql_type = Integer)]
+        days: i32,
+    }
+    let row: Longest = diesel::sql_query("SELECT coalesce(max(retention_days), 1) AS days FROM organizations")
+        .get_result(conn)
+        .await?;
+    Ok(row.days)
+}
+
+/// The daily partitions of `usage_events` and their days, oldest first.
+pub async fn event_partitions(conn: &mut DbConn) -> AppResult<Vec<(String, NaiveDate)>> {
+    Ok(partitions::list(conn)
+        .await?
+        .into_iter()
+        .filter_map(|name| partitions::day_of(&name).map(|day| (name, day)))
+        .collect())
+}
+
+/// Detaches and drops one daily partition, answering how many events it held.
+/// `DETACH … CONCURRENTLY` lets inserts and reads of the other partitions go on; a
+/// detach interrupted half-way is finished first.
+pub async fn drop_partition(conn: &mut DbConn, name: &str) -> AppResult<u64> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    // `name` comes from the catalog and has the shape `partition_name` gives.
+    let held: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {name}"))
+        .get_result(conn)
+        .await?;
+    if partitions::detach_pending(conn, name).await? {
+        diesel::sql_query(format!("ALTER TABLE usage_events DETACH PARTITION {name} FINALIZE"))
+            .execute(conn)
+            .await?;
+    } else {
+        diesel::sql_query(format!("ALTER TABLE usage_events DETACH PARTITION {name} CONCURRENTLY"))
+            .execute(conn)
+            .await?;
+    }
+    diesel::sql_query(format!("DROP TABLE {name}")).execute(conn).await?;
+    Ok(held.n.max(0) as u64)
+}
+
+/// Takes the purge's advisory lock on this connection's session, unless another
+/// instance holds it.
+pub async fn try_lock(conn: &mut DbConn) -> AppResult<bool> {
+    advisory(conn, "pg_try_advisory_lock").await
+}
+
+pub async fn unlock(conn: &mut DbConn) -> AppResult<bool> {
+    advisory(conn, "pg_advisory_unlock").await
+}
+
+/// The purge's lock: one key, distinct from the partition creators' (8812, day).
+const PURGE_LOCK: (i32, i32) = (8813, 0);
+
+async fn advisory(conn: &mut DbConn, function: &str) -> AppResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ok: bool,
+    }
+    let (class, key) = PURGE_LOCK;
+    let held: Held = diesel::sql_query(format!("SELECT {function}({class}, {key}) AS ok"))
+        .get_result(conn)
+        .await?;
+    Ok(held.ok)
+}
