@@ -3,6 +3,7 @@
 //! Values arriving from requests are parsed into these types at the edge ("parse,
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
+pub mod activity;
 pub mod alert_email;
 pub mod api_key;
 pub mod budget;

@@ -1,0 +1,206 @@
+//! The day window an analytics query covers, and what the organization's retention
+//! lets it see.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use super::usage::retention_start;
+
+/// The longest window one query may cover, in days (a leap year).
+pub const MAX_WINDOW_DAYS: i64 = 366;
+/// `days` when the query names no window, unless the retention is shorter.
+pub const DEFAULT_WINDOW_DAYS: i64 = 7;
+
+/// Whole UTC days, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayWindow {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl DayWindow {
+    pub fn days(&self) -> i64 {
+        (self.to - self.from).num_days() + 1
+    }
+
+    /// Every day of the window, oldest first.
+    pub fn each_day(&self) -> impl Iterator<Item = NaiveDate> + use<> {
+        let to = self.to;
+        self.from.iter_days().take_while(move |day| *day <= to)
+    }
+}
+
+/// Why a window was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowError {
+    /// A parameter is malformed or out of range: (parameter, what is wrong).
+    Invalid(&'static str, String),
+    /// The window starts before the oldest day the organization keeps. Answering with
+    /// the days that remain would look like a quiet period, so the query is refused.
+    RetentionExceeded { earliest: NaiveDate },
+}
+
+/// The window `days` / `from` / `to` ask for. `from` and `to` (`YYYY-MM-DD`) override
+/// `days`; `from` alone runs to today, `to` alone goes back `days`. With nothing given
+/// the window is the last 7 days, or the whole retention when it is shorter (so the
+/// default query works on every plan).
+pub fn window(
+    days: Option<i64>,
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    retention_days: i32,
+) -> Result<DayWindow, WindowError> {
+    let today = now.date_naive();
+    let earliest = retention_start(now, retention_days).date_naive();
+    if let Some(days) = days {
+        if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+            return Err(WindowError::Invalid(
+                "days",
+                format!("must be between 1 and {MAX_WINDOW_DAYS}"),
+            ));
+        }
+    }
+    let from = from.map(|text| parse_day("from", text)).transpose()?;
+    let to = to.map(|text| parse_day("to", text)).transpose()?;
+    let span = |days: i64| Duration::days(days - 1);
+    let window = match (from, to) {
+        (Some(from), Some(to)) => DayWindow { from, to },
+        (Some(from), None) => DayWindow {
+            from,
+            to: today.max(from),
+        },
+        (None, Some(to)) => DayWindow {
+            from: to - span(days.unwrap_or(DEFAULT_WINDOW_DAYS)),
+            to,
+        },
+        (None, None) => {
+            let days = days.unwrap_or_else(|| DEFAULT_WINDOW_DAYS.min(i64::from(retention_days.max(1))));
+            DayWindow {
+                from: today - span(days),
+                to: today,
+            }
+        }
+    };
+    if window.from > window.to {
+        return Err(WindowError::Invalid("from", "must not be after `to`".into()));
+    }
+    if window.days() > MAX_WINDOW_DAYS {
+        return Err(WindowError::Invalid(
+            "from",
+            format!("the window spans {} days; at most {MAX_WINDOW_DAYS}", window.days()),
+        ));
+    }
+    if window.from < earliest {
+        return Err(WindowError::RetentionExceeded { earliest });
+    }
+    Ok(window)
+}
+
+fn parse_day(name: &'static str, text: &str) -> Result<NaiveDate, WindowError> {
+    let well_formed = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    well_formed
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| WindowError::Invalid(name, "must be a date as YYYY-MM-DD".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 15, 30, 0).unwrap()
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_default_is_seven_days_or_the_whole_shorter_retention() {
+        let pro = window(None, None, None, now(), 90).unwrap();
+        assert_eq!(
+            (pro.from, pro.to, pro.days()),
+            (day("2026-11-26"), day("2026-12-02"), 7)
+        );
+        let free = window(None, None, None, now(), 3).unwrap();
+        assert_eq!((free.from, free.days()), (day("2026-11-30"), 3));
+        assert_eq!(free.each_day().count(), 3);
+    }
+
+    #[test]
+    fn from_and_to_override_days() {
+        let w = window(Some(30), Some("2026-11-01"), Some("2026-11-10"), now(), 90).unwrap();
+        assert_eq!((w.from, w.to), (day("2026-11-01"), day("2026-11-10")));
+        let w = window(None, Some("2026-11-20"), None, now(), 90).unwrap();
+        assert_eq!((w.from, w.to), (day("2026-11-20"), day("2026-12-02")));
+        let w = window(Some(3), None, Some("2026-11-10"), now(), 90).unwrap();
+        assert_eq!((w.from, w.to), (day("2026-11-08"), day("2026-11-10")));
+    }
+
+    #[test]
+    fn bad_windows_say_which_parameter() {
+        let invalid = |r: Result<DayWindow, WindowError>| match r {
+            Err(WindowError::Invalid(name, _)) => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(invalid(window(Some(0), None, None, now(), 90)), "days");
+        assert_eq!(invalid(window(Some(-3), None, None, now(), 90)), "days");
+        assert_eq!(invalid(window(Some(367), None, None, now(), 365)), "days");
+        assert_eq!(
+            invalid(window(None, Some("2026-11-10"), Some("2026-11-09"), now(), 90)),
+            "from"
+        );
+        for bad in [
+            "2026-13-01",
+            "2026-1-05",
+            "26-11-01",
+            "2026-11-01T00:00:00Z",
+            "yesterday",
+            "",
+        ] {
+            assert_eq!(invalid(window(None, Some(bad), None, now(), 90)), "from", "{bad}");
+        }
+        assert_eq!(
+            invalid(window(None, Some("2025-01-01"), Some("2026-12-01"), now(), 365)),
+            "from"
+        );
+    }
+
+    #[test]
+    fn reaching_before_the_retention_is_refused_with_the_earliest_day() {
+        let earliest = day("2026-11-30");
+        assert_eq!(
+            window(Some(7), None, None, now(), 3),
+            Err(WindowError::RetentionExceeded { earliest })
+        );
+        assert_eq!(
+            window(None, Some("2026-11-29"), None, now(), 3),
+            Err(WindowError::RetentionExceeded { earliest })
+        );
+        assert!(window(None, Some("2026-11-30"), None, now(), 3).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_window_is_inside_the_retention_and_the_limit(
+            days in proptest::option::of(-5i64..400),
+            from_ago in proptest::option::of(0i64..400),
+            len in proptest::option::of(0i64..400),
+            retention in 1i32..=365,
+        ) {
+            let today = now().date_naive();
+            let from = from_ago.map(|ago| (today - Duration::days(ago)).format("%Y-%m-%d").to_string());
+            let to = from_ago.zip(len).map(|(ago, len)| (today - Duration::days(ago) + Duration::days(len)).format("%Y-%m-%d").to_string());
+            if let Ok(w) = window(days, from.as_deref(), to.as_deref(), now(), retention) {
+                prop_assert!(w.from <= w.to);
+                prop_assert!(w.days() <= MAX_WINDOW_DAYS);
+                prop_assert!(w.from >= retention_start(now(), retention).date_naive());
+                prop_assert_eq!(w.each_day().count() as i64, w.days());
+            }
+        }
+    }
+}
