@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paths::OrgPath, state::AppState};
+use super::{extract::AuthUser, paging, paths::OrgPath, state::AppState};
 use crate::{
     domain::{
         alert_email::AlertKey,
@@ -21,9 +21,6 @@ use crate::{
     },
 };
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
-
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
@@ -33,7 +30,7 @@ pub struct AlertQuery {
     /// Page size.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// Opaque: `nextCursor` of the previous page. Absent or empty: the first page.
     cursor: Option<String>,
 }
 
@@ -153,14 +150,13 @@ pub async fn list_alerts(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::new(
-            ErrorCode::InvalidQueryParameter,
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = paging::page_size(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor)
+        .transpose()?;
     let page = HistoryPage {
         status: q.status,
         before,

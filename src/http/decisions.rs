@@ -7,7 +7,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paging, paths::OrgPath, schemas::Money, state::AppState, validate::query_text};
+use super::{
+    extract::AuthUser,
+    paging,
+    paths::OrgPath,
+    schemas::{FilterText, Money},
+    state::AppState,
+    validate::query_text,
+};
 use crate::{
     domain::{
         decision::{DecisionReason, LimitKind, ScopeSnapshot},
@@ -26,7 +33,9 @@ use crate::{
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct DecisionQuery {
     /// The tenant's customer id (`user` on the call).
+    #[param(inline, value_type = Option<FilterText>)]
     customer: Option<String>,
+    #[param(inline, value_type = Option<FilterText>)]
     agent: Option<String>,
     /// `false` for denials only.
     allowed: Option<bool>,
@@ -36,7 +45,7 @@ pub struct DecisionQuery {
     /// Page size.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// Opaque: `nextCursor` of the previous page. Absent or empty: the first page.
     cursor: Option<String>,
 }
 

@@ -52,18 +52,24 @@ impl TryFrom<RateLimitRow> for RateLimitView {
     }
 }
 
-/// Both limits; leave one out (or null) to not limit it. At least one is needed.
+/// Both limits; leave one out to not limit it. At least one is needed.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"requestsPerMinute": 600, "tokensPerMinute": 200000}))]
+#[schema(min_properties = 1, example = json!({"requestsPerMinute": 600, "tokensPerMinute": 200000}))]
 pub struct SetRateLimits {
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, minimum = 1, maximum = 10_000_000)]
     requests_per_minute: Option<i64>,
     /// Prompt + completion tokens.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 10_000_000_000_i64)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, minimum = 1, maximum = 10_000_000_000_i64)]
     tokens_per_minute: Option<i64>,
+}
+
+/// A limit given is a number: `null` is not "no limit" (leaving the field out is),
+/// so the document can say that the object names at least one limit.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(deserializer).map(Some)
 }
 
 impl SetRateLimits {

@@ -51,7 +51,7 @@ pub struct SpendLogQuery {
     /// Page size.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
-    /// `nextCursor` of the previous page.
+    /// Opaque: `nextCursor` of the previous page. Absent or empty: the first page.
     cursor: Option<String>,
 }
 

@@ -344,3 +344,40 @@ async fn query_filters_are_bounded_and_refuse_control_characters() {
         assert_eq!(r.status(), StatusCode::OK, "{query}");
     }
 }
+
+#[tokio::test]
+async fn a_rate_limit_given_is_a_number_and_an_empty_cursor_is_the_first_page() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let org = format!("/v1/orgs/{}", tenant.org_id);
+    let limits = format!("{org}/rate-limits/project/{}", tenant.project_id);
+    let put = |body: serde_json::Value| app.as_user(Method::PUT, &limits, &tenant.owner).json(&body).send();
+    // `null` is not "no limit": the document says each limit given is an integer.
+    expect_problem(
+        put(json!({"requestsPerMinute": null, "tokensPerMinute": 5}))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_type",
+    )
+    .await;
+    expect_problem(
+        put(json!({})).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(app.count_rows("rate_limits", tenant.org_id).await, 0);
+    assert!(put(json!({"tokensPerMinute": 5})).await.unwrap().status().is_success());
+
+    for list in ["alerts", "decisions", "spend-logs"] {
+        let first = app.get_json(&tenant.owner, &format!("{org}/{list}?cursor=")).await;
+        assert!(first["data"].is_array(), "{list}: {first}");
+        let r = app
+            .as_user(Method::GET, &format!("{org}/{list}?cursor=garbage"), &tenant.owner)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, StatusCode::BAD_REQUEST, "invalid_query_parameter").await;
+    }
+}

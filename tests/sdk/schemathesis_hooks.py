@@ -11,7 +11,8 @@ from typing import Any
 
 import schemathesis
 
-SPEND_LOGS = "/v1/orgs/{orgId}/spend-logs"
+# Listings whose `from`/`to` bound one range.
+RANGED = {"/v1/orgs/{orgId}/spend-logs", "/v1/orgs/{orgId}/decisions"}
 
 
 def _instant(value: Any) -> float | None:
@@ -26,10 +27,10 @@ def _instant(value: Any) -> float | None:
 
 
 @schemathesis.hook("map_query")
-def ordered_spend_log_range(ctx: Any, query: Any) -> Any:
+def ordered_range(ctx: Any, query: Any) -> Any:
     """`from` after `to` is a 400 (the range is empty); the two are related, so the
     schema cannot say it: swap them, and the rest of the query is still checked."""
-    if ctx.operation is None or ctx.operation.path != SPEND_LOGS or not isinstance(query, dict):
+    if ctx.operation is None or ctx.operation.path not in RANGED or not isinstance(query, dict):
         return query
     low, high = _instant(query.get("from")), _instant(query.get("to"))
     if low is not None and high is not None and low > high:
