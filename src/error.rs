@@ -41,6 +41,9 @@ pub enum ErrorCode {
     ValidationFailed,
     InvalidPathParameter,
     InvalidQueryParameter,
+    /// An analytics query reaches before the organization's retention window
+    /// (`earliestAllowedDate` says where it starts).
+    RetentionExceeded,
     PayloadTooLarge,
     UnsupportedMediaType,
     /// The request conflicts with existing state (duplicate, last owner, ...).
@@ -66,7 +69,8 @@ impl ErrorCode {
             | MissingField
             | InvalidType
             | InvalidPathParameter
-            | InvalidQueryParameter => StatusCode::BAD_REQUEST,
+            | InvalidQueryParameter
+            | RetentionExceeded => StatusCode::BAD_REQUEST,
             ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -109,6 +113,9 @@ pub struct Problem {
     /// Present for `validation_failed`: each rule that was broken.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Present for `retention_exceeded`: the oldest day the organization keeps.
+    #[serde(rename = "earliestAllowedDate", skip_serializing_if = "Option::is_none")]
+    pub earliest_allowed_date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug)]
@@ -116,6 +123,7 @@ pub struct AppError {
     code: ErrorCode,
     detail: String,
     field_errors: Vec<FieldError>,
+    earliest_allowed_date: Option<chrono::NaiveDate>,
     /// Logged, never sent: server-side detail of a 5xx.
     internal: Option<anyhow::Error>,
 }
@@ -126,6 +134,7 @@ impl AppError {
             code,
             detail: detail.into(),
             field_errors: Vec::new(),
+            earliest_allowed_date: None,
             internal: None,
         }
     }
@@ -169,6 +178,17 @@ impl AppError {
         }])
     }
 
+    /// A query reaching before `earliest`, the oldest day the organization keeps.
+    pub fn retention_exceeded(earliest: chrono::NaiveDate) -> Self {
+        Self {
+            earliest_allowed_date: Some(earliest),
+            ..Self::new(
+                ErrorCode::RetentionExceeded,
+                format!("the organization's retention starts on {earliest}; ask for that day or later"),
+            )
+        }
+    }
+
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         Self {
             internal: Some(cause.into()),
@@ -191,6 +211,7 @@ impl AppError {
             detail: self.detail.clone(),
             code: self.code,
             errors: self.field_errors.clone(),
+            earliest_allowed_date: self.earliest_allowed_date,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::{
         outbox::{EmailKind, EmailStatus},
         role::Access,
     },
-    error::{AppError, AppResult, ErrorCode, Problem},
+    error::{AppError, AppResult, Problem},
     store::{
         self,
         outbox::{AlertRecord, HistoryPage},
@@ -151,12 +151,7 @@ pub async fn list_alerts(
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     let q = query.into_inner();
     let limit = paging::page_size(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(decode_cursor)
-        .transpose()?;
+    let before = paging::id_cursor(q.cursor.as_deref())?;
     let page = HistoryPage {
         status: q.status,
         before,
@@ -170,11 +165,4 @@ pub async fn list_alerts(
             .collect::<AppResult<_>>()?,
         next_cursor: next.map(|id| id.simple().to_string()),
     }))
-}
-
-/// The cursor is the last id of the previous page; another tenant's id only selects
-/// this organization's alerts older than it, so it reveals nothing.
-fn decode_cursor(raw: &str) -> AppResult<Uuid> {
-    raw.parse()
-        .map_err(|_| AppError::new(ErrorCode::InvalidQueryParameter, "cursor is not one this API issued"))
 }

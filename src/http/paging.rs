@@ -40,6 +40,14 @@ pub fn cursor(raw: Option<&str>) -> AppResult<Option<(DateTime<Utc>, Uuid)>> {
     raw.filter(|c| !c.is_empty()).map(decode_cursor).transpose()
 }
 
+/// A `cursor` that is the last id of the previous page: absent or empty means the
+/// first page.
+pub fn id_cursor(raw: Option<&str>) -> AppResult<Option<Uuid>> {
+    raw.filter(|c| !c.is_empty())
+        .map(|c| c.parse().map_err(|_| invalid("cursor is not one this API issued")))
+        .transpose()
+}
+
 pub fn decode_cursor(raw: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     let bad = || invalid("cursor is not one this API issued");
     let (micros, id) = raw.split_once('-').ok_or_else(bad)?;

@@ -93,8 +93,8 @@ pub struct ListQuery {
     /// Page size.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<i64>,
-    /// `nextCursor` of the previous page.
-    cursor: Option<Uuid>,
+    /// Opaque: `nextCursor` of the previous page. Absent or empty: the first page.
+    cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,7 +129,14 @@ pub async fn list_rate_limits(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     let limit = paging::page_size(query.limit)?;
-    let mut rows = store::rate_limits::list(&mut conn, &access, query.scope, query.cursor, limit + 1).await?;
+    let mut rows = store::rate_limits::list(
+        &mut conn,
+        &access,
+        query.scope,
+        paging::id_cursor(query.cursor.as_deref())?,
+        limit + 1,
+    )
+    .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next_cursor = more.then(|| rows.last().map(|r| r.id)).flatten();

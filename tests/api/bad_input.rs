@@ -370,7 +370,7 @@ async fn a_rate_limit_given_is_a_number_and_an_empty_cursor_is_the_first_page() 
     assert_eq!(app.count_rows("rate_limits", tenant.org_id).await, 0);
     assert!(put(json!({"tokensPerMinute": 5})).await.unwrap().status().is_success());
 
-    for list in ["alerts", "decisions", "spend-logs"] {
+    for list in ["alerts", "decisions", "spend-logs", "budgets", "rate-limits"] {
         let first = app.get_json(&tenant.owner, &format!("{org}/{list}?cursor=")).await;
         assert!(first["data"].is_array(), "{list}: {first}");
         let r = app
