@@ -23,8 +23,9 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// How far ahead of the server clock an event may be stamped (clock skew).
 pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum EventStatus {
     Success,
     Error,
@@ -40,8 +41,9 @@ impl EventStatus {
 }
 
 /// Whose provider keys paid for a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::EnumString)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum BillingSource {
     Credits,
     ApiKeys,
