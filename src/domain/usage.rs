@@ -220,8 +220,9 @@ pub struct PricedEvent {
     pub billing_source: BillingSource,
     /// `None`: the model is not in the catalog; the event costs zero.
     pub price_id: Option<Uuid>,
-    /// The catalog id when priced (so `gpt-4o-2024-08-06` reports as `gpt-4o`),
-    /// otherwise the model as reported.
+    /// The name roll-ups count the call under ([`Catalog::canonical_model`]): the
+    /// catalog id whenever the catalog knows the model (so `gpt-4o-2024-08-06` and
+    /// `GPT-4o` report as `gpt-4o`), otherwise the reported name in lower case.
     pub model_id: String,
     pub discount_id: Option<Uuid>,
     pub cost: Cost,
@@ -263,7 +264,7 @@ pub fn price_event(event: NewUsageEvent, ctx: &PricingContext<'_>) -> Result<Pri
     Ok(PricedEvent {
         billing_source,
         price_id: entry.map(|e| e.price.id),
-        model_id: entry.map_or_else(|| event.model.clone(), |e| e.model.clone()),
+        model_id: ctx.catalog.canonical_model(&event.provider, &event.model),
         discount_id: discount.map(|d| d.id),
         cost,
         event,

@@ -321,9 +321,8 @@ impl Ingestor {
                 })
                 .collect();
             store::usage::insert_events(conn, key, &rows).await?;
-            let priced: Vec<&PricedEvent> = accepted.iter().map(|(_, _, p)| p).collect();
             let shard = self.next_shard();
-            let rollup_rows = rollups::aggregate(key, &rows, &priced, shard);
+            let rollup_rows = rollups::aggregate(key, &rows, shard);
             store::usage::upsert_rollups(conn, key.org_id, &rollup_rows).await?;
             // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
@@ -395,6 +394,7 @@ fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Opt
         endpoint: e.endpoint.clone(),
         provider: e.provider.clone(),
         model: e.model.clone(),
+        canonical_model: p.model_id.clone(),
         status: e.status,
         error_code: e.error_code.clone(),
         prompt_tokens: e.prompt_tokens,

@@ -8,18 +8,17 @@ use crate::{
     auth::KeyIdentity,
     domain::{
         rollup::{bucket_index, BUCKET_COUNT},
-        usage::{BillingSource, EventStatus, PricedEvent},
+        usage::{BillingSource, EventStatus},
     },
     store::usage::{EventRow, RollupGrain, RollupRow, RollupSums},
 };
 
 /// One row per grain, sorted by grain (the lock order `upsert_rollups` relies on).
-/// `priced` holds the priced event of each row, in the same order as `rows`; roll-ups
-/// use its catalog model id, so both names of a model add up in one row.
-/// Every row goes to roll-up shard `shard`.
-pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent], shard: i16) -> Vec<RollupRow> {
+/// Roll-ups count an event under its canonical model (the catalog id), so every name
+/// of a model adds up in one row. Every row goes to roll-up shard `shard`.
+pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<RollupRow> {
     let mut by_grain: BTreeMap<RollupGrain, RollupRow> = BTreeMap::new();
-    for (row, priced) in rows.iter().zip(priced) {
+    for row in rows {
         let grain = RollupGrain {
             day: row.occurred_at.date_naive(),
             project_id: key.project_id,
@@ -28,7 +27,7 @@ pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent], 
             agent_id: row.agent_id,
             endpoint: row.endpoint.clone(),
             provider: row.provider.clone(),
-            model: priced.model_id.clone(),
+            model: row.canonical_model.clone(),
             shard,
         };
         let sum = by_grain.entry(grain).or_insert_with_key(|grain| RollupRow {

@@ -161,7 +161,11 @@ columns! {
         agent_id: Option<Uuid> => Nullable<SqlUuid>,
         endpoint: String => Text,
         provider: String => Text,
+        /// The model as reported.
         model: String => Text,
+        /// The name roll-ups count it under: the catalog id, or the reported name in
+        /// lower case when the catalog does not know the model.
+        canonical_model: String => Text,
         status: EventStatus => Text,
         error_code: Option<String> => Nullable<Text>,
         prompt_tokens: i64 => Int8,

@@ -16,6 +16,7 @@ mod helpers;
 mod ledger;
 mod openapi;
 mod pricing;
+mod rollups;
 mod smtp_sink;
 mod spend_logs;
 mod tenancy;
