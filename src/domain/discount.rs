@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::pricing::same_name;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscountRule {
     pub id: Uuid,
@@ -22,7 +24,7 @@ pub struct DiscountRule {
 }
 
 /// What a call is matched on. A model matches a discount by either of its names:
-/// the catalog id or the provider's own name.
+/// the catalog id or the provider's own name, whatever their case.
 pub struct Subject<'a> {
     pub org_id: Uuid,
     pub provider: &'a str,
@@ -42,8 +44,11 @@ impl DiscountRule {
             Some(_) => return None,
             None => 3,
         };
-        let provider_matches = self.provider.as_deref().map(|p| p == subject.provider);
-        let model_matches = self.model.as_deref().map(|m| subject.model_names.contains(&m));
+        let provider_matches = self.provider.as_deref().map(|p| same_name(p, subject.provider));
+        let model_matches = self
+            .model
+            .as_deref()
+            .map(|m| subject.model_names.iter().any(|name| same_name(name, m)));
         let scope_rank = match (provider_matches, model_matches) {
             (Some(true), Some(true)) => 0,
             (Some(true), None) => 1,
@@ -129,6 +134,11 @@ mod tests {
             Some(dec!(7))
         );
         assert_eq!(pick(&[rule(None, None, Some("gpt-4o-mini"), dec!(7))]), None);
+        assert_eq!(
+            pick(&[rule(None, Some("openai"), Some("GPT-4o-2024-08-06"), dec!(7))]),
+            Some(dec!(7)),
+            "names match whatever their case"
+        );
     }
 
     #[test]

@@ -133,23 +133,49 @@ impl Catalog {
         Self { entries }
     }
 
-    /// The version in force at `at` for `model`. The reported name is first resolved to
-    /// a catalog model — its catalog id, or a provider name any version carries — so a
-    /// new version applies whichever name the gateway reports.
-    pub fn lookup(&self, provider: &str, model: &str, at: chrono::DateTime<chrono::Utc>) -> Option<&CatalogEntry> {
-        let of_provider = || self.entries.iter().filter(move |e| e.provider == provider);
-        let catalog_id = if of_provider().any(|e| e.model == model) {
-            model
-        } else {
-            of_provider()
-                .filter(|e| e.provider_model_name == model)
-                .max_by_key(|e| e.valid_from)?
-                .model
-                .as_str()
-        };
+    /// The catalog model a reported name stands for: the catalog id it names, or the
+    /// catalog id of the latest version that carries it as the provider's own name.
+    /// Provider and model names match whatever their case ([`same_name`]).
+    pub fn resolve(&self, provider: &str, model: &str) -> Option<&str> {
+        let of_provider = || self.entries.iter().filter(move |e| same_name(&e.provider, provider));
+        if let Some(entry) = of_provider().find(|e| same_name(&e.model, model)) {
+            return Some(entry.model.as_str());
+        }
         of_provider()
-            .filter(|e| e.model == catalog_id && e.valid_from <= at)
+            .filter(|e| same_name(&e.provider_model_name, model))
             .max_by_key(|e| e.valid_from)
+            .map(|e| e.model.as_str())
+    }
+
+    /// The version in force at `at` for `model`. The reported name is first resolved to
+    /// a catalog model ([`Catalog::resolve`]), so a new version applies whichever name
+    /// the gateway reports.
+    pub fn lookup(&self, provider: &str, model: &str, at: chrono::DateTime<chrono::Utc>) -> Option<&CatalogEntry> {
+        let catalog_id = self.resolve(provider, model)?;
+        self.entries
+            .iter()
+            .filter(|e| same_name(&e.provider, provider) && e.model == catalog_id && e.valid_from <= at)
+            .max_by_key(|e| e.valid_from)
+    }
+
+    /// The name roll-ups count a call under: the catalog id when the catalog knows the
+    /// model (by either name, priced at that time or not), otherwise the reported name
+    /// in lower case, so names that differ only in case count as one model.
+    pub fn canonical_model(&self, provider: &str, model: &str) -> String {
+        self.resolve(provider, model)
+            .map_or_else(|| model.to_lowercase(), str::to_owned)
+    }
+}
+
+/// Provider and model names are case-insensitive: `OpenAI`/`GPT-4o` names the same
+/// model as `openai`/`gpt-4o`. (Unicode lower-casing; ASCII names take a fast path.)
+pub fn same_name(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
     }
 }
 
@@ -306,6 +332,36 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn names_match_whatever_their_case() {
+        use chrono::TimeZone;
+        let day = |d| chrono::Utc.with_ymd_and_hms(2026, 3, d, 0, 0, 0).unwrap();
+        let catalog = Catalog::new(vec![CatalogEntry {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            provider_model_name: "gpt-4o-2024-08-06".into(),
+            valid_from: day(10),
+            price: sonnet(),
+        }]);
+        for (provider, model) in [
+            ("openai", "gpt-4o"),
+            ("OpenAI", "GPT-4O"),
+            ("OPENAI", "GPT-4o-2024-08-06"),
+        ] {
+            assert!(catalog.lookup(provider, model, day(11)).is_some(), "{provider}/{model}");
+            assert_eq!(catalog.canonical_model(provider, model), "gpt-4o");
+        }
+        // Known to the catalog but not priced yet: still the catalog id.
+        assert!(catalog.lookup("openai", "gpt-4o-2024-08-06", day(9)).is_none());
+        assert_eq!(catalog.canonical_model("openai", "gpt-4o-2024-08-06"), "gpt-4o");
+        // Unknown models count under their name in lower case.
+        assert_eq!(catalog.canonical_model("openai", "My-Fine-Tune"), "my-fine-tune");
+        assert_eq!(catalog.canonical_model("anthropic", "gpt-4o"), "gpt-4o");
+        assert!(catalog.lookup("anthropic", "gpt-4o", day(11)).is_none());
+        assert!(same_name("Ünïcode-X", "üNÏCODE-x"));
+        assert!(!same_name("gpt-4o", "gpt-4o-mini"));
     }
 
     fn money() -> impl Strategy<Value = Decimal> {

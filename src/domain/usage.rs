@@ -23,8 +23,9 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// How far ahead of the server clock an event may be stamped (clock skew).
 pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum EventStatus {
     Success,
     Error,
@@ -40,8 +41,9 @@ impl EventStatus {
 }
 
 /// Whose provider keys paid for a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::EnumString)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum BillingSource {
     Credits,
     ApiKeys,
@@ -218,8 +220,9 @@ pub struct PricedEvent {
     pub billing_source: BillingSource,
     /// `None`: the model is not in the catalog; the event costs zero.
     pub price_id: Option<Uuid>,
-    /// The catalog id when priced (so `gpt-4o-2024-08-06` reports as `gpt-4o`),
-    /// otherwise the model as reported.
+    /// The name roll-ups count the call under ([`Catalog::canonical_model`]): the
+    /// catalog id whenever the catalog knows the model (so `gpt-4o-2024-08-06` and
+    /// `GPT-4o` report as `gpt-4o`), otherwise the reported name in lower case.
     pub model_id: String,
     pub discount_id: Option<Uuid>,
     pub cost: Cost,
@@ -261,7 +264,7 @@ pub fn price_event(event: NewUsageEvent, ctx: &PricingContext<'_>) -> Result<Pri
     Ok(PricedEvent {
         billing_source,
         price_id: entry.map(|e| e.price.id),
-        model_id: entry.map_or_else(|| event.model.clone(), |e| e.model.clone()),
+        model_id: ctx.catalog.canonical_model(&event.provider, &event.model),
         discount_id: discount.map(|d| d.id),
         cost,
         event,

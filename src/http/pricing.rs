@@ -228,6 +228,12 @@ pub async fn create_price(
     let named = body.provider_model_name.is_some();
     let mut new = body.into_inner().parse().map_err(AppError::validation)?;
     let mut conn = state.conn().await?;
+    if let Some(spelling) = store::prices::other_spelling_of(&mut conn, &new.provider, &new.model).await? {
+        return Err(AppError::invalid_field(
+            "model",
+            format!("model names are case-insensitive and the catalog spells this model `{spelling}`"),
+        ));
+    }
     if !named {
         if let Some(name) = store::prices::provider_model_name_of(&mut conn, &new.provider, &new.model).await? {
             new.provider_model_name = name;

@@ -24,7 +24,7 @@ use crate::{
     ingest::event_time,
     store::{
         self,
-        spend_logs::{Cursor, LogDetail, LogEntry, LogFilter},
+        spend_logs::{Cursor, LogFilter, LogRow},
     },
 };
 
@@ -76,8 +76,7 @@ pub struct SpendLogEntry {
     endpoint: String,
     provider: String,
     model: String,
-    #[schema(value_type = EventStatus)]
-    status: String,
+    status: EventStatus,
     error_code: Option<String>,
     prompt_tokens: i64,
     completion_tokens: i64,
@@ -86,8 +85,7 @@ pub struct SpendLogEntry {
     latency_ms: Option<i32>,
     cache_hit: bool,
     /// Whose provider keys paid.
-    #[schema(value_type = BillingSource)]
-    billing_source: String,
+    billing_source: BillingSource,
     /// The model was not in the price catalog; its cost is zero.
     unpriced: bool,
     /// USD before the discount.
@@ -100,21 +98,22 @@ pub struct SpendLogEntry {
     cost: Decimal,
 }
 
-impl From<LogEntry> for SpendLogEntry {
-    fn from(e: LogEntry) -> Self {
+impl From<&LogRow> for SpendLogEntry {
+    fn from(row: &LogRow) -> Self {
+        let (c, e) = (&row.context, &row.event);
         Self {
             id: e.id,
-            request_id: e.request_id,
+            request_id: e.request_id.clone(),
             occurred_at: e.occurred_at,
-            project_id: e.project_id,
-            api_key_id: e.api_key_id,
-            user: e.customer,
-            agent_id: e.agent,
-            endpoint: e.endpoint,
-            provider: e.provider,
-            model: e.model,
+            project_id: c.project_id,
+            api_key_id: c.api_key_id,
+            user: c.customer.clone(),
+            agent_id: c.agent.clone(),
+            endpoint: e.endpoint.clone(),
+            provider: e.provider.clone(),
+            model: e.model.clone(),
             status: e.status,
-            error_code: e.error_code,
+            error_code: e.error_code.clone(),
             total_tokens: e.prompt_tokens + e.completion_tokens,
             prompt_tokens: e.prompt_tokens,
             completion_tokens: e.completion_tokens,
@@ -184,31 +183,33 @@ pub struct SpendLogDetail {
     discount_percent: Decimal,
 }
 
-impl From<LogDetail> for SpendLogDetail {
-    fn from(d: LogDetail) -> Self {
+impl From<LogRow> for SpendLogDetail {
+    fn from(row: LogRow) -> Self {
+        let entry = SpendLogEntry::from(&row);
+        let (c, e) = (row.context, row.event);
         Self {
-            entry: d.entry.into(),
-            images: d.images,
-            time_to_first_token_ms: d.ttft_ms,
-            retries: d.retries,
-            started_at: d.started_at,
-            ended_at: d.ended_at,
-            recorded_at: d.recorded_at,
-            metadata: d.metadata,
-            request_body: d.request_body,
-            response_body: d.response_body,
-            bodies_truncated: d.bodies_truncated,
+            entry,
+            images: e.images,
+            time_to_first_token_ms: e.ttft_ms,
+            retries: e.retries,
+            started_at: e.started_at,
+            ended_at: e.ended_at,
+            recorded_at: c.recorded_at,
+            metadata: e.metadata,
+            request_body: e.request_body,
+            response_body: e.response_body,
+            bodies_truncated: e.bodies_truncated,
             cost_breakdown: CostBreakdown {
-                input: d.input_cost.normalize(),
-                output: d.output_cost.normalize(),
-                cached_input: d.cached_input_cost.normalize(),
-                request: d.request_cost.normalize(),
-                image: d.image_cost.normalize(),
-                data_storage: d.data_storage_cost.normalize(),
+                input: e.input_cost.normalize(),
+                output: e.output_cost.normalize(),
+                cached_input: e.cached_input_cost.normalize(),
+                request: e.request_cost.normalize(),
+                image: e.image_cost.normalize(),
+                data_storage: e.data_storage_cost.normalize(),
             },
-            price_id: d.price_id,
-            discount_id: d.discount_id,
-            discount_percent: d.discount_percent.normalize(),
+            price_id: e.price_id,
+            discount_id: e.discount_id,
+            discount_percent: e.discount_percent.normalize(),
         }
     }
 }
@@ -257,7 +258,7 @@ pub async fn list_spend_logs(
     };
     let (rows, next) = store::spend_logs::page(&mut conn, &access, &filter, not_before, after, limit).await?;
     Ok(web::Json(SpendLogPage {
-        data: rows.into_iter().map(SpendLogEntry::from).collect(),
+        data: rows.iter().map(SpendLogEntry::from).collect(),
         next_cursor: next.map(|c| paging::encode_cursor(c.occurred_at, c.id)),
         retention_start: not_before,
         clamped: q.from.is_some_and(|from| from < not_before),

@@ -328,9 +328,8 @@ impl Ingestor {
                 })
                 .collect();
             store::usage::insert_events(conn, key, &rows).await?;
-            let priced: Vec<&PricedEvent> = accepted.iter().map(|(_, _, p)| p).collect();
             let shard = self.next_shard();
-            let rollup_rows = rollups::aggregate(key, &rows, &priced, shard);
+            let rollup_rows = rollups::aggregate(key, &rows, shard);
             store::usage::upsert_rollups(conn, key.org_id, &rollup_rows).await?;
             // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
@@ -402,7 +401,8 @@ fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Opt
         endpoint: e.endpoint.clone(),
         provider: e.provider.clone(),
         model: e.model.clone(),
-        status: e.status.as_str(),
+        canonical_model: p.model_id.clone(),
+        status: e.status,
         error_code: e.error_code.clone(),
         prompt_tokens: e.prompt_tokens,
         completion_tokens: e.completion_tokens,
@@ -418,7 +418,7 @@ fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Opt
         request_body: e.request_body.clone(),
         response_body: e.response_body.clone(),
         bodies_truncated: e.bodies_truncated,
-        billing_source: p.billing_source.as_str(),
+        billing_source: p.billing_source,
         unpriced: p.price_id.is_none(),
         price_id: p.price_id,
         input_cost: c.input,

@@ -2,35 +2,24 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
+use rust_decimal::Decimal;
 
 use crate::{
     auth::KeyIdentity,
     domain::{
-        rollup::bucket_index,
-        usage::{BillingSource, PricedEvent},
+        rollup::{bucket_index, BUCKET_COUNT},
+        usage::{BillingSource, EventStatus},
     },
-    store::usage::{EventRow, RollupRow},
+    store::usage::{EventRow, RollupGrain, RollupRow, RollupSums},
 };
 
-type Grain = (chrono::NaiveDate, Option<Uuid>, Option<Uuid>, String, String, String);
-
 /// One row per grain, sorted by grain (the lock order `upsert_rollups` relies on).
-/// `priced` holds the priced event of each row, in the same order as `rows`; roll-ups
-/// use its catalog model id, so both names of a model add up in one row.
-/// Every row goes to roll-up shard `shard`.
-pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent], shard: i16) -> Vec<RollupRow> {
-    let mut by_grain: BTreeMap<Grain, RollupRow> = BTreeMap::new();
-    for (row, priced) in rows.iter().zip(priced) {
-        let grain = (
-            row.occurred_at.date_naive(),
-            row.customer_id,
-            row.agent_id,
-            row.endpoint.clone(),
-            row.provider.clone(),
-            priced.model_id.clone(),
-        );
-        let sum = by_grain.entry(grain).or_insert_with(|| RollupRow {
+/// Roll-ups count an event under its canonical model (the catalog id), so every name
+/// of a model adds up in one row. Every row goes to roll-up shard `shard`.
+pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<RollupRow> {
+    let mut by_grain: BTreeMap<RollupGrain, RollupRow> = BTreeMap::new();
+    for row in rows {
+        let grain = RollupGrain {
             day: row.occurred_at.date_naive(),
             project_id: key.project_id,
             api_key_id: key.key_id,
@@ -38,40 +27,50 @@ pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], priced: &[&PricedEvent], 
             agent_id: row.agent_id,
             endpoint: row.endpoint.clone(),
             provider: row.provider.clone(),
-            model: priced.model_id.clone(),
+            model: row.canonical_model.clone(),
             shard,
-            ..RollupRow::default()
+        };
+        let sum = by_grain.entry(grain).or_insert_with_key(|grain| RollupRow {
+            grain: grain.clone(),
+            sums: RollupSums::default(),
+            latency_buckets: [0; BUCKET_COUNT],
         });
-        add(sum, row, priced.billing_source);
+        sum.sums.add(&sums_of(row));
+        if let Some(ms) = row.latency_ms {
+            sum.latency_buckets[bucket_index(i64::from(ms))] += 1;
+        }
     }
     by_grain.into_values().collect()
 }
 
-fn add(sum: &mut RollupRow, row: &EventRow, source: BillingSource) {
-    sum.requests += 1;
-    sum.errors += i64::from(row.status == "error");
-    sum.cache_hits += i64::from(row.cache_hit);
-    sum.unpriced += i64::from(row.unpriced);
-    sum.prompt_tokens += row.prompt_tokens;
-    sum.completion_tokens += row.completion_tokens;
-    sum.cached_tokens += row.cached_tokens;
-    sum.images += i64::from(row.images);
-    sum.input_cost += row.input_cost;
-    sum.output_cost += row.output_cost;
-    sum.cached_input_cost += row.cached_input_cost;
-    sum.request_cost += row.request_cost;
-    sum.image_cost += row.image_cost;
-    sum.data_storage_cost += row.data_storage_cost;
-    sum.cost_before_discount += row.cost_before_discount;
-    sum.discount_savings += row.discount_savings;
-    sum.cost += row.cost;
-    match source {
-        BillingSource::Credits => sum.credits_cost += row.cost,
-        BillingSource::ApiKeys => sum.api_keys_cost += row.cost,
-    }
-    if let Some(ms) = row.latency_ms {
-        sum.latency_ms_sum += i64::from(ms);
-        sum.latency_count += 1;
-        sum.latency_buckets[bucket_index(i64::from(ms))] += 1;
+/// What one event adds to its roll-up row. A struct literal: a summed column added to
+/// `RollupSums` does not compile until it is defined here.
+fn sums_of(row: &EventRow) -> RollupSums {
+    let (credits_cost, api_keys_cost) = match row.billing_source {
+        BillingSource::Credits => (row.cost, Decimal::ZERO),
+        BillingSource::ApiKeys => (Decimal::ZERO, row.cost),
+    };
+    RollupSums {
+        requests: 1,
+        errors: i64::from(row.status == EventStatus::Error),
+        cache_hits: i64::from(row.cache_hit),
+        unpriced: i64::from(row.unpriced),
+        prompt_tokens: row.prompt_tokens,
+        completion_tokens: row.completion_tokens,
+        cached_tokens: row.cached_tokens,
+        images: i64::from(row.images),
+        input_cost: row.input_cost,
+        output_cost: row.output_cost,
+        cached_input_cost: row.cached_input_cost,
+        request_cost: row.request_cost,
+        image_cost: row.image_cost,
+        data_storage_cost: row.data_storage_cost,
+        cost_before_discount: row.cost_before_discount,
+        discount_savings: row.discount_savings,
+        cost: row.cost,
+        credits_cost,
+        api_keys_cost,
+        latency_ms_sum: row.latency_ms.map_or(0, i64::from),
+        latency_count: i64::from(row.latency_ms.is_some()),
     }
 }

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api_keys;
 pub mod budgets;
+pub mod columns;
 pub mod decisions;
 pub mod defaults;
 pub mod discounts;

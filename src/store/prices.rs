@@ -136,6 +136,25 @@ pub async fn provider_model_name_of(conn: &mut DbConn, provider: &str, model: &s
         .optional()?)
 }
 
+/// How the catalog already spells a model of `provider` whose name differs from
+/// `model` only in case (names are case-insensitive, so that is the same model).
+pub async fn other_spelling_of(conn: &mut DbConn, provider: &str, model: &str) -> AppResult<Option<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Spelling {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        model: String,
+    }
+    let found: Option<Spelling> = diesel::sql_query(
+        "SELECT model FROM model_prices WHERE provider = $1 AND lower(model) = lower($2) AND model <> $2 LIMIT 1",
+    )
+    .bind::<diesel::sql_types::Text, _>(provider)
+    .bind::<diesel::sql_types::Text, _>(model)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(found.map(|s| s.model))
+}
+
 /// Every version, optionally of one provider, grouped by model, oldest first.
 pub async fn list(conn: &mut DbConn, provider: Option<&str>) -> AppResult<Vec<PriceRow>> {
     let mut query = model_prices::table.select(PriceRow::as_select()).into_boxed();

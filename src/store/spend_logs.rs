@@ -1,16 +1,17 @@
 //! The request log of an organization, read from `usage_events`.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Utc};
 use diesel::{
     pg::Pg,
-    sql_types::{BigInt, Bool, Int4, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid},
     QueryableByName,
 };
 use diesel_async::RunQueryDsl;
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{access::OrgAccess, DbConn};
+use super::{access::OrgAccess, usage::EventRow, DbConn};
 use crate::error::{AppError, AppResult};
 
 /// Filters of the log; every one optional. Customer and agent are the tenant's own ids.
@@ -34,14 +35,10 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// What the log shows around a stored event: where it came from, the tenant's own
+/// customer and agent ids, and when it was stored.
 #[derive(Debug, Clone, QueryableByName)]
-pub struct LogEntry {
-    #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
-    #[diesel(sql_type = Text)]
-    pub request_id: String,
-    #[diesel(sql_type = Timestamptz)]
-    pub occurred_at: DateTime<Utc>,
+pub struct EventContext {
     #[diesel(sql_type = SqlUuid)]
     pub project_id: Uuid,
     #[diesel(sql_type = SqlUuid)]
@@ -50,92 +47,51 @@ pub struct LogEntry {
     pub customer: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub agent: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub endpoint: String,
-    #[diesel(sql_type = Text)]
-    pub provider: String,
-    #[diesel(sql_type = Text)]
-    pub model: String,
-    #[diesel(sql_type = Text)]
-    pub status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub error_code: Option<String>,
-    #[diesel(sql_type = Int8)]
-    pub prompt_tokens: i64,
-    #[diesel(sql_type = Int8)]
-    pub completion_tokens: i64,
-    #[diesel(sql_type = Int8)]
-    pub cached_tokens: i64,
-    #[diesel(sql_type = Nullable<Int4>)]
-    pub latency_ms: Option<i32>,
-    #[diesel(sql_type = Bool)]
-    pub cache_hit: bool,
-    #[diesel(sql_type = Text)]
-    pub billing_source: String,
-    #[diesel(sql_type = Bool)]
-    pub unpriced: bool,
-    #[diesel(sql_type = Numeric)]
-    pub cost_before_discount: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub discount_savings: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub cost: Decimal,
-}
-
-/// Everything recorded about one call.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct LogDetail {
-    #[diesel(embed)]
-    pub entry: LogEntry,
-    #[diesel(sql_type = Int4)]
-    pub images: i32,
-    #[diesel(sql_type = Nullable<Int4>)]
-    pub ttft_ms: Option<i32>,
-    #[diesel(sql_type = Int4)]
-    pub retries: i32,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub started_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub ended_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    pub metadata: Option<serde_json::Value>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub request_body: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub response_body: Option<String>,
-    #[diesel(sql_type = Bool)]
-    pub bodies_truncated: bool,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub price_id: Option<Uuid>,
-    #[diesel(sql_type = Numeric)]
-    pub input_cost: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub output_cost: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub cached_input_cost: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub request_cost: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub image_cost: Decimal,
-    #[diesel(sql_type = Numeric)]
-    pub data_storage_cost: Decimal,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub discount_id: Option<Uuid>,
-    #[diesel(sql_type = Numeric)]
-    pub discount_percent: Decimal,
     #[diesel(sql_type = Timestamptz)]
     pub recorded_at: DateTime<Utc>,
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.request_id, e.occurred_at, e.project_id, e.api_key_id, \
-    c.external_id AS customer, a.external_id AS agent, e.endpoint, e.provider, e.model, e.status, e.error_code, \
-    e.prompt_tokens, e.completion_tokens, e.cached_tokens, e.latency_ms, e.cache_hit, e.billing_source, e.unpriced, \
-    e.cost_before_discount, e.discount_savings, e.cost";
+/// One call as the log reads it: every stored column ([`EventRow`]) and its context.
+/// Pages leave the large columns ([`NOT_ON_PAGES`]) empty.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct LogRow {
+    #[diesel(embed)]
+    pub context: EventContext,
+    #[diesel(embed)]
+    pub event: EventRow,
+}
 
-const DETAIL_COLUMNS: &str = "e.images, e.ttft_ms, e.retries, e.started_at, e.ended_at, e.metadata, \
-    e.request_body, e.response_body, e.bodies_truncated, e.price_id, e.input_cost, e.output_cost, \
-    e.cached_input_cost, e.request_cost, e.image_cost, e.data_storage_cost, e.discount_id, e.discount_percent, \
-    e.recorded_at";
+/// Columns a page of the log does not read (they are `NULL` there; the detail reads them).
+pub const NOT_ON_PAGES: [&str; 3] = ["metadata", "request_body", "response_body"];
+
+const CONTEXT_COLUMNS: &str =
+    "e.project_id, e.api_key_id, c.external_id AS customer, a.external_id AS agent, e.recorded_at";
+
+/// The select list of the log: the context, then every column of [`EventRow`]
+/// (without the large ones on pages).
+fn select_list(page: bool) -> String {
+    let event = EventRow::COLUMNS.iter().zip(EventRow::TYPES).map(|(column, sql_type)| {
+        if page && NOT_ON_PAGES.contains(column) {
+            format!("NULL::{sql_type} AS {column}")
+        } else {
+            format!("e.{column}")
+        }
+    });
+    std::iter::once(CONTEXT_COLUMNS.to_owned())
+        .chain(event)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn page_columns() -> &'static str {
+    static LIST: OnceLock<String> = OnceLock::new();
+    LIST.get_or_init(|| select_list(true))
+}
+
+fn detail_columns() -> &'static str {
+    static LIST: OnceLock<String> = OnceLock::new();
+    LIST.get_or_init(|| select_list(false))
+}
 
 const FROM_EVENTS: &str = " FROM usage_events e \
     LEFT JOIN customers c ON c.id = e.customer_id AND c.org_id = e.org_id \
@@ -152,8 +108,8 @@ pub async fn page(
     not_before: DateTime<Utc>,
     after: Option<Cursor>,
     limit: i64,
-) -> AppResult<(Vec<LogEntry>, Option<Cursor>)> {
-    let mut query = diesel::sql_query(format!("SELECT {ENTRY_COLUMNS}{FROM_EVENTS}"))
+) -> AppResult<(Vec<LogRow>, Option<Cursor>)> {
+    let mut query = diesel::sql_query(format!("SELECT {}{FROM_EVENTS}", page_columns()))
         .into_boxed::<Pg>()
         .bind::<SqlUuid, _>(access.org_id())
         .bind::<Timestamptz, _>(not_before.max(filter.from.unwrap_or(not_before)));
@@ -205,14 +161,14 @@ pub async fn page(
             .bind::<SqlUuid, _>(cursor.id);
     }
     let limit_at = next();
-    let rows: Vec<LogEntry> = query
+    let rows: Vec<LogRow> = query
         .sql(format!(" ORDER BY e.occurred_at DESC, e.id DESC LIMIT ${limit_at}"))
         .bind::<BigInt, _>(limit + 1)
         .load(conn)
         .await?;
     Ok(super::split_page(rows, limit, |r| Cursor {
-        occurred_at: r.occurred_at,
-        id: r.id,
+        occurred_at: r.event.occurred_at,
+        id: r.event.id,
     }))
 }
 
@@ -224,10 +180,11 @@ pub async fn detail(
     event_id: Uuid,
     occurred_ms: DateTime<Utc>,
     not_before: DateTime<Utc>,
-) -> AppResult<LogDetail> {
+) -> AppResult<LogRow> {
     diesel::sql_query(format!(
-        "SELECT {ENTRY_COLUMNS}, {DETAIL_COLUMNS}{FROM_EVENTS} AND e.id = $3 \
-         AND e.occurred_at >= $4 AND e.occurred_at < $4 + interval '1 millisecond'"
+        "SELECT {}{FROM_EVENTS} AND e.id = $3 \
+         AND e.occurred_at >= $4 AND e.occurred_at < $4 + interval '1 millisecond'",
+        detail_columns()
     ))
     .bind::<SqlUuid, _>(access.org_id())
     .bind::<Timestamptz, _>(not_before)

@@ -14,6 +14,7 @@ use crate::domain::{
     plan::Plan,
     project_mode::ProjectMode,
     role::Role,
+    usage::{BillingSource, EventStatus},
 };
 
 macro_rules! text_enum {
@@ -40,5 +41,7 @@ text_enum!(
     BudgetScope,
     BudgetPeriod,
     EmailKind,
-    EmailStatus
+    EmailStatus,
+    EventStatus,
+    BillingSource
 );

@@ -3,23 +3,32 @@
 //! Batches are written column-wise with `INSERT … SELECT FROM unnest($arrays)`: one
 //! statement and a fixed number of bind parameters however many events a batch has.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::OnceLock,
+};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::{
     prelude::*,
-    sql_types::{Array, Bool, Int4, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, Bool, Date, Int2, Int4, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::RunQueryDsl;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::{
+    columns::{array_casts, columns, summed_columns},
     schema::{organizations, projects, usage_request_ids},
     DbConn,
 };
 use crate::{
-    domain::{identity::KeyIdentity, project_mode::ProjectMode, rollup::BUCKET_COUNT},
+    domain::{
+        identity::KeyIdentity,
+        project_mode::ProjectMode,
+        rollup::BUCKET_COUNT,
+        usage::{BillingSource, EventStatus},
+    },
     error::{AppError, AppResult},
 };
 
@@ -138,192 +147,181 @@ pub async fn recorded_event_ids(
     Ok(rows.into_iter().collect())
 }
 
-/// One event, flattened for storage.
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub request_id: String,
-    pub customer_id: Option<Uuid>,
-    pub agent_id: Option<Uuid>,
-    pub endpoint: String,
-    pub provider: String,
-    pub model: String,
-    pub status: &'static str,
-    pub error_code: Option<String>,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub cached_tokens: i64,
-    pub images: i32,
-    pub latency_ms: Option<i32>,
-    pub ttft_ms: Option<i32>,
-    pub cache_hit: bool,
-    pub retries: i32,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub metadata: Option<serde_json::Value>,
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
-    pub bodies_truncated: bool,
-    pub billing_source: &'static str,
-    pub unpriced: bool,
-    pub price_id: Option<Uuid>,
-    pub input_cost: Decimal,
-    pub output_cost: Decimal,
-    pub cached_input_cost: Decimal,
-    pub request_cost: Decimal,
-    pub image_cost: Decimal,
-    pub data_storage_cost: Decimal,
-    pub cost_before_discount: Decimal,
-    pub discount_id: Option<Uuid>,
-    pub discount_percent: Decimal,
-    pub discount_savings: Decimal,
-    pub cost: Decimal,
+columns! {
+    /// One event, flattened for storage: the columns of `usage_events` besides the
+    /// organization, project and key (bound once per batch). This list is the one
+    /// place a stored event's columns are named: the INSERT, its bind parameters and
+    /// the spend log's reads are generated from it.
+    #[derive(Debug, Clone)]
+    pub struct EventRow {
+        id: Uuid => SqlUuid,
+        occurred_at: DateTime<Utc> => Timestamptz,
+        request_id: String => Text,
+        customer_id: Option<Uuid> => Nullable<SqlUuid>,
+        agent_id: Option<Uuid> => Nullable<SqlUuid>,
+        endpoint: String => Text,
+        provider: String => Text,
+        /// The model as reported.
+        model: String => Text,
+        /// The name roll-ups count it under: the catalog id, or the reported name in
+        /// lower case when the catalog does not know the model.
+        canonical_model: String => Text,
+        status: EventStatus => Text,
+        error_code: Option<String> => Nullable<Text>,
+        prompt_tokens: i64 => Int8,
+        completion_tokens: i64 => Int8,
+        cached_tokens: i64 => Int8,
+        images: i32 => Int4,
+        latency_ms: Option<i32> => Nullable<Int4>,
+        ttft_ms: Option<i32> => Nullable<Int4>,
+        cache_hit: bool => Bool,
+        retries: i32 => Int4,
+        started_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        ended_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        metadata: Option<serde_json::Value> => Nullable<Jsonb>,
+        request_body: Option<String> => Nullable<Text>,
+        response_body: Option<String> => Nullable<Text>,
+        bodies_truncated: bool => Bool,
+        billing_source: BillingSource => Text,
+        unpriced: bool => Bool,
+        price_id: Option<Uuid> => Nullable<SqlUuid>,
+        input_cost: Decimal => Numeric,
+        output_cost: Decimal => Numeric,
+        cached_input_cost: Decimal => Numeric,
+        request_cost: Decimal => Numeric,
+        image_cost: Decimal => Numeric,
+        data_storage_cost: Decimal => Numeric,
+        cost_before_discount: Decimal => Numeric,
+        discount_id: Option<Uuid> => Nullable<SqlUuid>,
+        discount_percent: Decimal => Numeric,
+        discount_savings: Decimal => Numeric,
+        cost: Decimal => Numeric,
+    }
 }
 
-/// Collects one column of `rows` into a bind parameter.
-macro_rules! bind_columns {
-    ($query:expr, $rows:expr, $($field:ident: $sql:ty),+ $(,)?) => {{
-        let mut query = $query;
-        $(
-            let column: Vec<_> = $rows.iter().map(|r| r.$field.clone()).collect();
-            query = query.bind::<$sql, _>(column);
-        )+
-        query
-    }};
+/// `INSERT INTO usage_events … SELECT $1, $2, $3, t.* FROM unnest(…)`, built once from
+/// [`EventRow::COLUMNS`].
+fn insert_events_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO usage_events (org_id, project_id, api_key_id, {columns}) \
+             SELECT $1, $2, $3, t.* FROM unnest({arrays}) AS t",
+            columns = EventRow::COLUMNS.join(", "),
+            arrays = array_casts(EventRow::TYPES, 4),
+        )
+    })
 }
 
 pub async fn insert_events(conn: &mut DbConn, key: &KeyIdentity, rows: &[EventRow]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let query = diesel::sql_query(
-        "INSERT INTO usage_events (org_id, project_id, api_key_id, id, occurred_at, request_id, customer_id, agent_id, \
-         endpoint, provider, model, status, error_code, prompt_tokens, completion_tokens, cached_tokens, images, \
-         latency_ms, ttft_ms, cache_hit, retries, started_at, ended_at, metadata, request_body, response_body, \
-         bodies_truncated, billing_source, unpriced, price_id, input_cost, output_cost, cached_input_cost, \
-         request_cost, image_cost, data_storage_cost, cost_before_discount, discount_id, discount_percent, \
-         discount_savings, cost) \
-         SELECT $1, $2, $3, t.* FROM unnest($4::uuid[], $5::timestamptz[], $6::text[], $7::uuid[], $8::uuid[], \
-         $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[], $16::int8[], \
-         $17::int4[], $18::int4[], $19::int4[], $20::bool[], $21::int4[], $22::timestamptz[], $23::timestamptz[], \
-         $24::jsonb[], $25::text[], $26::text[], $27::bool[], $28::text[], $29::bool[], $30::uuid[], \
-         $31::numeric[], $32::numeric[], $33::numeric[], $34::numeric[], $35::numeric[], $36::numeric[], \
-         $37::numeric[], $38::uuid[], $39::numeric[], $40::numeric[], $41::numeric[]) AS t",
-    )
-    .into_boxed()
-    .bind::<SqlUuid, _>(key.org_id)
-    .bind::<SqlUuid, _>(key.project_id)
-    .bind::<SqlUuid, _>(key.key_id);
-    let query = bind_columns!(query, rows,
-        id: Array<SqlUuid>,
-        occurred_at: Array<Timestamptz>,
-        request_id: Array<Text>,
-        customer_id: Array<Nullable<SqlUuid>>,
-        agent_id: Array<Nullable<SqlUuid>>,
-        endpoint: Array<Text>,
-        provider: Array<Text>,
-        model: Array<Text>,
-        status: Array<Text>,
-        error_code: Array<Nullable<Text>>,
-        prompt_tokens: Array<Int8>,
-        completion_tokens: Array<Int8>,
-        cached_tokens: Array<Int8>,
-        images: Array<Int4>,
-        latency_ms: Array<Nullable<Int4>>,
-        ttft_ms: Array<Nullable<Int4>>,
-        cache_hit: Array<Bool>,
-        retries: Array<Int4>,
-        started_at: Array<Nullable<Timestamptz>>,
-        ended_at: Array<Nullable<Timestamptz>>,
-        metadata: Array<Nullable<Jsonb>>,
-        request_body: Array<Nullable<Text>>,
-        response_body: Array<Nullable<Text>>,
-        bodies_truncated: Array<Bool>,
-        billing_source: Array<Text>,
-        unpriced: Array<Bool>,
-        price_id: Array<Nullable<SqlUuid>>,
-        input_cost: Array<Numeric>,
-        output_cost: Array<Numeric>,
-        cached_input_cost: Array<Numeric>,
-        request_cost: Array<Numeric>,
-        image_cost: Array<Numeric>,
-        data_storage_cost: Array<Numeric>,
-        cost_before_discount: Array<Numeric>,
-        discount_id: Array<Nullable<SqlUuid>>,
-        discount_percent: Array<Numeric>,
-        discount_savings: Array<Numeric>,
-        cost: Array<Numeric>,
-    );
-    query.execute(conn).await?;
+    let query = diesel::sql_query(insert_events_sql())
+        .into_boxed()
+        .bind::<SqlUuid, _>(key.org_id)
+        .bind::<SqlUuid, _>(key.project_id)
+        .bind::<SqlUuid, _>(key.key_id);
+    EventRow::bind_arrays(query, rows, |r| r).execute(conn).await?;
     Ok(())
 }
 
-/// One row of `usage_daily`: the grain and the sums added to it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RollupRow {
-    pub day: NaiveDate,
-    pub project_id: Uuid,
-    pub api_key_id: Uuid,
-    pub customer_id: Option<Uuid>,
-    pub agent_id: Option<Uuid>,
-    pub endpoint: String,
-    pub provider: String,
-    pub model: String,
-    pub requests: i64,
-    pub errors: i64,
-    pub cache_hits: i64,
-    pub unpriced: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub cached_tokens: i64,
-    pub images: i64,
-    pub input_cost: Decimal,
-    pub output_cost: Decimal,
-    pub cached_input_cost: Decimal,
-    pub request_cost: Decimal,
-    pub image_cost: Decimal,
-    pub data_storage_cost: Decimal,
-    pub cost_before_discount: Decimal,
-    pub discount_savings: Decimal,
-    pub cost: Decimal,
-    pub credits_cost: Decimal,
-    pub api_keys_cost: Decimal,
-    pub latency_ms_sum: i64,
-    pub latency_count: i64,
-    /// Counts per latency bucket (`domain::rollup`), stored as `latency_b00..b16`.
-    pub latency_buckets: [i64; BUCKET_COUNT],
-    pub shard: i16,
+columns! {
+    /// The grain of a `usage_daily` row: what its sums are grouped by. Ordered like
+    /// the table's unique key, which is the order rows are locked in.
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct RollupGrain {
+        day: NaiveDate => Date,
+        project_id: Uuid => SqlUuid,
+        api_key_id: Uuid => SqlUuid,
+        customer_id: Option<Uuid> => Nullable<SqlUuid>,
+        agent_id: Option<Uuid> => Nullable<SqlUuid>,
+        endpoint: String => Text,
+        provider: String => Text,
+        /// The catalog model id (or the model as reported when it is not in the catalog).
+        model: String => Text,
+        /// Spreads concurrent writers of one grain over several rows (`ingest::ROLLUP_SHARDS`).
+        shard: i16 => Int2,
+    }
 }
 
-/// The summed columns of `usage_daily`, in the order `upsert_rollups` binds them.
-const SUMMED: [&str; 21] = [
-    "requests",
-    "errors",
-    "cache_hits",
-    "unpriced",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "images",
-    "input_cost",
-    "output_cost",
-    "cached_input_cost",
-    "request_cost",
-    "image_cost",
-    "data_storage_cost",
-    "cost_before_discount",
-    "discount_savings",
-    "cost",
-    "credits_cost",
-    "api_keys_cost",
-    "latency_ms_sum",
-    "latency_count",
-];
+summed_columns! {
+    /// The summed columns of `usage_daily` (besides the latency histogram): what one
+    /// event adds (`ingest::rollups`), and what a row holds. Money is `numeric`, counts
+    /// are `int8`, as the types say.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct RollupSums {
+        requests: i64 => Int8,
+        errors: i64 => Int8,
+        cache_hits: i64 => Int8,
+        unpriced: i64 => Int8,
+        prompt_tokens: i64 => Int8,
+        completion_tokens: i64 => Int8,
+        cached_tokens: i64 => Int8,
+        images: i64 => Int8,
+        input_cost: Decimal => Numeric,
+        output_cost: Decimal => Numeric,
+        cached_input_cost: Decimal => Numeric,
+        request_cost: Decimal => Numeric,
+        image_cost: Decimal => Numeric,
+        data_storage_cost: Decimal => Numeric,
+        cost_before_discount: Decimal => Numeric,
+        discount_savings: Decimal => Numeric,
+        cost: Decimal => Numeric,
+        credits_cost: Decimal => Numeric,
+        api_keys_cost: Decimal => Numeric,
+        latency_ms_sum: i64 => Int8,
+        latency_count: i64 => Int8,
+    }
+}
 
-/// Money columns are `numeric`; every other summed column is `int8`.
-fn is_money(column: &str) -> bool {
-    column.ends_with("cost") || column == "discount_savings"
+/// One row of `usage_daily`: the grain and the sums added to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRow {
+    pub grain: RollupGrain,
+    pub sums: RollupSums,
+    /// Counts per latency bucket (`domain::rollup`), stored as `latency_b00..b16`.
+    pub latency_buckets: [i64; BUCKET_COUNT],
+}
+
+/// The histogram columns, `latency_b00` to `latency_b16`.
+pub fn latency_bucket_columns() -> Vec<String> {
+    (0..BUCKET_COUNT).map(|i| format!("latency_b{i:02}")).collect()
+}
+
+/// The upsert of roll-up rows, built once from the column lists: insert the grain and
+/// sums, or add the sums to the row of that grain.
+fn upsert_rollups_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let buckets = latency_bucket_columns();
+        let summed: Vec<&str> = RollupSums::COLUMNS
+            .iter()
+            .copied()
+            .chain(buckets.iter().map(String::as_str))
+            .collect();
+        let columns: Vec<&str> = RollupGrain::COLUMNS
+            .iter()
+            .copied()
+            .chain(summed.iter().copied())
+            .collect();
+        let types: Vec<&str> = RollupGrain::TYPES
+            .iter()
+            .chain(RollupSums::TYPES)
+            .copied()
+            .chain(buckets.iter().map(|_| "int8"))
+            .collect();
+        let updates: Vec<String> = summed.iter().map(|c| format!("{c} = d.{c} + EXCLUDED.{c}")).collect();
+        // $1 is the organization; the grain columns, then the summed ones, follow as arrays.
+        format!(
+            "INSERT INTO usage_daily AS d (org_id, {cols}) SELECT $1, {cols} FROM unnest({arrays}) \
+             WITH ORDINALITY AS t({cols}, ord) ORDER BY ord \
+             ON CONFLICT ON CONSTRAINT usage_daily_grain DO UPDATE SET {updates}",
+            cols = columns.join(", "),
+            arrays = array_casts(&types, 2),
+            updates = updates.join(", "),
+        )
+    })
 }
 
 /// Adds `rows` to the roll-ups. Rows must come sorted by grain so concurrent batches
@@ -332,81 +330,32 @@ pub async fn upsert_rollups(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow])
     if rows.is_empty() {
         return Ok(());
     }
-    let buckets: Vec<String> = (0..BUCKET_COUNT).map(|i| format!("latency_b{i:02}")).collect();
-    let summed: Vec<&str> = SUMMED
-        .iter()
-        .copied()
-        .chain(buckets.iter().map(String::as_str))
-        .collect();
-    // $1 is the organization; the grain columns, then the summed ones, follow as arrays.
-    let grain = [
-        ("day", "date"),
-        ("project_id", "uuid"),
-        ("api_key_id", "uuid"),
-        ("customer_id", "uuid"),
-        ("agent_id", "uuid"),
-        ("endpoint", "text"),
-        ("provider", "text"),
-        ("model", "text"),
-        ("shard", "int2"),
-    ];
-    let columns: Vec<&str> = grain.iter().map(|(c, _)| *c).chain(summed.iter().copied()).collect();
-    let types: Vec<&str> = grain
-        .iter()
-        .map(|(_, t)| *t)
-        .chain(summed.iter().map(|c| if is_money(c) { "numeric" } else { "int8" }))
-        .collect();
-    let arrays: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("${}::{t}[]", i + 2))
-        .collect();
-    let updates: Vec<String> = summed.iter().map(|c| format!("{c} = d.{c} + EXCLUDED.{c}")).collect();
-    let sql = format!(
-        "INSERT INTO usage_daily AS d (org_id, {cols}) SELECT $1, {cols} FROM unnest({arrays}) \
-         WITH ORDINALITY AS t({cols}, ord) ORDER BY ord \
-         ON CONFLICT ON CONSTRAINT usage_daily_grain DO UPDATE SET {updates}",
-        cols = columns.join(", "),
-        arrays = arrays.join(", "),
-        updates = updates.join(", "),
-    );
-    let query = diesel::sql_query(sql).into_boxed().bind::<SqlUuid, _>(org_id);
-    let mut query = bind_columns!(query, rows,
-        day: Array<diesel::sql_types::Date>,
-        project_id: Array<SqlUuid>,
-        api_key_id: Array<SqlUuid>,
-        customer_id: Array<Nullable<SqlUuid>>,
-        agent_id: Array<Nullable<SqlUuid>>,
-        endpoint: Array<Text>,
-        provider: Array<Text>,
-        model: Array<Text>,
-        shard: Array<diesel::sql_types::Int2>,
-        requests: Array<Int8>,
-        errors: Array<Int8>,
-        cache_hits: Array<Int8>,
-        unpriced: Array<Int8>,
-        prompt_tokens: Array<Int8>,
-        completion_tokens: Array<Int8>,
-        cached_tokens: Array<Int8>,
-        images: Array<Int8>,
-        input_cost: Array<Numeric>,
-        output_cost: Array<Numeric>,
-        cached_input_cost: Array<Numeric>,
-        request_cost: Array<Numeric>,
-        image_cost: Array<Numeric>,
-        data_storage_cost: Array<Numeric>,
-        cost_before_discount: Array<Numeric>,
-        discount_savings: Array<Numeric>,
-        cost: Array<Numeric>,
-        credits_cost: Array<Numeric>,
-        api_keys_cost: Array<Numeric>,
-        latency_ms_sum: Array<Int8>,
-        latency_count: Array<Int8>,
-    );
+    let query = diesel::sql_query(upsert_rollups_sql())
+        .into_boxed()
+        .bind::<SqlUuid, _>(org_id);
+    let query = RollupGrain::bind_arrays(query, rows, |r| &r.grain);
+    let mut query = RollupSums::bind_arrays(query, rows, |r| &r.sums);
     for i in 0..BUCKET_COUNT {
         let column: Vec<i64> = rows.iter().map(|r| r.latency_buckets[i]).collect();
         query = query.bind::<Array<Int8>, _>(column);
     }
     query.execute(conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_bound_as_numeric_and_counts_as_int8() {
+        for (column, sql_type) in RollupSums::COLUMNS.iter().zip(RollupSums::TYPES) {
+            let money = column.contains("cost") || *column == "discount_savings";
+            assert_eq!(*sql_type, if money { "numeric" } else { "int8" }, "{column}");
+        }
+        assert!(upsert_rollups_sql()
+            .contains("cost_before_discount = d.cost_before_discount + EXCLUDED.cost_before_discount"));
+        let insert = insert_events_sql();
+        assert_eq!(insert.matches("::").count(), EventRow::COLUMNS.len());
+    }
 }

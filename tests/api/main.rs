@@ -17,6 +17,7 @@ mod ledger;
 mod openapi;
 mod pricing;
 mod purge;
+mod rollups;
 mod smtp_sink;
 mod spend_logs;
 mod tenancy;

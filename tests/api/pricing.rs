@@ -909,3 +909,136 @@ async fn a_new_version_keeps_the_provider_name_and_prices_events_reported_by_it(
         assert_eq!(detail["priceId"], v2["id"], "{model}");
     }
 }
+
+/// `SELECT model, sum(requests), sum(unpriced)` over the organization's roll-ups.
+async fn rollup_models(app: &TestApp, tenant: &Tenant) -> Vec<(String, i64, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        model: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        requests: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        unpriced: i64,
+    }
+    use diesel_async::RunQueryDsl;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT model, sum(requests)::bigint AS requests, sum(unpriced)::bigint AS unpriced FROM usage_daily \
+         WHERE org_id = $1 GROUP BY model ORDER BY model",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .load(&mut app.db().await)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| (r.model, r.requests, r.unpriced)).collect()
+}
+
+#[tokio::test]
+async fn an_unpriced_call_naming_the_provider_model_name_rolls_up_under_the_catalog_id() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant().await;
+    let starts = Utc::now() - Duration::hours(1);
+    add_price(
+        &app,
+        &operator,
+        with(
+            price("known-ai", "known-2", "3", "15", "0.3", starts),
+            json!({"providerModelName": "known-2-20260101"}),
+        ),
+    )
+    .await;
+    // Before the first price: known to the catalog, but unpriced.
+    let early = app
+        .record_event(
+            &tenant,
+            json!({"provider": "known-ai", "model": "known-2-20260101",
+                   "startedAt": rfc3339(starts - Duration::minutes(10))}),
+        )
+        .await;
+    let early = detail(&app, &tenant, early).await;
+    assert_eq!(
+        (early["unpriced"].as_bool(), early["cost"].as_str()),
+        (Some(true), Some("0"))
+    );
+    assert_eq!(early["model"], "known-2-20260101", "the log keeps the name reported");
+    let priced = detail(
+        &app,
+        &tenant,
+        app.record_event(&tenant, json!({"provider": "known-ai", "model": "known-2"}))
+            .await,
+    )
+    .await;
+    assert_eq!(priced["unpriced"], false);
+    assert_eq!(
+        rollup_models(&app, &tenant).await,
+        vec![("known-2".to_owned(), 2, 1)],
+        "both calls count under the catalog id"
+    );
+}
+
+#[tokio::test]
+async fn model_and_provider_names_match_whatever_their_case() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant().await;
+    add_price(
+        &app,
+        &operator,
+        with(
+            price("known-ai", "known-3", "3", "15", "0.3", today() - Duration::days(30)),
+            json!({"providerModelName": "known-3-2026"}),
+        ),
+    )
+    .await;
+    add_discount(
+        &app,
+        &operator,
+        json!({"provider": "KNOWN-AI", "model": "KNOWN-3", "percent": "10"}),
+    )
+    .await;
+    // 1000 × 3/M + 100 × 15/M = 0.0045; 10 % off → 0.00405.
+    for (provider, model) in [
+        ("KNOWN-AI", "KNOWN-3"),
+        ("Known-Ai", "Known-3-2026"),
+        ("known-ai", "known-3"),
+    ] {
+        let logged = detail(
+            &app,
+            &tenant,
+            app.record_event(&tenant, json!({"provider": provider, "model": model}))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            money(&logged),
+            json!({"costBeforeDiscount": "0.0045", "discountPercent": "10", "discountSavings": "0.00045", "cost": "0.00405"}),
+            "{provider}/{model}"
+        );
+        assert_eq!(
+            (logged["provider"].as_str(), logged["model"].as_str()),
+            (Some("known-ai"), Some(model))
+        );
+    }
+    // Models outside the catalog count as one whatever the case, under the lower-case name.
+    for model in ["Mystery-X", "MYSTERY-x"] {
+        app.record_event(&tenant, json!({"provider": "known-ai", "model": model}))
+            .await;
+    }
+    assert_eq!(
+        rollup_models(&app, &tenant).await,
+        vec![("known-3".to_owned(), 3, 0), ("mystery-x".to_owned(), 2, 2)]
+    );
+    // The catalog cannot hold two spellings of one model.
+    let problem = post_problem(
+        &app,
+        &operator,
+        "/v1/admin/prices",
+        price("known-ai", "Known-3", "1", "1", "1", Utc::now() + Duration::days(1)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&problem), ["model"]);
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("`known-3`"));
+}
