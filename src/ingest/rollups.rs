@@ -46,10 +46,17 @@ pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<Rollup
 /// What one event adds to its roll-up row. A struct literal: a summed column added to
 /// `RollupSums` does not compile until it is defined here.
 fn sums_of(row: &EventRow) -> RollupSums {
-    let (credits_cost, api_keys_cost) = match row.billing_source {
-        BillingSource::Credits => (row.cost, Decimal::ZERO),
-        BillingSource::ApiKeys => (Decimal::ZERO, row.cost),
+    let credits = row.billing_source == BillingSource::Credits;
+    // (credits, api keys): what this event adds to each side of a split.
+    let split = |value: Decimal| {
+        if credits {
+            (value, Decimal::ZERO)
+        } else {
+            (Decimal::ZERO, value)
+        }
     };
+    let (credits_cost, api_keys_cost) = split(row.cost);
+    let (credits_data_storage_cost, api_keys_data_storage_cost) = split(row.data_storage_cost);
     RollupSums {
         requests: 1,
         errors: i64::from(row.status == EventStatus::Error),
@@ -70,6 +77,10 @@ fn sums_of(row: &EventRow) -> RollupSums {
         cost: row.cost,
         credits_cost,
         api_keys_cost,
+        credits_requests: i64::from(credits),
+        api_keys_requests: i64::from(!credits),
+        credits_data_storage_cost,
+        api_keys_data_storage_cost,
         latency_ms_sum: row.latency_ms.map_or(0, i64::from),
         latency_count: i64::from(row.latency_ms.is_some()),
     }

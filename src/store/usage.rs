@@ -270,6 +270,10 @@ summed_columns! {
         cost: Decimal => Numeric,
         credits_cost: Decimal => Numeric,
         api_keys_cost: Decimal => Numeric,
+        credits_requests: i64 => Int8,
+        api_keys_requests: i64 => Int8,
+        credits_data_storage_cost: Decimal => Numeric,
+        api_keys_data_storage_cost: Decimal => Numeric,
         latency_ms_sum: i64 => Int8,
         latency_count: i64 => Int8,
     }

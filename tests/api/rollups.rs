@@ -62,6 +62,19 @@ fn recomputed_columns() -> Vec<(String, String)> {
             "api_keys_cost",
             "coalesce(sum(cost) FILTER (WHERE billing_source = 'api-keys'), 0)",
         ),
+        ("credits_requests", "count(*) FILTER (WHERE billing_source = 'credits')"),
+        (
+            "api_keys_requests",
+            "count(*) FILTER (WHERE billing_source = 'api-keys')",
+        ),
+        (
+            "credits_data_storage_cost",
+            "coalesce(sum(data_storage_cost) FILTER (WHERE billing_source = 'credits'), 0)",
+        ),
+        (
+            "api_keys_data_storage_cost",
+            "coalesce(sum(data_storage_cost) FILTER (WHERE billing_source = 'api-keys'), 0)",
+        ),
         ("latency_ms_sum", "coalesce(sum(latency_ms), 0)"),
         ("latency_count", "count(latency_ms)"),
     ]
