@@ -96,6 +96,14 @@ pub fn window(
     Ok(window)
 }
 
+/// `part` in percent of `whole`, to two decimals; 0 when `whole` is 0.
+pub fn percent_of(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        return 0.0;
+    }
+    (part as f64 * 10_000.0 / whole as f64).round() / 100.0
+}
+
 fn parse_day(name: &'static str, text: &str) -> Result<NaiveDate, WindowError> {
     let well_formed = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
     well_formed
@@ -182,6 +190,14 @@ mod tests {
             Err(WindowError::RetentionExceeded { earliest })
         );
         assert!(window(None, Some("2026-11-30"), None, now(), 3).is_ok());
+    }
+
+    #[test]
+    fn rates_are_percentages_to_two_decimals() {
+        assert_eq!(percent_of(1, 3), 33.33);
+        assert_eq!(percent_of(2, 3), 66.67);
+        assert_eq!(percent_of(3, 3), 100.0);
+        assert_eq!(percent_of(0, 0), 0.0);
     }
 
     proptest! {

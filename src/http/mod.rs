@@ -2,6 +2,7 @@
 //! Handlers parse input into domain types, call the store, and shape the response;
 //! they hold no SQL and no business rules.
 
+pub mod activity;
 pub mod admin;
 pub mod alerts;
 pub mod api_keys;
@@ -107,7 +108,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(parties::unblock_agent)
                 .service(spend_logs::list_spend_logs)
                 .service(spend_logs::get_spend_log)
-                .service(alerts::list_alerts),
+                .service(alerts::list_alerts)
+                .service(activity::get_activity),
         );
     }
 }

@@ -27,6 +27,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "budgets", description = "Budgets, rate limits, blocks and why calls were denied"),
         (name = "usage", description = "Usage events reported by the gateway"),
         (name = "spend logs", description = "The request log of an organization"),
+        (name = "activity", description = "Usage, cost and reliability over days, from the daily roll-ups"),
         (name = "customers and agents", description = "The tenant's end customers and agents with their spend, budget, limits and status"),
         (name = "alerts", description = "Alert emails sent to an organization, and their delivery"),
         (name = "pricing", description = "The model price catalog and discounts"),

@@ -5,6 +5,7 @@
 //! forget the tenancy check.
 
 pub mod access;
+pub mod activity;
 pub mod api_keys;
 pub mod budgets;
 pub mod columns;
