@@ -22,6 +22,7 @@ pub use keys::{OrgKeys, ScopeRef};
 /// check. Public for the benchmark, which runs the same script on raw Redis.
 pub const AUTHORIZE_SCRIPT: &str = concat!(include_str!("reservations.lua"), include_str!("authorize.lua"));
 const SETTLE_SCRIPT: &str = concat!(include_str!("reservations.lua"), include_str!("settle.lua"));
+const RELEASE_SCRIPT: &str = concat!(include_str!("reservations.lua"), include_str!("release.lua"));
 
 /// A budget that applies to a scope, for the period in force now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,7 @@ pub struct Counters {
     prefix: Arc<str>,
     authorize: Arc<Script>,
     settle: Arc<Script>,
+    release: Arc<Script>,
 }
 
 impl Counters {
@@ -104,6 +106,7 @@ impl Counters {
             prefix: prefix.into(),
             authorize: Arc::new(Script::new(AUTHORIZE_SCRIPT)),
             settle: Arc::new(Script::new(SETTLE_SCRIPT)),
+            release: Arc::new(Script::new(RELEASE_SCRIPT)),
         }
     }
 
@@ -144,8 +147,13 @@ impl Counters {
                 .arg(limits.requests_per_minute.unwrap_or(-1))
                 .arg(limits.tokens_per_minute.unwrap_or(-1));
         }
-        let mut conn = self.conn.clone();
-        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
+        // Asking twice is safe: the script first releases the request's own reservation.
+        let reply: Vec<redis::Value> = again_if_reconnected(|| {
+            let mut conn = self.conn.clone();
+            let invocation = &invocation;
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await?;
         parse_authorization(&reply, call.scopes.len())
     }
 
@@ -213,8 +221,51 @@ impl Counters {
             }
         }
         pipe.set(keys.ready(), 1).ignore();
-        let mut conn = self.conn.clone();
-        pipe.query_async(&mut conn).await
+        again_if_reconnected(|| {
+            let mut conn = self.conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Releases the reservations of `request_ids` (whose usage the ledger holds but
+    /// the counters never got), as settling them would have. Returns how many there
+    /// were; releasing twice is harmless.
+    pub async fn release(&self, org: Uuid, request_ids: &[String]) -> RedisResult<usize> {
+        let keys = self.keys(org);
+        let mut invocation = self.release.prepare_invoke();
+        invocation
+            .key(keys.ready())
+            .key(keys.reservations_by_expiry())
+            .key(keys.reservations());
+        for id in request_ids {
+            invocation.arg(id);
+        }
+        again_if_reconnected(|| {
+            let mut conn = self.conn.clone();
+            let invocation = &invocation;
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
+    }
+}
+
+/// Runs an idempotent Redis step, and once more when it failed because the
+/// connection was gone. The connection manager only notices a lost connection (Redis
+/// restarted, failed over, or closed an idle client) when a command fails on it, and
+/// reconnects then: without the second try, the first call after Redis came back
+/// would be answered as if Redis were still down. The same goes for a connection
+/// attempt that failed while Redis was down: it is made again, once. While Redis is
+/// down, that second attempt is refused as fast as the first.
+async fn again_if_reconnected<T, F, Fut>(mut step: F) -> RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = RedisResult<T>>,
+{
+    match step().await {
+        Err(e) if e.is_connection_dropped() => step().await,
+        done => done,
     }
 }
 

@@ -9,25 +9,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{Tenant, TestApp};
+use crate::helpers::{authorize, id_of, Tenant, TestApp};
 
 /// USD 1 per million input tokens, 2 per million output: 100k in + 50k out = 0.2.
 async fn priced_model(app: &TestApp) {
     app.add_price("openai", "budget-model", "budget-model", "1", "2", "0.5")
         .await;
-}
-
-async fn authorize(app: &TestApp, tenant: &Tenant, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let response = app
-        .request(Method::POST, "/v1/gateway/authorize")
-        .header("x-api-key", &tenant.key_secret)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A call of `prompt` input and `completion` output tokens of the priced model by `user`.
@@ -44,23 +31,6 @@ fn usage(request_id: &str, user: &str, prompt: i64, completion: i64) -> Value {
         "requestId": request_id, "user": user, "endpoint": "/chat/completions",
         "provider": "openai", "model": "budget-model", "promptTokens": prompt, "completionTokens": completion
     })
-}
-
-async fn id_of(app: &TestApp, table: &str, org: Uuid, external: &str) -> Uuid {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let row: Id = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query(format!("SELECT id FROM {table} WHERE org_id = $1 AND external_id = $2"))
-            .bind::<diesel::sql_types::Uuid, _>(org)
-            .bind::<diesel::sql_types::Text, _>(external),
-        &mut app.db().await,
-    )
-    .await
-    .unwrap();
-    row.id
 }
 
 async fn execute(app: &TestApp, sql: &str) {

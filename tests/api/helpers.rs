@@ -177,10 +177,10 @@ impl TestApp {
     }
 
     /// Another instance of the same deployment: its own server, pools and caches, on
-    /// this one's database and Redis key prefix.
+    /// this one's database and Redis (server, key prefix, timeout and policy).
     pub async fn another_instance(&self) -> Self {
-        let prefix = self.state.config.redis.key_prefix.clone();
-        Self::start(self.database_url.clone(), prefix, |_| {}).await
+        let redis = self.state.config.redis.clone();
+        Self::start(self.database_url.clone(), redis.key_prefix.clone(), |c| c.redis = redis).await
     }
 
     async fn start(database_url: String, prefix: String, adjust: impl FnOnce(&mut Config)) -> Self {
@@ -433,6 +433,36 @@ fn merge(into: &mut Value, extra: Value) {
     if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
         into.extend(extra);
     }
+}
+
+/// Asks `POST /v1/gateway/authorize` with the tenant's key; the status, headers and body.
+pub async fn authorize(app: &TestApp, tenant: &Tenant, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let response = app
+        .request(Method::POST, "/v1/gateway/authorize")
+        .header("x-api-key", &tenant.key_secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The id of a customer or agent (`table`) known to the gateway as `external`.
+pub async fn id_of(app: &TestApp, table: &str, org: Uuid, external: &str) -> Uuid {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let row: Id = diesel::sql_query(format!("SELECT id FROM {table} WHERE org_id = $1 AND external_id = $2"))
+        .bind::<diesel::sql_types::Uuid, _>(org)
+        .bind::<diesel::sql_types::Text, _>(external)
+        .get_result(&mut app.db().await)
+        .await
+        .unwrap();
+    row.id
 }
 
 pub fn uuid(value: &Value) -> Uuid {

@@ -16,6 +16,8 @@ mod helpers;
 mod ledger;
 mod openapi;
 mod pricing;
+mod redis_faults;
+mod redis_server;
 mod smtp_sink;
 mod spend_logs;
 mod tenancy;
