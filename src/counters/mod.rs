@@ -158,8 +158,9 @@ impl Counters {
     }
 
     /// Adds committed usage to the counters and releases the reservations of the
-    /// calls that reported. `false` means the counters are gone (nothing was added:
-    /// the rebuild reads this usage from PostgreSQL).
+    /// calls that reported. `false` means the spend counters are gone: the spend was
+    /// not added (the rebuild reads it from PostgreSQL); the minute windows, which no
+    /// rebuild restores, were counted all the same.
     pub async fn settle(&self, settlement: &Settlement) -> RedisResult<bool> {
         if settlement.is_empty() {
             return Ok(true);
@@ -173,12 +174,13 @@ impl Counters {
         // KEYS[1..3] are fixed; referenced keys follow from index 4.
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut ordered: Vec<&str> = Vec::new();
-        for key in settlement.increments.keys().map(String::as_str).chain(
-            settlement
-                .requests
-                .iter()
-                .flat_map(|(_, keys)| keys.iter().map(String::as_str)),
-        ) {
+        let referenced = settlement
+            .increments
+            .keys()
+            .chain(settlement.windows.keys())
+            .chain(settlement.requests.iter().flat_map(|(_, keys)| keys))
+            .map(String::as_str);
+        for key in referenced {
             if !index.contains_key(key) {
                 index.insert(key, 4 + ordered.len());
                 ordered.push(key);
@@ -190,6 +192,10 @@ impl Counters {
         invocation.arg(settlement.increments.len());
         for (key, (amount, lifetime)) in &settlement.increments {
             invocation.arg(index[key.as_str()]).arg(*amount).arg(*lifetime);
+        }
+        invocation.arg(settlement.windows.len());
+        for (key, amount) in &settlement.windows {
+            invocation.arg(index[key.as_str()]).arg(*amount);
         }
         invocation.arg(settlement.requests.len());
         for (request_id, rpm_keys) in &settlement.requests {
@@ -311,8 +317,10 @@ fn parse_authorization(reply: &[redis::Value], scopes: usize) -> RedisResult<Opt
 pub struct Settlement {
     org: Uuid,
     keys: OrgKeys,
-    /// key → (amount to add, lifetime in seconds or 0)
+    /// spend key → (amount to add, lifetime in seconds or 0)
     increments: BTreeMap<String, (i64, i64)>,
+    /// tokens-per-minute key → tokens to add
+    windows: BTreeMap<String, i64>,
     /// request id → its scopes' requests-per-minute keys, counted when the call was
     /// never authorized
     requests: Vec<(String, Vec<String>)>,
@@ -324,12 +332,13 @@ impl Settlement {
             org,
             keys: OrgKeys::new(prefix, org),
             increments: BTreeMap::new(),
+            windows: BTreeMap::new(),
             requests: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.increments.is_empty() && self.requests.is_empty()
+        self.increments.is_empty() && self.windows.is_empty() && self.requests.is_empty()
     }
 
     /// One committed event: its cost goes to every period of every scope at the
@@ -358,12 +367,10 @@ impl Settlement {
                 }
             }
             if tokens > 0 {
-                let window_secs = MINUTE_WINDOW_MS / 1000;
-                let entry = self
-                    .increments
+                *self
+                    .windows
                     .entry(self.keys.tokens_in_minute(*scope, minute))
-                    .or_insert((0, window_secs));
-                entry.0 += tokens;
+                    .or_insert(0) += tokens;
             }
             rpm_keys.push(self.keys.requests_in_minute(*scope, minute));
         }

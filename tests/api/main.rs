@@ -17,6 +17,7 @@ mod ledger;
 mod openapi;
 mod pricing;
 mod processes;
+mod rate_limits;
 mod redis_faults;
 mod redis_server;
 mod server_process;
