@@ -169,6 +169,11 @@ impl Enforcer {
         }
     }
 
+    /// Where this instance's decisions are logged.
+    pub fn decision_log(&self) -> &DecisionLog {
+        &self.decisions
+    }
+
     /// Forgets this instance's cached rules of an organization after a change to its
     /// budgets, rate limits or blocks (other instances follow within `rules_ttl`).
     pub fn forget_rules(&self, org_id: Uuid) {

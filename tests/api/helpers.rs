@@ -141,6 +141,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub state: AppState,
+    server: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// A signed-in person.
@@ -199,7 +201,8 @@ impl TestApp {
             .expect("connect to PostgreSQL and Redis");
         let app = Application::from_parts(listener, state.clone(), 1).expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        let server = app.handle();
+        let running = tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -209,7 +212,19 @@ impl TestApp {
             client,
             database_url,
             state,
+            server,
+            running,
         }
+    }
+
+    /// Stops the server gracefully, as SIGTERM does, and waits until
+    /// `Application::run_until_stopped` has returned.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        self.running
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
     }
 
     pub async fn db(&self) -> AsyncPgConnection {

@@ -1,6 +1,6 @@
-//! Several Meterplane processes sharing one PostgreSQL and one Redis, as deployed:
-//! the real binary started three times, 50 gateway clients spending against one
-//! customer's hard budget through all three at once.
+//! The real binary as OS processes, as deployed: three of them sharing one PostgreSQL
+//! and one Redis with 50 gateway clients spending against one customer's hard budget
+//! through all three at once, and one stopped the way an orchestrator stops it.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -204,4 +204,55 @@ async fn fifty_clients_over_three_processes_stay_within_the_overspend_bound_with
         assert!(subject.contains(percent) && subject.contains("shared"), "{subject}");
     }
     assert!(sink.received().iter().all(|m| m.rcpt_to == ["ops@acme.test"]));
+}
+
+/// Denials are written to the decision log in batches off the request path; the
+/// batch being gathered when the process is asked to stop is written before it exits.
+#[tokio::test]
+async fn decisions_made_just_before_a_graceful_stop_are_in_the_log() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    authorize(&app, &tenant, json!({"requestId": "first-sight", "user": "blocked"})).await;
+    let customer = id_of(&app, "customers", tenant.org_id, "blocked").await;
+    let response = app
+        .as_user(
+            Method::POST,
+            &format!("/v1/orgs/{}/customers/{customer}/block", tenant.org_id),
+            &tenant.owner,
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let process = ServerProcess::start(&app, &[]).await;
+    // No idle connections left open: the server has nothing to wait for when it stops.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    for n in 0..3 {
+        let response = client
+            .post(format!("{}/v1/gateway/authorize", process.address))
+            .header("x-api-key", &tenant.key_secret)
+            .json(&json!({"requestId": format!("last-{n}"), "user": "blocked"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["reason"], "customer_blocked");
+    }
+    assert!(process.terminate().await, "a clean exit");
+    let logged = app
+        .get_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/decisions?allowed=false", tenant.org_id),
+        )
+        .await;
+    let mut ids: Vec<&str> = logged["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["requestId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["last-0", "last-1", "last-2"]);
 }

@@ -46,7 +46,11 @@ impl ServerProcess {
                 address: format!("http://127.0.0.1:{port}"),
                 child: command.spawn().expect("run the meterplane binary"),
             };
-            let client = app.client.clone();
+            // No connection kept open: it would hold up a graceful stop.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client");
             let healthz = format!("{}/healthz", server.address);
             let up = eventually("the server process to answer", Duration::from_secs(20), || {
                 let exited = matches!(server.child.try_wait(), Ok(Some(_)));
@@ -65,6 +69,21 @@ impl ServerProcess {
             }
         }
         panic!("the meterplane binary did not start");
+    }
+}
+
+impl ServerProcess {
+    /// Asks the process to stop (SIGTERM, as an orchestrator does) and waits until it
+    /// has exited; true when it exited cleanly.
+    pub async fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "could not signal process {pid}");
+        eventually("the server process to exit", Duration::from_secs(20), || {
+            let status = self.child.try_wait().ok().flatten();
+            async move { status.map(|s| s.success()) }
+        })
+        .await
     }
 }
 
