@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Connections of an instance's background work besides `MP_DB_POOL_SIZE`: the
-/// decision-log writer and the outbox worker use one each at a time.
+/// decision-log writer and each background job hold one at a time.
 const BACKGROUND_POOL_SIZE: usize = 3;
 
 impl AppState {
