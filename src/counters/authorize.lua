@@ -4,7 +4,7 @@
 --
 -- KEYS[1]  the organization's `ready` marker (absent: counters were lost; rebuild)
 -- KEYS[2]  reservations by expiry (sorted set: request id -> expiry ms)
--- KEYS[3]  reservations (hash: request id -> "amount|reserved-key|reserved-key...")
+-- KEYS[3]  reservations (hash: request id -> "amount|scope|scope...", see above)
 -- then per scope i (0-based), at 4 + 4i: spend, reserved, requests this minute,
 --          tokens this minute
 -- ARGV[1] now (ms), ARGV[2] request id, ARGV[3] estimated cost (micro-USD),
@@ -69,7 +69,7 @@ for i = 0, scopes - 1 do
   if estimate > 0 then
     redis.call('INCRBY', KEYS[k + 1], estimate)
   end
-  table.insert(record, KEYS[k + 1])
+  table.insert(record, scope_of(KEYS[k + 1]))
   redis.call('INCR', KEYS[k + 2])
   redis.call('PEXPIRE', KEYS[k + 2], ARGV[6])
 end

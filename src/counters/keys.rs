@@ -144,6 +144,32 @@ mod tests {
         }
     }
 
+    /// The scripts rebuild a reservation's reserved-counter keys from the record's
+    /// scope letters and the reservations key (`<base>:rsv`): both must match these keys.
+    #[test]
+    fn the_reservation_scripts_rebuild_every_reserved_key() {
+        use strum::IntoEnumIterator;
+        let script = include_str!("reservations.lua");
+        let keys = OrgKeys::new("mp:", Uuid::nil());
+        let base = keys.reservations().strip_suffix(":rsv").map(str::to_owned);
+        for kind in BudgetScope::iter() {
+            let scope = ScopeRef { kind, id: Uuid::max() };
+            assert_eq!(
+                Some(keys.reserved(scope)),
+                base.as_ref()
+                    .map(|b| format!("{b}:reserved:{}:{}", kind.as_str(), scope.id.simple()))
+            );
+            assert!(
+                script.contains(&format!("{} = '", kind.as_str())),
+                "{kind:?} has a letter"
+            );
+            assert!(
+                script.contains(&format!("= '{}'", kind.as_str())),
+                "{kind:?} is read back"
+            );
+        }
+    }
+
     #[test]
     fn period_tags_name_the_utc_window_and_outlive_it() {
         let at = "2027-01-01T23:59:59Z".parse::<DateTime<Utc>>().unwrap_or_default();

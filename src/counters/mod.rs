@@ -22,6 +22,7 @@ pub use keys::{OrgKeys, ScopeRef};
 /// check. Public for the benchmark, which runs the same script on raw Redis.
 pub const AUTHORIZE_SCRIPT: &str = concat!(include_str!("reservations.lua"), include_str!("authorize.lua"));
 const SETTLE_SCRIPT: &str = concat!(include_str!("reservations.lua"), include_str!("settle.lua"));
+const RELEASE_SCRIPT: &str = concat!(include_str!("reservations.lua"), include_str!("release.lua"));
 
 /// A budget that applies to a scope, for the period in force now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,7 @@ pub struct Counters {
     prefix: Arc<str>,
     authorize: Arc<Script>,
     settle: Arc<Script>,
+    release: Arc<Script>,
 }
 
 impl Counters {
@@ -104,6 +106,7 @@ impl Counters {
             prefix: prefix.into(),
             authorize: Arc::new(Script::new(AUTHORIZE_SCRIPT)),
             settle: Arc::new(Script::new(SETTLE_SCRIPT)),
+            release: Arc::new(Script::new(RELEASE_SCRIPT)),
         }
     }
 
@@ -144,14 +147,20 @@ impl Counters {
                 .arg(limits.requests_per_minute.unwrap_or(-1))
                 .arg(limits.tokens_per_minute.unwrap_or(-1));
         }
-        let mut conn = self.conn.clone();
-        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
+        // Asking twice is safe: the script first releases the request's own reservation.
+        let reply: Vec<redis::Value> = again_if_reconnected(|| {
+            let mut conn = self.conn.clone();
+            let invocation = &invocation;
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await?;
         parse_authorization(&reply, call.scopes.len())
     }
 
     /// Adds committed usage to the counters and releases the reservations of the
-    /// calls that reported. `false` means the counters are gone (nothing was added:
-    /// the rebuild reads this usage from PostgreSQL).
+    /// calls that reported. `false` means the spend counters are gone: the spend was
+    /// not added (the rebuild reads it from PostgreSQL); the minute windows, which no
+    /// rebuild restores, were counted all the same.
     pub async fn settle(&self, settlement: &Settlement) -> RedisResult<bool> {
         if settlement.is_empty() {
             return Ok(true);
@@ -165,12 +174,13 @@ impl Counters {
         // KEYS[1..3] are fixed; referenced keys follow from index 4.
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut ordered: Vec<&str> = Vec::new();
-        for key in settlement.increments.keys().map(String::as_str).chain(
-            settlement
-                .requests
-                .iter()
-                .flat_map(|(_, keys)| keys.iter().map(String::as_str)),
-        ) {
+        let referenced = settlement
+            .increments
+            .keys()
+            .chain(settlement.windows.keys())
+            .chain(settlement.requests.iter().flat_map(|(_, keys)| keys))
+            .map(String::as_str);
+        for key in referenced {
             if !index.contains_key(key) {
                 index.insert(key, 4 + ordered.len());
                 ordered.push(key);
@@ -182,6 +192,10 @@ impl Counters {
         invocation.arg(settlement.increments.len());
         for (key, (amount, lifetime)) in &settlement.increments {
             invocation.arg(index[key.as_str()]).arg(*amount).arg(*lifetime);
+        }
+        invocation.arg(settlement.windows.len());
+        for (key, amount) in &settlement.windows {
+            invocation.arg(index[key.as_str()]).arg(*amount);
         }
         invocation.arg(settlement.requests.len());
         for (request_id, rpm_keys) in &settlement.requests {
@@ -213,8 +227,51 @@ impl Counters {
             }
         }
         pipe.set(keys.ready(), 1).ignore();
-        let mut conn = self.conn.clone();
-        pipe.query_async(&mut conn).await
+        again_if_reconnected(|| {
+            let mut conn = self.conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Releases the reservations of `request_ids` (whose usage the ledger holds but
+    /// the counters never got), as settling them would have. Returns how many there
+    /// were; releasing twice is harmless.
+    pub async fn release(&self, org: Uuid, request_ids: &[String]) -> RedisResult<usize> {
+        let keys = self.keys(org);
+        let mut invocation = self.release.prepare_invoke();
+        invocation
+            .key(keys.ready())
+            .key(keys.reservations_by_expiry())
+            .key(keys.reservations());
+        for id in request_ids {
+            invocation.arg(id);
+        }
+        again_if_reconnected(|| {
+            let mut conn = self.conn.clone();
+            let invocation = &invocation;
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
+    }
+}
+
+/// Runs an idempotent Redis step, and once more when it failed because the
+/// connection was gone. The connection manager only notices a lost connection (Redis
+/// restarted, failed over, or closed an idle client) when a command fails on it, and
+/// reconnects then: without the second try, the first call after Redis came back
+/// would be answered as if Redis were still down. The same goes for a connection
+/// attempt that failed while Redis was down: it is made again, once. While Redis is
+/// down, that second attempt is refused as fast as the first.
+async fn again_if_reconnected<T, F, Fut>(mut step: F) -> RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = RedisResult<T>>,
+{
+    match step().await {
+        Err(e) if e.is_connection_dropped() => step().await,
+        done => done,
     }
 }
 
@@ -260,8 +317,10 @@ fn parse_authorization(reply: &[redis::Value], scopes: usize) -> RedisResult<Opt
 pub struct Settlement {
     org: Uuid,
     keys: OrgKeys,
-    /// key → (amount to add, lifetime in seconds or 0)
+    /// spend key → (amount to add, lifetime in seconds or 0)
     increments: BTreeMap<String, (i64, i64)>,
+    /// tokens-per-minute key → tokens to add
+    windows: BTreeMap<String, i64>,
     /// request id → its scopes' requests-per-minute keys, counted when the call was
     /// never authorized
     requests: Vec<(String, Vec<String>)>,
@@ -273,12 +332,13 @@ impl Settlement {
             org,
             keys: OrgKeys::new(prefix, org),
             increments: BTreeMap::new(),
+            windows: BTreeMap::new(),
             requests: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.increments.is_empty() && self.requests.is_empty()
+        self.increments.is_empty() && self.windows.is_empty() && self.requests.is_empty()
     }
 
     /// One committed event: its cost goes to every period of every scope at the
@@ -307,12 +367,10 @@ impl Settlement {
                 }
             }
             if tokens > 0 {
-                let window_secs = MINUTE_WINDOW_MS / 1000;
-                let entry = self
-                    .increments
+                *self
+                    .windows
                     .entry(self.keys.tokens_in_minute(*scope, minute))
-                    .or_insert((0, window_secs));
-                entry.0 += tokens;
+                    .or_insert(0) += tokens;
             }
             rpm_keys.push(self.keys.requests_in_minute(*scope, minute));
         }

@@ -1,33 +1,30 @@
+
 -- Settles committed usage into the hot counters: adds spend and tokens, and releases
 -- the reservations of the calls that reported.
 --
 -- KEYS[1]  the organization's `ready` marker, KEYS[2] reservations by expiry,
 -- KEYS[3]  reservations; further keys are referenced by index from ARGV.
--- ARGV[1] = m increments, then m triples: key index, amount, lifetime (s, 0: none);
--- then r = request count, then per request: id, n, and n indices of the
--- requests-per-minute keys to count it in when it was never authorized;
--- then the minute-window lifetime (ms).
+-- ARGV[1] = m spend increments, then m triples: key index, amount, lifetime (s, 0:
+-- none); then w token-window increments, then w pairs: key index, tokens; then r =
+-- request count, then per request: id, n, and n indices of the requests-per-minute
+-- keys to count it in when it was never authorized; then the minute-window lifetime
+-- (ms).
 --
--- Returns 0 when the counters were lost: PostgreSQL already holds this usage and the
--- rebuild reads it from there, so adding it here would count it twice.
+-- Returns 0 when the spend counters were lost: PostgreSQL already holds this spend
+-- and the rebuild reads it from there, so adding it here would count it twice. The
+-- minute windows are counted either way: no rebuild restores them, and without this
+-- the usage reported before an organization's first authorize (after a restart, or
+-- ever) would be missing from its rate limits.
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
+local ready = redis.call('EXISTS', KEYS[1]) == 1
 
 local p = 1
-local increments = tonumber(ARGV[p]); p = p + 1
-for _ = 1, increments do
-  local key = KEYS[tonumber(ARGV[p])]
-  local amount = tonumber(ARGV[p + 1])
-  local lifetime = tonumber(ARGV[p + 2])
-  p = p + 3
-  redis.call('INCRBY', key, amount)
-  if lifetime > 0 then
-    redis.call('EXPIRE', key, lifetime)
-  end
-end
-
+local spends = tonumber(ARGV[p])
+local spend_at = p + 1
+p = spend_at + 3 * spends
+local windows = tonumber(ARGV[p])
+local window_at = p + 1
+p = window_at + 2 * windows
 local requests = tonumber(ARGV[p]); p = p + 1
 local pending = {}
 for _ = 1, requests do
@@ -37,6 +34,24 @@ for _ = 1, requests do
   p = p + 2 + n
 end
 local window = ARGV[p]
+
+if ready then
+  for i = 0, spends - 1 do
+    local a = spend_at + 3 * i
+    local key = KEYS[tonumber(ARGV[a])]
+    redis.call('INCRBY', key, ARGV[a + 1])
+    if tonumber(ARGV[a + 2]) > 0 then
+      redis.call('EXPIRE', key, ARGV[a + 2])
+    end
+  end
+end
+
+for i = 0, windows - 1 do
+  local a = window_at + 2 * i
+  local key = KEYS[tonumber(ARGV[a])]
+  redis.call('INCRBY', key, ARGV[a + 1])
+  redis.call('PEXPIRE', key, window)
+end
 
 for _, entry in ipairs(pending) do
   local id, first, n = entry[1], entry[2], entry[3]
@@ -48,4 +63,7 @@ for _, entry in ipairs(pending) do
     end
   end
 end
-return 1
+if ready then
+  return 1
+end
+return 0

@@ -6,7 +6,7 @@
 pub mod alerts;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -126,9 +126,16 @@ pub struct Enforcer {
     settings: EnforcementSettings,
     allowed_seen: Arc<AtomicU64>,
     /// Organizations whose usage this instance could not settle into Redis: their
-    /// counters are rebuilt from the ledger before they are next read.
-    stale: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    /// counters are rebuilt from the ledger before they are next read. With each, the
+    /// request ids of that usage: their reservations (if Redis kept them) are
+    /// released by the rebuild, as the settling would have done, or the ledger's
+    /// spend and the reservation would both count until the reservation lapsed.
+    stale: Arc<Mutex<HashMap<Uuid, Vec<String>>>>,
 }
+
+/// Request ids kept per stale organization for releasing their reservations; past
+/// this, reservations lapse after `reservation_ttl` on their own.
+const MAX_UNSETTLED_IDS: usize = 10_000;
 
 impl Enforcer {
     pub fn new(
@@ -160,6 +167,11 @@ impl Enforcer {
             allowed_seen: Arc::new(AtomicU64::new(0)),
             stale: Arc::default(),
         }
+    }
+
+    /// Where this instance's decisions are logged.
+    pub fn decision_log(&self) -> &DecisionLog {
+        &self.decisions
     }
 
     /// Forgets this instance's cached rules of an organization after a change to its
@@ -333,11 +345,15 @@ impl Enforcer {
             now,
             reservation_ttl: self.settings.reservation_ttl,
         };
-        let stale = self.stale.lock().map(|s| s.contains(&call.key.org_id)).unwrap_or(false);
-        if stale && self.rebuild(call.key.org_id, now).await.is_ok() {
-            if let Ok(mut stale) = self.stale.lock() {
-                stale.remove(&call.key.org_id);
-            }
+        let stale = self
+            .stale
+            .lock()
+            .map(|s| s.contains_key(&call.key.org_id))
+            .unwrap_or(false);
+        if stale {
+            // On failure the organization stays stale, and the counters most likely
+            // cannot be read either: the policy for Redis being down answers below.
+            let _ = self.rebuild(call.key.org_id, now).await;
         }
         let answer = match self.counters.authorize(&ask).await {
             Ok(Some(answer)) => Ok(answer),
@@ -411,9 +427,15 @@ impl Enforcer {
             tracing::warn!(error = %e, org_id = %spend.org_id, "could not settle usage into the counters");
             // The usage is in PostgreSQL but not in the counters: rebuild them from the
             // ledger once Redis answers again.
-            if let Ok(mut stale) = self.stale.lock() {
-                stale.insert(spend.org_id);
-            }
+            self.mark_stale(spend.org_id, spend.events.iter().map(|e| e.request_id.clone()));
+        }
+    }
+
+    fn mark_stale(&self, org_id: Uuid, unsettled: impl IntoIterator<Item = String>) {
+        if let Ok(mut stale) = self.stale.lock() {
+            let ids = stale.entry(org_id).or_default();
+            let room = MAX_UNSETTLED_IDS.saturating_sub(ids.len());
+            ids.extend(unsettled.into_iter().take(room));
         }
     }
 
@@ -475,8 +497,28 @@ impl Enforcer {
         }
     }
 
-    /// Sets an organization's spend counters from the ledger.
+    /// Sets an organization's spend counters from the ledger, after releasing the
+    /// reservations of usage this instance could not settle (the ledger holds that
+    /// usage now). Usage whose settling fails meanwhile marks the organization stale
+    /// again; a failed rebuild leaves it stale.
     pub async fn rebuild(&self, org_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+        let unsettled = self.stale.lock().ok().and_then(|mut s| s.remove(&org_id));
+        let rebuilt = self
+            .rebuild_from_ledger(org_id, unsettled.as_deref().unwrap_or_default(), now)
+            .await;
+        if rebuilt.is_err() {
+            if let Some(ids) = unsettled {
+                self.mark_stale(org_id, ids);
+            }
+        }
+        rebuilt
+    }
+
+    async fn rebuild_from_ledger(&self, org_id: Uuid, unsettled: &[String], now: DateTime<Utc>) -> AppResult<()> {
+        let unavailable = |e: redis::RedisError| AppError::unavailable(anyhow::anyhow!("rebuilding counters: {e}"));
+        if !unsettled.is_empty() {
+            self.counters.release(org_id, unsettled).await.map_err(unavailable)?;
+        }
         let mut conn = self.pool.get().await?;
         let values = store::limits::ledger_counters(&mut conn, org_id, now).await?;
         drop(conn);
@@ -493,10 +535,7 @@ impl Enforcer {
                 })
             })
             .collect();
-        self.counters
-            .rebuild(org_id, &spend)
-            .await
-            .map_err(|e| AppError::unavailable(anyhow::anyhow!("rebuilding counters: {e}")))
+        self.counters.rebuild(org_id, &spend).await.map_err(unavailable)
     }
 
     fn log(&self, call: &CallRequest, decision: &Decision) {

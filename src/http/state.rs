@@ -18,6 +18,13 @@ use crate::{
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: DbPool,
+    /// Connections of the decision-log writer and the background jobs, whose work must
+    /// finish after the HTTP workers have stopped (the decision log's last batch, the
+    /// email being delivered). A connection lives on the runtime that opened it: one
+    /// opened by a request lives on that HTTP worker's runtime and breaks when the
+    /// worker stops at shutdown. These are opened by the background tasks themselves,
+    /// on the main runtime.
+    pub background_db: DbPool,
     pub redis: ConnectionManager,
     pub jwt: JwtService,
     pub keys: ApiKeyResolver,

@@ -9,25 +9,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{Tenant, TestApp};
+use crate::helpers::{authorize, eventually, id_of, Tenant, TestApp};
 
 /// USD 1 per million input tokens, 2 per million output: 100k in + 50k out = 0.2.
 async fn priced_model(app: &TestApp) {
     app.add_price("openai", "budget-model", "budget-model", "1", "2", "0.5")
         .await;
-}
-
-async fn authorize(app: &TestApp, tenant: &Tenant, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let response = app
-        .request(Method::POST, "/v1/gateway/authorize")
-        .header("x-api-key", &tenant.key_secret)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A call of `prompt` input and `completion` output tokens of the priced model by `user`.
@@ -44,23 +31,6 @@ fn usage(request_id: &str, user: &str, prompt: i64, completion: i64) -> Value {
         "requestId": request_id, "user": user, "endpoint": "/chat/completions",
         "provider": "openai", "model": "budget-model", "promptTokens": prompt, "completionTokens": completion
     })
-}
-
-async fn id_of(app: &TestApp, table: &str, org: Uuid, external: &str) -> Uuid {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let row: Id = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query(format!("SELECT id FROM {table} WHERE org_id = $1 AND external_id = $2"))
-            .bind::<diesel::sql_types::Uuid, _>(org)
-            .bind::<diesel::sql_types::Text, _>(external),
-        &mut app.db().await,
-    )
-    .await
-    .unwrap();
-    row.id
 }
 
 async fn execute(app: &TestApp, sql: &str) {
@@ -605,4 +575,84 @@ async fn a_daily_budget_starts_over_at_midnight_utc() {
     let next_day = enforcer.authorize(&ask("early-1"), after_midnight).await.unwrap();
     assert!(next_day.allowed(), "{next_day:?}");
     assert_eq!(next_day.scopes[3].reading.spent_micros, 0);
+}
+
+/// Denials are logged in batches off the request path. Stopping the server writes the
+/// batch being gathered, and `run_until_stopped` returns only once it is written, so a
+/// process that exits right after loses none — here with PostgreSQL holding the
+/// write up, to show that the stop waits for it.
+#[tokio::test]
+async fn stopping_the_server_waits_until_its_last_decisions_are_written() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    authorize(&app, &tenant, json!({"requestId": "first-sight", "user": "bad-actor"})).await;
+    execute(
+        &app,
+        &format!(
+            "UPDATE customers SET blocked_at = now() WHERE org_id = '{}' AND external_id = 'bad-actor'",
+            tenant.org_id
+        ),
+    )
+    .await;
+    app.state.enforcer.forget_rules(tenant.org_id);
+
+    // The log's table is locked against writes until this transaction ends.
+    let mut lock = app.db().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("LOCK TABLE authorize_decisions IN SHARE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let ask = json!({"requestId": format!("last-{n}"), "user": "bad-actor"});
+        let (_, _, denied) = authorize(&app, &tenant, ask).await;
+        assert_eq!(denied["reason"], "customer_blocked");
+    }
+    eventually(
+        "the decision writer to wait for the lock",
+        Duration::from_secs(10),
+        || {
+            let pool = app.state.db.clone();
+            async move {
+                let waiting: Count = diesel::sql_query(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO authorize_decisions%'",
+                )
+                .get_result(&mut pool.get().await.unwrap())
+                .await
+                .unwrap();
+                (waiting.n > 0).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let (org_id, database_url) = (tenant.org_id, app.database_url.clone());
+    let mut stopping = tokio::spawn(app.stop());
+    // An absence can only be watched for a while: stopped within half a second, it
+    // did not wait for the write (which cannot finish while the lock is held).
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut stopping).await;
+    assert!(
+        early.is_err(),
+        "the server stopped before its decisions were written: {early:?}"
+    );
+    diesel::sql_query("COMMIT").execute(&mut lock).await.unwrap();
+    stopping.await.unwrap();
+
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&database_url)
+        .await
+        .unwrap();
+    let logged: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM authorize_decisions WHERE org_id = $1 AND NOT allowed")
+            .bind::<diesel::sql_types::Uuid, _>(org_id)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(logged.n, 3);
 }

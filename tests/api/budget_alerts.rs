@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    helpers::{fast_email, Tenant, TestApp},
+    helpers::{eventually, fast_email, Tenant, TestApp},
     smtp_sink::SmtpSink,
 };
 
@@ -149,4 +149,136 @@ async fn a_default_budget_alerts_for_each_customer_on_its_own() {
         .get_json(&tenant.owner, &format!("/v1/orgs/{}/alerts", tenant.org_id))
         .await;
     assert_eq!(again["data"].as_array().unwrap().len(), 2);
+}
+
+/// With the clock injected into the alert check: crossing 50, 80 and 100 % of a daily
+/// budget queues one alert each, checking again within the day queues nothing, and the
+/// next day's spend crosses them again as a second set — three emails per day.
+#[tokio::test]
+async fn the_next_period_alerts_again_and_no_threshold_twice_within_one() {
+    use chrono::{DateTime, Duration as Days, DurationRound, Utc};
+    use meterplane::{
+        domain::identity::KeyIdentity,
+        ingest::{CommittedEvent, CommittedSpend},
+    };
+
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let app = TestApp::spawn_with(|c| fast_email(c, &url)).await;
+    let tenant = app.tenant().await;
+    app.set_alert_emails(&tenant, &["ops@acme.test"]).await;
+    app.add_price("openai", "alert-model", "alert-model", "1", "1", "1")
+        .await;
+    record(&app, &tenant, spend("first-sight", "daily-spender", 0)).await;
+    let customer = crate::helpers::id_of(&app, "customers", tenant.org_id, "daily-spender").await;
+    let response = app
+        .as_user(
+            Method::PUT,
+            &format!("/v1/orgs/{}/budgets/customer/{customer}", tenant.org_id),
+            &tenant.owner,
+        )
+        .json(&json!({"amount": "1", "period": "daily"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let key = KeyIdentity {
+        key_id: tenant.key_id,
+        project_id: tenant.project_id,
+        org_id: tenant.org_id,
+    };
+    let outbox_rows = || async { app.count_rows("email_outbox", tenant.org_id).await };
+    // The day before yesterday and yesterday: inside the free plan's three days of
+    // retention, and before today, so the checks that recording runs with the real
+    // clock (today's window: nothing spent) queue nothing.
+    let today = Utc::now().duration_trunc(Days::days(1)).unwrap();
+    let mut queued = 0;
+    for day in [today - Days::days(2), today - Days::days(1)] {
+        // 30 + 30 + 25 + 20 cents: 30 %, 60 % (crosses 50), 85 % (80), 105 % (100).
+        for (i, (cents, crossed)) in [(30, 0), (30, 1), (25, 1), (20, 1)].into_iter().enumerate() {
+            let at: DateTime<Utc> = day + Days::hours(10) + Days::minutes(i as i64);
+            let request_id = format!("{}-{i}", day.format("%Y%m%d"));
+            let mut event = spend(&request_id, "daily-spender", cents);
+            event["startedAt"] = json!(at);
+            record(&app, &tenant, event).await;
+            let usage = CommittedSpend {
+                org_id: tenant.org_id,
+                by_scope: vec![],
+                events: vec![CommittedEvent {
+                    request_id,
+                    occurred_at: at,
+                    cost_micros: cents * 10_000,
+                    tokens: cents * 10_000,
+                    customer_id: Some(customer),
+                    agent_id: None,
+                }],
+            };
+            app.state.enforcer.alert_after_usage(&key, &usage, at).await;
+            queued += crossed;
+            assert_eq!(outbox_rows().await, queued, "after {i} on {day}");
+            // The same spend seen again later that day (another instance, a retry, a
+            // duplicate event) queues nothing new.
+            let later = day + Days::hours(23) + Days::minutes(59);
+            app.state.enforcer.alert_after_usage(&key, &usage, later).await;
+            assert_eq!(outbox_rows().await, queued, "checked again on {day}");
+        }
+    }
+    assert_eq!(queued, 6);
+
+    let _worker = app.start_outbox_worker();
+    let emails = sink.wait_for(6, Duration::from_secs(15)).await;
+    eventually("every alert sent", Duration::from_secs(15), || async {
+        let history = app.alerts(&tenant.owner, tenant.org_id, "").await;
+        let data = history["data"].as_array().cloned().unwrap_or_default();
+        (data.len() == 6 && data.iter().all(|a| a["status"] == "sent")).then_some(())
+    })
+    .await;
+    assert_eq!(sink.received().len(), 6, "{emails:?}");
+    // One email per threshold per day.
+    let history = app.alerts(&tenant.owner, tenant.org_id, "").await;
+    let mut sent: Vec<(String, i64)> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["periodStart"].as_str().unwrap().to_owned(),
+                a["thresholdPercent"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    sent.sort();
+    let day = |n: i64| (today - Days::days(n)).format("%Y-%m-%dT00:00:00Z").to_string();
+    assert_eq!(
+        sent,
+        [
+            (day(2), 50),
+            (day(2), 80),
+            (day(2), 100),
+            (day(1), 50),
+            (day(1), 80),
+            (day(1), 100)
+        ]
+    );
+    // Each email names its day; each day has one email per threshold.
+    for n in [2, 1] {
+        let start = today - Days::days(n);
+        let period = format!(
+            "daily, {} to {}",
+            start.format("%Y-%m-%d 00:00 UTC"),
+            (start + Days::days(1)).format("%Y-%m-%d 00:00 UTC")
+        );
+        let mut thresholds: Vec<&str> = emails
+            .iter()
+            .filter(|m| m.text_body().unwrap_or_default().contains(&period))
+            .filter_map(|m| {
+                ["50%", "80%", "100%"]
+                    .into_iter()
+                    .find(|t| m.subject().contains(&format!("reached {t}")))
+            })
+            .collect();
+        thresholds.sort();
+        assert_eq!(thresholds, ["100%", "50%", "80%"], "{period}");
+    }
 }

@@ -141,6 +141,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub state: AppState,
+    server: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// A signed-in person.
@@ -177,10 +179,10 @@ impl TestApp {
     }
 
     /// Another instance of the same deployment: its own server, pools and caches, on
-    /// this one's database and Redis key prefix.
+    /// this one's database and Redis (server, key prefix, timeout and policy).
     pub async fn another_instance(&self) -> Self {
-        let prefix = self.state.config.redis.key_prefix.clone();
-        Self::start(self.database_url.clone(), prefix, |_| {}).await
+        let redis = self.state.config.redis.clone();
+        Self::start(self.database_url.clone(), redis.key_prefix.clone(), |c| c.redis = redis).await
     }
 
     async fn start(database_url: String, prefix: String, adjust: impl FnOnce(&mut Config)) -> Self {
@@ -199,7 +201,8 @@ impl TestApp {
             .expect("connect to PostgreSQL and Redis");
         let app = Application::from_parts(listener, state.clone(), 1).expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        let server = app.handle();
+        let running = tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -209,7 +212,19 @@ impl TestApp {
             client,
             database_url,
             state,
+            server,
+            running,
         }
+    }
+
+    /// Stops the server gracefully, as SIGTERM does, and waits until
+    /// `Application::run_until_stopped` has returned.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        self.running
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
     }
 
     pub async fn db(&self) -> AsyncPgConnection {
@@ -433,6 +448,36 @@ fn merge(into: &mut Value, extra: Value) {
     if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
         into.extend(extra);
     }
+}
+
+/// Asks `POST /v1/gateway/authorize` with the tenant's key; the status, headers and body.
+pub async fn authorize(app: &TestApp, tenant: &Tenant, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let response = app
+        .request(Method::POST, "/v1/gateway/authorize")
+        .header("x-api-key", &tenant.key_secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The id of a customer or agent (`table`) known to the gateway as `external`.
+pub async fn id_of(app: &TestApp, table: &str, org: Uuid, external: &str) -> Uuid {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let row: Id = diesel::sql_query(format!("SELECT id FROM {table} WHERE org_id = $1 AND external_id = $2"))
+        .bind::<diesel::sql_types::Uuid, _>(org)
+        .bind::<diesel::sql_types::Text, _>(external)
+        .get_result(&mut app.db().await)
+        .await
+        .unwrap();
+    row.id
 }
 
 pub fn uuid(value: &Value) -> Uuid {
