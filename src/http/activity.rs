@@ -10,7 +10,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{extract::AuthUser, paths::OrgPath, schemas::Money, state::AppState};
+use super::{
+    extract::AuthUser,
+    paging,
+    paths::OrgPath,
+    schemas::{FilterText, Money},
+    state::AppState,
+    validate::query_text,
+};
 use crate::{
     domain::{
         activity::{percent_of, window, DayWindow, WindowError},
@@ -19,7 +26,7 @@ use crate::{
     error::{AppError, AppResult, ErrorCode, Problem},
     store::{
         self,
-        activity::{ActivityFilter, DayGroup, Grouping},
+        activity::{ActivityFilter, DayGroup, Entity, EntityGroup, EntitySort, Grouping},
         usage::RollupSums,
     },
 };
@@ -252,7 +259,10 @@ fn days(
                 total.add(&m.sums);
             }
             let mut entry = day_activity(day, &total);
-            entry.model_breakdown = day_models.into_iter().map(model_usage).collect();
+            entry.model_breakdown = day_models
+                .into_iter()
+                .map(|m| model_usage(m.group_id, m.label, &m.sums))
+                .collect();
             entry.api_key_breakdown = keys.as_mut().map(|k| {
                 k.remove(&day)
                     .unwrap_or_default()
@@ -305,11 +315,10 @@ fn day_activity(date: NaiveDate, s: &RollupSums) -> DayActivity {
     }
 }
 
-fn model_usage(row: DayGroup) -> ModelUsage {
-    let s = &row.sums;
+fn model_usage(model: Option<String>, provider: Option<String>, s: &RollupSums) -> ModelUsage {
     ModelUsage {
-        id: row.group_id.unwrap_or_default(),
-        provider: row.label.unwrap_or_default(),
+        id: model.unwrap_or_default(),
+        provider: provider.unwrap_or_default(),
         request_count: s.requests,
         input_tokens: s.prompt_tokens,
         output_tokens: s.completion_tokens,
@@ -337,5 +346,254 @@ fn customer_usage(row: DayGroup) -> CustomerUsage {
         request_count: s.requests,
         total_tokens: s.prompt_tokens + s.completion_tokens,
         cost: s.cost.normalize(),
+    }
+}
+
+/// Whose activity a listing groups by.
+#[derive(Deserialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "camelCase")]
+pub enum EntityKind {
+    Customers,
+    Agents,
+    /// By path; all `/a2a/{agentId}` paths form one entry (see `agents` for each agent).
+    Endpoints,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct EntityPath {
+    org_id: Uuid,
+    #[param(inline)]
+    entity: EntityKind,
+}
+
+/// The order of a listing: largest first.
+#[derive(Deserialize, ToSchema, Clone, Copy, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum EntitySortParam {
+    #[default]
+    Spend,
+    Requests,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct EntityQuery {
+    /// As for the daily activity: default 7 days (or the retention when shorter).
+    #[param(minimum = 1, maximum = 366)]
+    days: Option<i64>,
+    #[param(value_type = Option<String>, format = Date)]
+    from: Option<String>,
+    #[param(value_type = Option<String>, format = Date)]
+    to: Option<String>,
+    project_id: Option<Uuid>,
+    api_key_id: Option<Uuid>,
+    /// Only these entities: customer or agent ids as the gateway reports them, or
+    /// endpoint paths; comma-separated, at most 100.
+    #[param(inline, value_type = Option<FilterText>)]
+    ids: Option<String>,
+    #[param(inline)]
+    sort: Option<EntitySortParam>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+    /// Entries to skip (`nextOffset` of the previous page).
+    #[param(minimum = 0, maximum = 1_000_000, default = 0)]
+    offset: Option<i64>,
+}
+
+/// A page of entities, largest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityPage {
+    from: NaiveDate,
+    to: NaiveDate,
+    data: Vec<EntityActivity>,
+    /// Pass as `offset` for the next page; absent on the last page.
+    next_offset: Option<i64>,
+}
+
+/// One customer, agent or endpoint over the window.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityActivity {
+    /// The customer's or agent's id; absent for endpoints and for calls that named no
+    /// customer (or agent).
+    id: Option<Uuid>,
+    /// The customer's or agent's id as the gateway reports it, or the endpoint's path.
+    name: Option<String>,
+    request_count: i64,
+    success_count: i64,
+    error_count: i64,
+    /// Successful calls in percent of `requestCount` (0 to 100, two decimals).
+    #[schema(minimum = 0, maximum = 100)]
+    success_rate: f64,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    #[schema(value_type = Money)]
+    cost: Decimal,
+    model_breakdown: Vec<ModelUsage>,
+    /// Every day of the window, oldest first.
+    daily: Vec<DailyPoint>,
+}
+
+/// One day of an entity's trend.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyPoint {
+    date: NaiveDate,
+    request_count: i64,
+    error_count: i64,
+    total_tokens: i64,
+    #[schema(value_type = Money)]
+    cost: Decimal,
+}
+
+const MAX_IDS: usize = 100;
+
+/// Usage per customer, agent or endpoint: requests and success rate, tokens, spend,
+/// models and a daily trend.
+///
+/// Sorted by spend (default) or requests, largest first, paginated by offset. Same
+/// window and retention rules as the daily activity.
+#[utoipa::path(
+    tag = "activity",
+    security(("bearer" = [])),
+    params(EntityPath, EntityQuery),
+    responses(
+        (status = 200, description = "A page of entities, largest first", body = EntityPage),
+        (status = 400, description = "A malformed window or parameter, or one reaching before the retention (`retention_exceeded`)", body = Problem),
+        (status = 401, body = Problem),
+        (status = 404, body = Problem),
+    )
+)]
+#[get("/orgs/{orgId}/activity/{entity}")]
+pub async fn list_entity_activity(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<EntityPath>,
+    query: web::Query<EntityQuery>,
+) -> AppResult<web::Json<EntityPage>> {
+    let mut conn = state.conn().await?;
+    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
+    let org = store::orgs::get(&mut conn, &access).await?;
+    let q = query.into_inner();
+    let window = window(
+        q.days,
+        q.from.as_deref(),
+        q.to.as_deref(),
+        Utc::now(),
+        org.retention_days,
+    )
+    .map_err(window_error)?;
+    let limit = paging::page_size(q.limit)?;
+    let offset = q.offset.unwrap_or(0);
+    if !(0..=1_000_000).contains(&offset) {
+        return Err(AppError::new(
+            ErrorCode::InvalidQueryParameter,
+            "offset must be between 0 and 1000000",
+        ));
+    }
+    let ids: Vec<String> = query_text("ids", q.ids)?
+        .map(|list| {
+            list.split(',')
+                .map(|id| id.trim().to_owned())
+                .filter(|id| !id.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.len() > MAX_IDS {
+        return Err(AppError::new(
+            ErrorCode::InvalidQueryParameter,
+            format!("ids: at most {MAX_IDS}"),
+        ));
+    }
+    let entity = match path.entity {
+        EntityKind::Customers => Entity::Customer,
+        EntityKind::Agents => Entity::Agent,
+        EntityKind::Endpoints => Entity::Endpoint,
+    };
+    let sort = match q.sort.unwrap_or_default() {
+        EntitySortParam::Spend => EntitySort::Spend,
+        EntitySortParam::Requests => EntitySort::Requests,
+    };
+    let filter = ActivityFilter {
+        window,
+        project_id: q.project_id,
+        api_key_id: q.api_key_id,
+    };
+    let (page, more) =
+        store::activity::entities(&mut conn, &access, &filter, entity, &ids, sort, limit, offset).await?;
+    let keys: Vec<Option<String>> = page.iter().map(|e| e.key.clone()).collect();
+    let mut daily = by_key(store::activity::entity_details(&mut conn, &access, &filter, entity, &keys, false).await?);
+    let mut models = by_key(store::activity::entity_details(&mut conn, &access, &filter, entity, &keys, true).await?);
+    let data = page
+        .into_iter()
+        .map(|e| {
+            let days = daily.remove(&e.key).unwrap_or_default();
+            let model_rows = models.remove(&e.key).unwrap_or_default();
+            entity_activity(entity, e, window, days, model_rows)
+        })
+        .collect();
+    Ok(web::Json(EntityPage {
+        from: window.from,
+        to: window.to,
+        data,
+        next_offset: more.then_some(offset + limit),
+    }))
+}
+
+fn by_key(rows: Vec<EntityGroup>) -> BTreeMap<Option<String>, Vec<EntityGroup>> {
+    let mut grouped: BTreeMap<Option<String>, Vec<EntityGroup>> = BTreeMap::new();
+    for row in rows {
+        grouped.entry(row.key.clone()).or_default().push(row);
+    }
+    grouped
+}
+
+fn entity_activity(
+    entity: Entity,
+    row: EntityGroup,
+    window: DayWindow,
+    days: Vec<EntityGroup>,
+    models: Vec<EntityGroup>,
+) -> EntityActivity {
+    let s = &row.sums;
+    let mut per_day: BTreeMap<NaiveDate, RollupSums> =
+        days.into_iter().filter_map(|d| Some((d.day?, d.sums))).collect();
+    EntityActivity {
+        id: match entity {
+            Entity::Endpoint => None,
+            Entity::Customer | Entity::Agent => row.key.as_deref().and_then(|k| k.parse().ok()),
+        },
+        name: row.label.clone(),
+        request_count: s.requests,
+        success_count: s.requests - s.errors,
+        error_count: s.errors,
+        success_rate: percent_of(s.requests - s.errors, s.requests),
+        input_tokens: s.prompt_tokens,
+        output_tokens: s.completion_tokens,
+        total_tokens: s.prompt_tokens + s.completion_tokens,
+        cost: s.cost.normalize(),
+        model_breakdown: models
+            .into_iter()
+            .map(|m| model_usage(m.model, m.provider, &m.sums))
+            .collect(),
+        daily: window
+            .each_day()
+            .map(|date| {
+                let d = per_day.remove(&date).unwrap_or_default();
+                DailyPoint {
+                    date,
+                    request_count: d.requests,
+                    error_count: d.errors,
+                    total_tokens: d.prompt_tokens + d.completion_tokens,
+                    cost: d.cost.normalize(),
+                }
+            })
+            .collect(),
     }
 }

@@ -109,7 +109,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(spend_logs::list_spend_logs)
                 .service(spend_logs::get_spend_log)
                 .service(alerts::list_alerts)
-                .service(activity::get_activity),
+                .service(activity::get_activity)
+                .service(activity::list_entity_activity),
         );
     }
 }

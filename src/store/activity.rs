@@ -94,3 +94,159 @@ fn summed_select() -> &'static str {
             .join(", ")
     })
 }
+
+/// What the per-entity analytics group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Customer,
+    Agent,
+    /// By path; every `/a2a/{agentId}` path is one entry (its agents are in `Agent`).
+    Endpoint,
+}
+
+impl Entity {
+    /// (key, label, join): the key identifies the entity, the label is what the tenant
+    /// calls it (customer and agent external ids; the path).
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Entity::Customer => (
+                "d.customer_id::text",
+                "c.external_id",
+                "LEFT JOIN customers c ON c.id = d.customer_id",
+            ),
+            Entity::Agent => (
+                "d.agent_id::text",
+                "a.external_id",
+                "LEFT JOIN agents a ON a.id = d.agent_id",
+            ),
+            Entity::Endpoint => (ENDPOINT_KEY, ENDPOINT_KEY, ""),
+        }
+    }
+}
+
+const ENDPOINT_KEY: &str = "(CASE WHEN d.endpoint LIKE '/a2a/%' THEN '/a2a/{agentId}' ELSE d.endpoint END)";
+
+/// How a page of entities is ordered (largest first; ties by key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntitySort {
+    Spend,
+    Requests,
+}
+
+/// One entity's sums, over the window or one day or one model of it.
+#[derive(QueryableByName)]
+pub struct EntityGroup {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub key: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub label: Option<String>,
+    /// Set in the daily trend.
+    #[diesel(sql_type = Nullable<Date>)]
+    pub day: Option<NaiveDate>,
+    /// Set in the model breakdown.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub provider: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub model: Option<String>,
+    #[diesel(embed)]
+    pub sums: RollupSums,
+}
+
+/// A page of entities with their window totals, largest first, and whether more follow.
+/// `labels` keeps only these entities (external ids or paths).
+#[allow(clippy::too_many_arguments)]
+pub async fn entities(
+    conn: &mut DbConn,
+    access: &OrgAccess,
+    filter: &ActivityFilter,
+    entity: Entity,
+    labels: &[String],
+    sort: EntitySort,
+    limit: i64,
+    offset: i64,
+) -> AppResult<(Vec<EntityGroup>, bool)> {
+    let order = match sort {
+        EntitySort::Spend => "cost DESC, requests DESC",
+        EntitySort::Requests => "requests DESC, cost DESC",
+    };
+    let (_, label, _) = entity.parts();
+    // An empty list keeps every entity.
+    let sql = entity_sql(
+        entity,
+        WINDOW_TOTALS,
+        &format!(
+            "AND (cardinality($6::text[]) = 0 OR {label} = ANY($6)) \
+             GROUP BY 1, 2 ORDER BY {order}, 1 NULLS FIRST LIMIT $7 OFFSET $8"
+        ),
+    );
+    let mut rows: Vec<EntityGroup> = bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
+        .bind::<diesel::sql_types::Array<Text>, _>(labels)
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
+        .bind::<diesel::sql_types::BigInt, _>(offset)
+        .load(conn)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    Ok((rows, more))
+}
+
+/// The daily trend (`by_model` false) or the model breakdown (`by_model` true) of the
+/// entities whose keys are given.
+pub async fn entity_details(
+    conn: &mut DbConn,
+    access: &OrgAccess,
+    filter: &ActivityFilter,
+    entity: Entity,
+    keys: &[Option<String>],
+    by_model: bool,
+) -> AppResult<Vec<EntityGroup>> {
+    let (key, _, _) = entity.parts();
+    let (extra, group) = match by_model {
+        true => (BY_MODEL, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
+        false => (BY_DAY, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+    };
+    // A NULL key (calls without a customer or agent) is matched with `IS NULL`.
+    let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
+    let with_null = keys.iter().any(Option::is_none);
+    let sql = entity_sql(
+        entity,
+        extra,
+        &format!("AND ({key} = ANY($6) OR ($7 AND {key} IS NULL)) {group}"),
+    );
+    Ok(bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
+        .bind::<diesel::sql_types::Array<Text>, _>(wanted)
+        .bind::<diesel::sql_types::Bool, _>(with_null)
+        .load(conn)
+        .await?)
+}
+
+/// The `day, provider, model` columns of each kind of entity query.
+const WINDOW_TOTALS: [&str; 3] = ["NULL::date", "NULL::text", "NULL::text"];
+const BY_DAY: [&str; 3] = ["d.day", "NULL::text", "NULL::text"];
+const BY_MODEL: [&str; 3] = ["NULL::date", "d.provider", "d.model"];
+
+/// `SELECT key, label, day, provider, model, <sums> FROM usage_daily d <join> WHERE
+/// <organization, window, project, key> <tail>`; `$1`–`$5` are bound by [`bind_filter`].
+fn entity_sql(entity: Entity, [day, provider, model]: [&str; 3], tail: &str) -> String {
+    let (key, label, join) = entity.parts();
+    format!(
+        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {sums} \
+         FROM usage_daily d {join} \
+         WHERE d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
+           AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5) {tail}",
+        sums = summed_select()
+    )
+}
+
+fn bind_filter<'a>(
+    query: diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
+    access: &OrgAccess,
+    filter: &ActivityFilter,
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    query
+        .bind::<SqlUuid, _>(access.org_id())
+        .bind::<Date, _>(filter.window.from)
+        .bind::<Date, _>(filter.window.to)
+        .bind::<Nullable<SqlUuid>, _>(filter.project_id)
+        .bind::<Nullable<SqlUuid>, _>(filter.api_key_id)
+}

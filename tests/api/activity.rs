@@ -119,6 +119,15 @@ impl Fixture {
             .await
     }
 
+    async fn entities(&self, path: &str) -> Value {
+        self.app
+            .get_json(
+                &self.tenant.owner,
+                &format!("/v1/orgs/{}/activity/{path}", self.tenant.org_id),
+            )
+            .await
+    }
+
     async fn problem(&self, query: &str, code: &str) -> Value {
         let r = self
             .app
@@ -321,4 +330,140 @@ async fn another_tenant_sees_nothing() {
             .all(|d| d["requestCount"] == 0),
         "{own}"
     );
+}
+
+#[tokio::test]
+async fn per_customer_agent_and_endpoint_sorted_paged_with_trend_and_models() {
+    let f = fixture().await;
+    let (today, yesterday) = (f.today, f.today - Duration::days(1));
+    let window = format!("from={yesterday}&to={today}");
+    let names = |page: &Value| -> Vec<Value> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].clone())
+            .collect()
+    };
+
+    let by_spend = f.entities(&format!("customers?{window}")).await;
+    assert_eq!(names(&by_spend), [json!("carol"), json!("alice"), json!("bob")]);
+    assert_eq!(by_spend["nextOffset"], Value::Null);
+    let alice = &by_spend["data"][1];
+    assert_eq!(
+        (
+            alice["requestCount"].clone(),
+            alice["successCount"].clone(),
+            alice["errorCount"].clone(),
+            alice["successRate"].clone()
+        ),
+        (json!(2), json!(2), json!(0), json!(100.0))
+    );
+    assert_eq!(
+        (
+            alice["inputTokens"].clone(),
+            alice["outputTokens"].clone(),
+            alice["totalTokens"].clone(),
+            alice["cost"].clone()
+        ),
+        (json!(2000), json!(1500), json!(3500), json!("0.023815"))
+    );
+    assert_eq!(
+        alice["modelBreakdown"],
+        json!([
+            {"id": "act-b", "provider": "anthropic", "requestCount": 1, "inputTokens": 1000, "outputTokens": 1000,
+             "totalTokens": 2000, "cost": "0.018"},
+            {"id": "act-a", "provider": "openai", "requestCount": 1, "inputTokens": 1000, "outputTokens": 500,
+             "totalTokens": 1500, "cost": "0.005815"},
+        ])
+    );
+    assert_eq!(
+        alice["daily"],
+        json!([
+            {"date": yesterday, "requestCount": 0, "errorCount": 0, "totalTokens": 0, "cost": "0"},
+            {"date": today, "requestCount": 2, "errorCount": 0, "totalTokens": 3500, "cost": "0.023815"},
+        ])
+    );
+    let bob = &by_spend["data"][2];
+    assert_eq!(
+        (bob["errorCount"].clone(), bob["successRate"].clone()),
+        (json!(1), json!(0.0))
+    );
+    assert!(alice["id"].as_str().is_some_and(|id| id.len() == 36), "{alice}");
+
+    // By requests, paged by two.
+    let first = f.entities(&format!("customers?{window}&sort=requests&limit=2")).await;
+    assert_eq!(names(&first), [json!("alice"), json!("carol")]);
+    assert_eq!(first["nextOffset"], 2);
+    let second = f
+        .entities(&format!("customers?{window}&sort=requests&limit=2&offset=2"))
+        .await;
+    assert_eq!(
+        (names(&second), second["nextOffset"].clone()),
+        (vec![json!("bob")], Value::Null)
+    );
+    // Only some customers.
+    let some = f.entities(&format!("customers?{window}&ids=bob,alice")).await;
+    assert_eq!(names(&some), [json!("alice"), json!("bob")]);
+
+    // Two agent calls through A2A paths: one endpoint entry, two agents.
+    let (_, body) = f
+        .app
+        .send_batch(
+            &f.tenant.key_secret,
+            json!([
+                {"requestId": "a2a-1", "endpoint": "/a2a/planner", "provider": "openai", "model": "act-a",
+                 "user": "alice", "promptTokens": 1000},
+                {"requestId": "a2a-2", "endpoint": "/a2a/coder", "provider": "openai", "model": "act-a",
+                 "user": "alice", "promptTokens": 1000},
+            ]),
+        )
+        .await;
+    assert_eq!(body["accepted"], 2, "{body}");
+    let endpoints = f.entities(&format!("endpoints?{window}&sort=requests")).await;
+    let summary: Vec<(Value, Value, Value)> = endpoints["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].clone(), e["requestCount"].clone(), e["id"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("/chat/completions"), json!(4), Value::Null),
+            (json!("/a2a/{agentId}"), json!(2), Value::Null),
+        ]
+    );
+    let agents = f.entities(&format!("agents?{window}&sort=requests")).await;
+    let mut agent_names = names(&agents);
+    agent_names.sort_by_key(|v| v.to_string());
+    // Calls that named no agent form their own entry, without id or name.
+    assert_eq!(agent_names, [json!("coder"), json!("planner"), Value::Null]);
+
+    // Bad parameters; another tenant.
+    for query in ["sort=cost", "limit=0", "offset=-1", "days=0"] {
+        let r = f
+            .app
+            .as_user(
+                Method::GET,
+                &format!("/v1/orgs/{}/activity/customers?{query}", f.tenant.org_id),
+                &f.tenant.owner,
+            )
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, StatusCode::BAD_REQUEST, "invalid_query_parameter").await;
+    }
+    let other = f.app.tenant().await;
+    let r = f
+        .app
+        .as_user(
+            Method::GET,
+            &format!("/v1/orgs/{}/activity/customers", f.tenant.org_id),
+            &other.owner,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
