@@ -14,6 +14,7 @@ mod customers;
 mod health;
 mod helpers;
 mod ledger;
+mod litellm;
 mod openapi;
 mod pricing;
 mod purge;
