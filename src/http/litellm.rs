@@ -138,7 +138,7 @@ fn millis(seconds: f64) -> i64 {
 pub fn timestamp(seconds: Option<f64>) -> Option<String> {
     let value = seconds.filter(|s| *s > 0.0)?;
     let micros = (value * 1_000_000.0 + 0.5).floor();
-    if !(micros < 9.0e18) {
+    if micros >= 9.0e18 {
         return None;
     }
     let moment = DateTime::<Utc>::from_timestamp_micros(micros as i64)?;

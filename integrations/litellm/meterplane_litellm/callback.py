@@ -190,6 +190,12 @@ def _prompt_estimate(litellm_model: str | None, data: dict[str, Any]) -> int:
         return max(1, len(str(messages)) // 4)
 
 
+def _with_retries(event: dict[str, Any], retries: int) -> dict[str, Any]:
+    if retries > event.get("retries", 0):
+        event["retries"] = min(retries, 1000)
+    return event
+
+
 class MeterplaneCallback(CustomLogger):  # type: ignore[misc,valid-type]
     def __init__(self, **settings: Any) -> None:
         super().__init__()
@@ -201,7 +207,7 @@ class MeterplaneCallback(CustomLogger):  # type: ignore[misc,valid-type]
         # Failed attempts wait for the call's outcome: a router retry or fallback logs a
         # failure and then a success under the same call id.
         self._pending_failures: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._failed_calls: dict[str, float] = {}
+        self._failed_calls: dict[str, tuple[float, int]] = {}  # call id -> (when, router retries)
         self._sweeper: threading.Thread | None = None
         self._last_unavailable_warning = 0.0
 
@@ -317,12 +323,15 @@ class MeterplaneCallback(CustomLogger):  # type: ignore[misc,valid-type]
         """The whole request failed: its failed attempt is its outcome, send it now."""
         request_id = request_data.get("litellm_call_id") if isinstance(request_data, dict) else None
         if isinstance(request_id, str):
+            # The router's retries of a failed call are on the final exception only.
+            retries = getattr(original_exception, "num_retries", None)
+            retries = retries if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0 else 0
             with self._lock:
                 pending = self._pending_failures.pop(request_id, None)
                 if pending is None:
-                    self._failed_calls[request_id] = time.monotonic()
+                    self._failed_calls[request_id] = (time.monotonic(), retries)
             if pending is not None:
-                self._submit(pending[1])
+                self._submit(_with_retries(pending[1], retries))
         return None
 
     def _on_event(self, kwargs: dict) -> None:
@@ -364,11 +373,11 @@ class MeterplaneCallback(CustomLogger):  # type: ignore[misc,valid-type]
     def _hold_failure(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
         with self._lock:
-            final = self._failed_calls.pop(event["requestId"], None) is not None
-            if not final:
+            final = self._failed_calls.pop(event["requestId"], None)
+            if final is None:
                 self._pending_failures[event["requestId"]] = (now, event)
-        if final:
-            self._submit(event)
+        if final is not None:
+            self._submit(_with_retries(event, final[1]))
         else:
             self._ensure_sweeper()
 
@@ -393,7 +402,7 @@ class MeterplaneCallback(CustomLogger):  # type: ignore[misc,valid-type]
             with self._lock:
                 due = [k for k, (t, _) in self._pending_failures.items() if now - t >= grace]
                 events = [self._pending_failures.pop(k)[1] for k in due]
-                for k in [k for k, t in self._failed_calls.items() if now - t >= 300]:
+                for k in [k for k, (t, _) in self._failed_calls.items() if now - t >= 300]:
                     del self._failed_calls[k]
             for event in events:
                 self._submit(event)

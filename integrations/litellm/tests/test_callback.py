@@ -72,6 +72,15 @@ class Events(unittest.TestCase):
         asyncio.run(cb.async_post_call_failure_hook({"litellm_call_id": call_id}, RuntimeError("x"), None))
         self.assertEqual([(e["requestId"], e["status"]) for e in cb.sent], [(call_id, "error")])
 
+    def test_a_failed_call_carries_the_routers_retries(self):
+        cb = Recording()
+        cb._on_event(kwargs("error"))
+        failure = RuntimeError("failed after retries")
+        failure.num_retries = 2
+        call_id = PAYLOADS["error"]["litellm_call_id"]
+        asyncio.run(cb.async_post_call_failure_hook({"litellm_call_id": call_id}, failure, None))
+        self.assertEqual([e["retries"] for e in cb.sent], [2])
+
     def test_the_outcome_may_come_before_the_failure_event(self):
         cb = Recording()
         call_id = PAYLOADS["error"]["litellm_call_id"]
