@@ -235,6 +235,8 @@ agents:
       mock_response: "plan: step 1"
 litellm_settings:
   callbacks: ["meterplane_litellm.callback", "generic_api"]
+router_settings:
+  num_retries: 2
 YAML
   log "LiteLLM proxy on $proxy_url (log: $work/proxy.log)"
   (

@@ -580,12 +580,8 @@ pub fn link_batch(payloads: &[Value], store_bodies: bool) -> Vec<Linked> {
 
 // ---- the endpoint ---------------------------------------------------------------------
 
-/// One StandardLoggingPayload as LiteLLM's `generic_api` logger posts it. Only the
-/// fields below are read; every other member is accepted and ignored.
-#[derive(ToSchema)]
-#[schema(
-    as = LitellmLoggingPayload,
-    example = json!({
+fn payload_example() -> Value {
+    json!({
         "litellm_call_id": "0f8c2e1a-5b7d-4c1e-9a3f-2d6b8e4c1a7f", "id": "chatcmpl-123", "call_type": "acompletion",
         "status": "success", "custom_llm_provider": "openai", "model": "openai/gpt-4o", "model_group": "gpt-4o",
         "end_user": "customer-42", "prompt_tokens": 2000, "completion_tokens": 100, "stream": false,
@@ -594,7 +590,12 @@ pub fn link_batch(payloads: &[Value], store_bodies: bool) -> Vec<Linked> {
                      "usage_object": {"prompt_tokens_details": {"cached_tokens": 1500}}},
         "hidden_params": {"additional_headers": {"x-litellm-attempted-retries": 0}}
     })
-)]
+}
+
+/// One StandardLoggingPayload as LiteLLM's `generic_api` logger posts it. Only the
+/// fields below are read; every other member is accepted and ignored.
+#[derive(ToSchema)]
+#[schema(as = LitellmLoggingPayload, example = payload_example)]
 #[allow(dead_code)] // documents the shape; the handler reads the payload as JSON
 pub struct LitellmLoggingPayload {
     /// The request id Meterplane records (the idempotency key).
@@ -641,7 +642,7 @@ pub struct LitellmLogs;
 impl PartialSchema for LitellmLogs {
     fn schema() -> RefOr<Schema> {
         let payload = || Ref::from_schema_name("LitellmLoggingPayload");
-        OneOfBuilder::new()
+        let schema = OneOfBuilder::new()
             .item(
                 ArrayBuilder::new()
                     .items(payload())
@@ -651,8 +652,11 @@ impl PartialSchema for LitellmLogs {
             .item(payload())
             .description(Some(
                 "An array of 1 to 1,000 LiteLLM logging payloads (`log_format: json_array`), or one payload (`single`).",
-            ))
-            .into()
+            ));
+        // `example`, as the derived schemas have it (deprecated in utoipa for `examples`).
+        #[allow(deprecated)]
+        let schema = schema.example(Some(json!([payload_example()])));
+        schema.into()
     }
 }
 
