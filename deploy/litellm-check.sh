@@ -50,7 +50,9 @@ cleanup() {
   stop_pid "$proxy_pid"
   stop_pid "$server_pid"
   if [ -n "$db_name" ]; then
-    psql_admin -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1
+    # In the background: DROP DATABASE waits for a checkpoint, which on a busy machine
+    # takes minutes; the next run drops what a run left behind (drop_stale_databases).
+    (psql_admin -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1 &)
   fi
   redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "${redis_prefix}*" 2>/dev/null \
     | xargs -r redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1
