@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command 2 of the README: the whole test suite against real PostgreSQL and Redis,
-# then the SDK check (deploy/sdk-check.sh). Each test clones its own database from a
+# then the SDK check (deploy/sdk-check.sh) and the LiteLLM check
+# (deploy/litellm-check.sh). Each test clones its own database from a
 # migrated template and uses its own Redis key prefix, so tests run in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,4 +41,14 @@ elif [ $# -gt 0 ]; then
   log "skipping the SDK check (a narrowed test run)"
 else
   bash deploy/sdk-check.sh
+fi
+
+# Then Meterplane behind a real LiteLLM proxy, both integrations, end to end
+# (deploy/litellm-check.sh). MP_SKIP_LITELLM_CHECK=1 skips it; so does a narrowed run.
+if [ "${MP_SKIP_LITELLM_CHECK:-0}" = 1 ]; then
+  log "skipping the LiteLLM check (MP_SKIP_LITELLM_CHECK=1)"
+elif [ $# -gt 0 ]; then
+  log "skipping the LiteLLM check (a narrowed test run)"
+else
+  bash deploy/litellm-check.sh
 fi

@@ -454,10 +454,9 @@ pub struct DailyPoint {
 
 const MAX_IDS: usize = 100;
 
-/// Usage per customer, agent or endpoint: requests and success rate, tokens, spend,
-/// models and a daily trend.
+/// Usage per customer, agent or endpoint.
 ///
-/// Sorted by spend (default) or requests, largest first, paginated by offset. Same
+/// Requests and success rate, tokens, spend, models and a daily trend of each. Sorted by spend (default) or requests, largest first, paginated by offset. Same
 /// window and retention rules as the daily activity.
 #[utoipa::path(
     tag = "activity",

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod invitations;
+pub mod litellm;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
@@ -53,6 +54,11 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                         .service(usage::record_usage_batch),
                 )
                 .service(gateway::whoami)
+                .service(
+                    scope("/integrations/litellm/logs")
+                        .app_data(rejections::json_config(batch_limit))
+                        .service(litellm::record_litellm_logs),
+                )
                 .service(auth::signup)
                 .service(auth::login)
                 .service(auth::me)

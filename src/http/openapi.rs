@@ -26,6 +26,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "gateway", description = "Called by the gateway with a project API key"),
         (name = "budgets", description = "Budgets, rate limits, blocks and why calls were denied"),
         (name = "usage", description = "Usage events reported by the gateway"),
+        (name = "integrations", description = "Usage in a gateway's own format (LiteLLM's logging payloads)"),
         (name = "spend logs", description = "The request log of an organization"),
         (name = "activity", description = "Usage, cost and reliability over days, from the daily roll-ups"),
         (name = "customers and agents", description = "The tenant's end customers and agents with their spend, budget, limits and status"),

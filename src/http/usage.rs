@@ -327,7 +327,7 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
 
 /// Records events, then settles what the transaction committed into the budget
 /// counters (and releases the reservations of the calls that reported).
-async fn record_and_settle(
+pub(crate) async fn record_and_settle(
     state: &AppState,
     key: &KeyIdentity,
     events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,

@@ -63,7 +63,7 @@ impl Operation {
         self.path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .any(|param| !["orgId", "scope", "kind"].contains(&param))
+            .any(|param| !["orgId", "scope", "kind", "entity"].contains(&param))
     }
 
     fn is_write(&self) -> bool {
@@ -181,6 +181,7 @@ fn ids(org: Uuid, victim: &Victim) -> Vec<(&'static str, String)> {
         ("scope", "customer".to_owned()),
         ("scopeId", victim.customer_id.to_string()),
         ("kind", "customer".to_owned()),
+        ("entity", "customers".to_owned()),
         // Operator-only paths refuse before looking anything up.
         ("discountId", Uuid::new_v4().to_string()),
     ]

@@ -15,6 +15,7 @@ mod customers;
 mod health;
 mod helpers;
 mod ledger;
+mod litellm;
 mod openapi;
 mod pricing;
 mod processes;
