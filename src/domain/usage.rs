@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -110,6 +111,122 @@ pub struct NewUsageEvent {
 impl NewUsageEvent {
     pub fn stores_bodies(&self) -> bool {
         self.request_body.is_some() || self.response_body.is_some()
+    }
+
+    /// A fingerprint of what the event reports, stored with its request id so that a
+    /// retry carrying other content is told apart from a plain retry.
+    ///
+    /// It covers every field as Meterplane records it — endpoint, provider, model,
+    /// customer, agent, status, error code, token and image counts, latencies, cache
+    /// hit, retries, start and end times, metadata, the bodies (as stored: cut to the
+    /// cap, absent when redacted), billing source — except the request id itself and
+    /// the event time when the event gives neither `startedAt` nor `endedAt` (it is the
+    /// time of receipt, which a retry cannot repeat). Names compare as names do
+    /// (case-insensitively); metadata compares as JSON (key order does not matter).
+    /// The first 64 bits of a SHA-256 over a length-prefixed encoding.
+    pub fn fingerprint(&self) -> i64 {
+        let mut f = Fingerprint::default();
+        f.text(Some(&self.endpoint));
+        f.text(Some(&self.provider.to_lowercase()));
+        f.text(Some(&self.model.to_lowercase()));
+        f.text(self.customer.as_deref());
+        f.text(self.agent.as_deref());
+        f.text(Some(self.status.as_str()));
+        f.text(self.error_code.as_deref());
+        for count in [self.prompt_tokens, self.completion_tokens, self.cached_tokens] {
+            f.int(Some(count));
+        }
+        f.int(Some(i64::from(self.images)));
+        f.int(self.latency_ms.map(i64::from));
+        f.int(self.ttft_ms.map(i64::from));
+        f.int(Some(i64::from(self.cache_hit)));
+        f.int(Some(i64::from(self.retries)));
+        for at in [self.started_at, self.ended_at] {
+            f.time(at);
+        }
+        let mut metadata = String::new();
+        if let Some(value) = &self.metadata {
+            canonical_json(value, &mut metadata);
+        }
+        f.text(self.metadata.as_ref().map(|_| metadata.as_str()));
+        f.text(self.request_body.as_deref());
+        f.text(self.response_body.as_deref());
+        f.int(Some(i64::from(self.bodies_truncated)));
+        f.text(self.billing_source.map(BillingSource::as_str));
+        f.finish()
+    }
+}
+
+/// Feeds fields to SHA-256, each tagged (absent/present) and length-prefixed, so no two
+/// different sequences of fields encode alike.
+#[derive(Default)]
+struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    fn text(&mut self, value: Option<&str>) {
+        match value {
+            None => self.0.update([0]),
+            Some(text) => {
+                self.0.update([1]);
+                self.0.update((text.len() as u64).to_le_bytes());
+                self.0.update(text.as_bytes());
+            }
+        }
+    }
+
+    fn int(&mut self, value: Option<i64>) {
+        match value {
+            None => self.0.update([0]),
+            Some(n) => {
+                self.0.update([1]);
+                self.0.update(n.to_le_bytes());
+            }
+        }
+    }
+
+    fn time(&mut self, value: Option<DateTime<Utc>>) {
+        self.int(value.map(|t| t.timestamp()));
+        self.int(value.map(|t| i64::from(t.timestamp_subsec_nanos())));
+    }
+
+    fn finish(self) -> i64 {
+        let digest = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
+/// JSON with object keys sorted, whatever order they arrived in.
+fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(item) = map.get(key) {
+                    canonical_json(item, out);
+                }
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
@@ -319,6 +436,82 @@ mod tests {
         assert!(json_has_nul(&serde_json::json!({"k": ["x", "a\u{0}b"]})));
         assert!(json_has_nul(&serde_json::json!({"a\u{0}": 1})));
         assert!(!json_has_nul(&serde_json::json!({"k": "fine\n"})));
+    }
+
+    fn sample() -> NewUsageEvent {
+        NewUsageEvent {
+            request_id: "req-1".into(),
+            endpoint: "/chat/completions".into(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            customer: Some("c".into()),
+            agent: None,
+            status: EventStatus::Success,
+            error_code: None,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 0,
+            images: 0,
+            latency_ms: Some(100),
+            ttft_ms: None,
+            cache_hit: false,
+            retries: 0,
+            started_at: None,
+            ended_at: None,
+            occurred_at: Utc.with_ymd_and_hms(2026, 5, 10, 15, 0, 0).unwrap(),
+            metadata: Some(serde_json::json!({"a": 1, "b": {"y": [1, 2], "x": null}})),
+            request_body: None,
+            response_body: None,
+            bodies_truncated: false,
+            billing_source: None,
+        }
+    }
+
+    #[test]
+    fn fingerprints_tell_other_content_from_a_plain_retry() {
+        let original = sample();
+        let same = NewUsageEvent {
+            // Received later, with keys in another order and the model in another case.
+            occurred_at: original.occurred_at + Duration::seconds(30),
+            metadata: Some(serde_json::json!({"b": {"x": null, "y": [1, 2]}, "a": 1})),
+            model: "GPT-4o".into(),
+            ..original.clone()
+        };
+        assert_eq!(original.fingerprint(), same.fingerprint());
+        let others = [
+            NewUsageEvent {
+                completion_tokens: 6,
+                ..original.clone()
+            },
+            NewUsageEvent {
+                customer: None,
+                ..original.clone()
+            },
+            NewUsageEvent {
+                agent: Some("c".into()),
+                customer: None,
+                ..original.clone()
+            },
+            NewUsageEvent {
+                metadata: Some(serde_json::json!({"a": 1, "b": {"y": [2, 1], "x": null}})),
+                ..original.clone()
+            },
+            NewUsageEvent {
+                started_at: Some(original.occurred_at),
+                ..original.clone()
+            },
+            NewUsageEvent {
+                request_body: Some(String::new()),
+                ..original.clone()
+            },
+            NewUsageEvent {
+                status: EventStatus::Error,
+                ..original.clone()
+            },
+        ];
+        for other in others {
+            assert_ne!(original.fingerprint(), other.fingerprint(), "{other:?}");
+        }
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub struct EventResult {
     /// The model is not in the price catalog; the event was recorded at zero cost.
     #[serde(skip_serializing_if = "Option::is_none")]
     unpriced: Option<bool>,
+    /// On duplicates: `true` when this event's content differs from the event recorded
+    /// under its `requestId` (a reused id, or a gateway bug). Nothing is changed: the
+    /// event recorded first stands. See "Idempotency" in the API guide for what is
+    /// compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
 }
@@ -155,7 +161,10 @@ pub struct EventResult {
 #[serde(rename_all = "camelCase")]
 pub struct BatchResponse {
     accepted: usize,
+    /// Includes the conflicts.
     duplicates: usize,
+    /// Duplicates whose content differs from the event recorded under their `requestId`.
+    conflicts: usize,
     rejected: usize,
     results: Vec<EventResult>,
 }
@@ -301,6 +310,7 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
         event_id: None,
         cost: None,
         unpriced: None,
+        conflict: None,
         errors: vec![],
     };
     match outcome {
@@ -314,9 +324,10 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
             result.cost = Some(cost.normalize());
             result.unpriced = Some(unpriced);
         }
-        Outcome::Duplicate { event_id } => {
+        Outcome::Duplicate { event_id, conflict } => {
             result.status = EventResultStatus::Duplicate;
             result.event_id = Some(event_id);
+            result.conflict = Some(conflict);
         }
         Outcome::Rejected { errors } => result.errors = errors,
     }
@@ -338,13 +349,16 @@ async fn record_and_settle(
 }
 
 /// Records one call. 201 when recorded, 200 when its `requestId` was recorded before.
+///
+/// A duplicate whose content differs from the recorded event answers `conflict: true`;
+/// the event recorded first stands.
 #[utoipa::path(
     tag = "usage",
     security(("api_key" = [])),
     request_body = UsageEventRequest,
     responses(
         (status = 201, description = "Recorded", body = EventResult),
-        (status = 200, description = "Already recorded under this requestId", body = EventResult),
+        (status = 200, description = "Already recorded under this requestId; `conflict` says whether this event's content differs from the recorded one", body = EventResult),
         (status = 401, body = Problem),
         (status = 422, description = "The event breaks a rule; nothing was stored", body = Problem),
     )
@@ -370,7 +384,7 @@ pub async fn record_usage(
 
 /// Records up to 1,000 calls in one request.
 ///
-/// Each event is accepted, reported as a duplicate, or rejected with its reasons. A 200 means every accepted event is durably stored.
+/// Each event is accepted, reported as a duplicate (with `conflict: true` when its content differs from the event recorded under its `requestId`), or rejected with its reasons. A 200 means every accepted event is durably stored.
 #[utoipa::path(
     tag = "usage",
     security(("api_key" = [])),
@@ -428,6 +442,7 @@ pub async fn record_usage_batch(
     Ok(web::Json(BatchResponse {
         accepted: count(EventResultStatus::Accepted),
         duplicates: count(EventResultStatus::Duplicate),
+        conflicts: results.iter().filter(|r| r.conflict == Some(true)).count(),
         rejected: count(EventResultStatus::Rejected),
         results,
     }))

@@ -127,6 +127,7 @@ diesel::table! {
         request_id -> Text,
         event_id -> Uuid,
         occurred_at -> Timestamptz,
+        fingerprint -> Nullable<Int8>,
     }
 }
 
