@@ -21,6 +21,9 @@ pub const MAX_IMAGES: i32 = 10_000;
 pub const MAX_DURATION_MS: i32 = 24 * 3600 * 1000;
 pub const MAX_RETRIES: i32 = 1_000;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_TAGS: usize = 20;
+pub const MAX_TAG_CHARS: usize = 64;
+pub const MAX_API_BASE_CHARS: usize = 2048;
 /// How far ahead of the server clock an event may be stamped (clock skew).
 pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
 
@@ -92,7 +95,10 @@ pub struct NewUsageEvent {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
+    /// Images the call generated.
     pub images: i32,
+    /// Images sent with the request.
+    pub input_images: i32,
     pub latency_ms: Option<i32>,
     pub ttft_ms: Option<i32>,
     pub cache_hit: bool,
@@ -106,6 +112,17 @@ pub struct NewUsageEvent {
     pub response_body: Option<String>,
     pub bodies_truncated: bool,
     pub billing_source: Option<BillingSource>,
+    /// What kind of call it was, as the gateway names it (`completion`, `embedding`, …).
+    pub call_type: Option<String>,
+    /// The gateway's id of the deployment that served the call.
+    pub model_id: Option<String>,
+    /// The upstream API called, without credentials, query or fragment ([`api_base`]).
+    pub api_base: Option<String>,
+    /// The caller's address, redacted ([`redact_ip`]); the full address is never kept.
+    pub client_ip: Option<String>,
+    pub tags: Vec<String>,
+    /// Time the gateway itself added to the call, in milliseconds.
+    pub gateway_overhead_ms: Option<i32>,
 }
 
 impl NewUsageEvent {
@@ -119,7 +136,8 @@ impl NewUsageEvent {
     /// It covers every field as Meterplane records it — endpoint, provider, model,
     /// customer, agent, status, error code, token and image counts, latencies, cache
     /// hit, retries, start and end times, metadata, the bodies (as stored: cut to the
-    /// cap, absent when redacted), billing source — except the request id itself and
+    /// cap, absent when redacted), billing source, call type, model id, API base,
+    /// client address (redacted), tags, gateway overhead — except the request id itself and
     /// the event time when the event gives neither `startedAt` nor `endedAt` (it is the
     /// time of receipt, which a retry cannot repeat). Names compare as names do
     /// (case-insensitively); metadata compares as JSON (key order does not matter).
@@ -153,6 +171,16 @@ impl NewUsageEvent {
         f.text(self.response_body.as_deref());
         f.int(Some(i64::from(self.bodies_truncated)));
         f.text(self.billing_source.map(BillingSource::as_str));
+        f.int(Some(i64::from(self.input_images)));
+        f.text(self.call_type.as_deref());
+        f.text(self.model_id.as_deref());
+        f.text(self.api_base.as_deref());
+        f.text(self.client_ip.as_deref());
+        f.int(Some(self.tags.len() as i64));
+        for tag in &self.tags {
+            f.text(Some(tag));
+        }
+        f.int(self.gateway_overhead_ms.map(i64::from));
         f.finish()
     }
 }
@@ -249,6 +277,59 @@ pub fn cap_body(body: String, cap: usize) -> (String, bool) {
     (body[..end].to_owned(), true)
 }
 
+/// The caller's address as kept: an IPv4 address with its last octet zeroed
+/// (`203.0.113.77` → `203.0.113.0`), an IPv6 address cut to its /48 prefix
+/// (`2001:db8:abcd:12::1` → `2001:db8:abcd::`). IPv4-mapped IPv6 addresses count as
+/// IPv4. The full address is never stored.
+pub fn redact_ip(raw: &str) -> Result<String, Invalid> {
+    let ip: std::net::IpAddr = raw
+        .trim()
+        .parse()
+        .map_err(|_| Invalid::new("must be an IPv4 or IPv6 address"))?;
+    Ok(match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            std::net::Ipv4Addr::new(a, b, c, 0).to_string()
+        }
+        std::net::IpAddr::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6) & (!0u128 << 80)).to_string(),
+    })
+}
+
+/// The upstream API base as kept: an absolute `http(s)` URL without user name,
+/// password, query or fragment (where credentials end up), at most 2,048 characters.
+pub fn api_base(raw: &str) -> Result<String, Invalid> {
+    let mut url = url::Url::parse(raw.trim()).map_err(|_| Invalid::new("must be an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Invalid::new("must be an http or https URL"));
+    }
+    // Neither can fail on an http(s) URL.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    let kept = url.to_string();
+    if kept.chars().count() > MAX_API_BASE_CHARS {
+        return Err(Invalid::new(format!("must be at most {MAX_API_BASE_CHARS} characters")));
+    }
+    Ok(kept)
+}
+
+/// Tags: at most 20, each 1 to 64 characters without control characters; repeats are
+/// kept once, in first-seen order.
+pub fn tags(raw: &[String]) -> Result<Vec<String>, Invalid> {
+    if raw.len() > MAX_TAGS {
+        return Err(Invalid::new(format!("must hold at most {MAX_TAGS} tags")));
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(raw.len());
+    for tag in raw {
+        let tag = bounded_text(tag, MAX_TAG_CHARS)?;
+        if !kept.contains(&tag) {
+            kept.push(tag);
+        }
+    }
+    Ok(kept)
+}
+
 /// PostgreSQL `text` and `jsonb` cannot hold NUL; stored bodies get U+FFFD instead.
 pub fn without_nul(text: String) -> String {
     if text.contains('\0') {
@@ -340,7 +421,7 @@ pub struct PricedEvent {
     /// The name roll-ups count the call under ([`Catalog::canonical_model`]): the
     /// catalog id whenever the catalog knows the model (so `gpt-4o-2024-08-06` and
     /// `GPT-4o` report as `gpt-4o`), otherwise the reported name in lower case.
-    pub model_id: String,
+    pub canonical_model: String,
     pub discount_id: Option<Uuid>,
     pub cost: Cost,
 }
@@ -366,6 +447,7 @@ pub fn price_event(event: NewUsageEvent, ctx: &PricingContext<'_>) -> Result<Pri
         completion_tokens: event.completion_tokens,
         cached_tokens: event.cached_tokens,
         images: event.images,
+        input_images: event.input_images,
         stored_tokens: if event.stores_bodies() {
             event.prompt_tokens + event.completion_tokens
         } else {
@@ -381,7 +463,7 @@ pub fn price_event(event: NewUsageEvent, ctx: &PricingContext<'_>) -> Result<Pri
     Ok(PricedEvent {
         billing_source,
         price_id: entry.map(|e| e.price.id),
-        model_id: ctx.catalog.canonical_model(&event.provider, &event.model),
+        canonical_model: ctx.catalog.canonical_model(&event.provider, &event.model),
         discount_id: discount.map(|d| d.id),
         cost,
         event,
@@ -464,6 +546,13 @@ mod tests {
             response_body: None,
             bodies_truncated: false,
             billing_source: None,
+            input_images: 0,
+            call_type: Some("completion".into()),
+            model_id: None,
+            api_base: None,
+            client_ip: Some("203.0.113.0".into()),
+            tags: vec!["a".into(), "b".into()],
+            gateway_overhead_ms: Some(3),
         }
     }
 
@@ -508,10 +597,57 @@ mod tests {
                 status: EventStatus::Error,
                 ..original.clone()
             },
+            NewUsageEvent {
+                tags: vec!["b".into(), "a".into()],
+                ..original.clone()
+            },
+            NewUsageEvent {
+                tags: vec!["ab".into()],
+                ..original.clone()
+            },
+            NewUsageEvent {
+                input_images: 1,
+                ..original.clone()
+            },
+            NewUsageEvent {
+                gateway_overhead_ms: None,
+                ..original.clone()
+            },
         ];
         for other in others {
             assert_ne!(original.fingerprint(), other.fingerprint(), "{other:?}");
         }
+    }
+
+    #[test]
+    fn client_addresses_are_kept_only_redacted() {
+        assert_eq!(redact_ip("203.0.113.77").unwrap(), "203.0.113.0");
+        assert_eq!(redact_ip(" 10.1.2.3 ").unwrap(), "10.1.2.0");
+        assert_eq!(redact_ip("2001:db8:abcd:12:3456::1").unwrap(), "2001:db8:abcd::");
+        assert_eq!(redact_ip("::ffff:198.51.100.9").unwrap(), "198.51.100.0");
+        assert_eq!(redact_ip("::1").unwrap(), "::");
+        assert!(redact_ip("203.0.113").is_err());
+        assert!(redact_ip("example.com").is_err());
+    }
+
+    #[test]
+    fn api_bases_lose_credentials_query_and_fragment() {
+        assert_eq!(
+            api_base("https://user:secret@example.openai.azure.com/openai/v1?api-key=sk-1#x").unwrap(),
+            "https://example.openai.azure.com/openai/v1"
+        );
+        assert_eq!(api_base("http://10.0.0.5:8000").unwrap(), "http://10.0.0.5:8000/");
+        assert!(api_base("ftp://example.com").is_err());
+        assert!(api_base("/relative").is_err());
+    }
+
+    #[test]
+    fn tags_are_bounded_and_kept_once() {
+        let t = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(tags(&t(&["prod", " beta ", "prod"])).unwrap(), t(&["prod", "beta"]));
+        assert!(tags(&t(&[""])).is_err());
+        assert!(tags(&t(&[&"x".repeat(65)])).is_err());
+        assert!(tags(&vec!["x".to_owned(); 21]).is_err());
     }
 
     #[test]

@@ -194,7 +194,10 @@ columns! {
         prompt_tokens: i64 => Int8,
         completion_tokens: i64 => Int8,
         cached_tokens: i64 => Int8,
+        /// Images the call generated.
         images: i32 => Int4,
+        /// Images sent with the request.
+        input_images: i32 => Int4,
         latency_ms: Option<i32> => Nullable<Int4>,
         ttft_ms: Option<i32> => Nullable<Int4>,
         cache_hit: bool => Bool,
@@ -212,13 +215,25 @@ columns! {
         output_cost: Decimal => Numeric,
         cached_input_cost: Decimal => Numeric,
         request_cost: Decimal => Numeric,
+        /// `image_input_cost + image_output_cost`.
         image_cost: Decimal => Numeric,
+        image_input_cost: Decimal => Numeric,
+        image_output_cost: Decimal => Numeric,
         data_storage_cost: Decimal => Numeric,
         cost_before_discount: Decimal => Numeric,
         discount_id: Option<Uuid> => Nullable<SqlUuid>,
         discount_percent: Decimal => Numeric,
         discount_savings: Decimal => Numeric,
         cost: Decimal => Numeric,
+        call_type: Option<String> => Nullable<Text>,
+        /// The gateway's id of the deployment that served the call.
+        model_id: Option<String> => Nullable<Text>,
+        api_base: Option<String> => Nullable<Text>,
+        /// Redacted (`domain::usage::redact_ip`).
+        client_ip: Option<String> => Nullable<Text>,
+        /// A JSON array of strings; `NULL` without tags.
+        tags: Option<serde_json::Value> => Nullable<Jsonb>,
+        gateway_overhead_ms: Option<i32> => Nullable<Int4>,
     }
 }
 
@@ -282,11 +297,14 @@ summed_columns! {
         completion_tokens: i64 => Int8,
         cached_tokens: i64 => Int8,
         images: i64 => Int8,
+        input_images: i64 => Int8,
         input_cost: Decimal => Numeric,
         output_cost: Decimal => Numeric,
         cached_input_cost: Decimal => Numeric,
         request_cost: Decimal => Numeric,
         image_cost: Decimal => Numeric,
+        image_input_cost: Decimal => Numeric,
+        image_output_cost: Decimal => Numeric,
         data_storage_cost: Decimal => Numeric,
         cost_before_discount: Decimal => Numeric,
         discount_savings: Decimal => Numeric,

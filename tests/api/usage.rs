@@ -69,7 +69,7 @@ async fn an_event_is_priced_exactly_and_shows_in_the_log() {
     assert_eq!(
         detail["costBreakdown"],
         json!({
-            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "dataStorage": "0"
+            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"
         })
     );
     assert_eq!(
