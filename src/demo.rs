@@ -241,6 +241,13 @@ fn sample_events(sample: &SampleProject, seed: u64) -> Vec<NewUsageEvent> {
                 response_body: None,
                 bodies_truncated: false,
                 billing_source: None,
+                input_images: 0,
+                call_type: Some(if agent.is_some() { "a2a" } else { "completion" }.to_owned()),
+                model_id: None,
+                api_base: None,
+                client_ip: None,
+                tags: vec![],
+                gateway_overhead_ms: Some(rng.random_range(1..12)),
             });
         }
     }

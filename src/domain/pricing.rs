@@ -8,6 +8,9 @@
 //!   is the sum of the rounded components, so components always add up exactly;
 //! - the discount applies to the model charges (input, output, cached input, request,
 //!   image), not to the data-storage charge, and its savings are rounded once;
+//! - images are charged per image: those sent with the request (`input_images`) at
+//!   the input-image price, those the call generated (`images`) at the image price;
+//!   `image` is the sum of the two rounded parts;
 //! - an unpriced model costs zero in every component.
 
 use rust_decimal::Decimal;
@@ -29,7 +32,10 @@ pub struct Price {
     pub output_per_mtok: Decimal,
     pub cached_input_per_mtok: Decimal,
     pub per_request: Decimal,
+    /// Per image the call generated.
     pub per_image: Decimal,
+    /// Per image sent with the request.
+    pub per_input_image: Decimal,
 }
 
 /// What a call consumed. `stored_tokens` is set when its bodies are kept, and is
@@ -39,7 +45,10 @@ pub struct Quantities {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
+    /// Images the call generated.
     pub images: i32,
+    /// Images sent with the request.
+    pub input_images: i32,
     pub stored_tokens: i64,
 }
 
@@ -49,7 +58,10 @@ pub struct Cost {
     pub output: Decimal,
     pub cached_input: Decimal,
     pub request: Decimal,
+    /// `image_input + image_output`.
     pub image: Decimal,
+    pub image_input: Decimal,
+    pub image_output: Decimal,
     pub data_storage: Decimal,
     pub before_discount: Decimal,
     pub discount_percent: Decimal,
@@ -85,10 +97,15 @@ pub fn compute_cost(
     let output = per_token(q.completion_tokens, price.output_per_mtok)?;
     let data_storage = per_token(q.stored_tokens, storage_per_mtok)?;
     let request = round_money(price.per_request);
-    let image = Decimal::from(q.images)
-        .checked_mul(price.per_image)
-        .map(round_money)
-        .ok_or_else(|| Invalid::new("image count too large to price"))?;
+    let per_image = |count: i32, price: Decimal| {
+        Decimal::from(count)
+            .checked_mul(price)
+            .map(round_money)
+            .ok_or_else(|| Invalid::new("image count too large to price"))
+    };
+    let image_output = per_image(q.images, price.per_image)?;
+    let image_input = per_image(q.input_images, price.per_input_image)?;
+    let image = image_input + image_output;
 
     let model_charges = input + cached_input + output + request + image;
     if model_charges + data_storage >= MAX_EVENT_AMOUNT {
@@ -104,6 +121,8 @@ pub fn compute_cost(
         cached_input,
         request,
         image,
+        image_input,
+        image_output,
         data_storage,
         before_discount,
         discount_percent,
@@ -193,6 +212,7 @@ mod tests {
             cached_input_per_mtok: dec!(0.30),
             per_request: dec!(0),
             per_image: dec!(0),
+            per_input_image: dec!(0),
         }
     }
 
@@ -233,16 +253,25 @@ mod tests {
         let price = Price {
             per_request: dec!(0.001),
             per_image: dec!(0.04),
+            per_input_image: dec!(0.0025),
             ..sonnet()
         };
         let q = Quantities {
             images: 3,
+            input_images: 2,
             ..Default::default()
         };
         let cost = compute_cost(&q, Some(&price), dec!(0), dec!(0)).unwrap();
+        // 3 generated × 0.04 = 0.12; 2 sent × 0.0025 = 0.005.
         assert_eq!(
-            (cost.request, cost.image, cost.total),
-            (dec!(0.001), dec!(0.12), dec!(0.121))
+            (
+                cost.request,
+                cost.image_output,
+                cost.image_input,
+                cost.image,
+                cost.total
+            ),
+            (dec!(0.001), dec!(0.12), dec!(0.005), dec!(0.125), dec!(0.126))
         );
     }
 
@@ -372,26 +401,27 @@ mod tests {
         #[test]
         fn components_sum_and_discounts_stay_in_bounds(
             prompt in 0i64..2_000_000_000, completion in 0i64..2_000_000_000, cached_share in 0u8..=100,
-            images in 0i32..1000, stored in proptest::bool::ANY,
+            images in 0i32..1000, input_images in 0i32..1000, stored in proptest::bool::ANY,
             input in money(), output in money(), cached in money(), per_request in money(), per_image in money(),
-            storage in money(), pct_bp in 0u32..=10_000,
+            per_input_image in money(), storage in money(), pct_bp in 0u32..=10_000,
         ) {
             let cached_tokens = prompt * i64::from(cached_share) / 100;
             let q = Quantities {
-                prompt_tokens: prompt, completion_tokens: completion, cached_tokens, images,
+                prompt_tokens: prompt, completion_tokens: completion, cached_tokens, images, input_images,
                 stored_tokens: if stored { prompt + completion } else { 0 },
             };
             let price = Price { id: Uuid::nil(), input_per_mtok: input, output_per_mtok: output,
-                cached_input_per_mtok: cached, per_request, per_image };
+                cached_input_per_mtok: cached, per_request, per_image, per_input_image };
             let percent = Decimal::new(i64::from(pct_bp), 2);
             let cost = compute_cost(&q, Some(&price), storage, percent).unwrap();
             let parts = cost.input + cost.output + cost.cached_input + cost.request + cost.image + cost.data_storage;
             prop_assert_eq!(parts, cost.before_discount);
+            prop_assert_eq!(cost.image_input + cost.image_output, cost.image);
             prop_assert_eq!(cost.total, cost.before_discount - cost.discount_savings);
             prop_assert!(cost.discount_savings >= Decimal::ZERO);
             prop_assert!(cost.total >= Decimal::ZERO);
             prop_assert!(cost.total <= cost.before_discount);
-            for part in [cost.input, cost.output, cost.cached_input, cost.request, cost.image, cost.data_storage, cost.discount_savings] {
+            for part in [cost.input, cost.output, cost.cached_input, cost.request, cost.image_input, cost.image_output, cost.data_storage, cost.discount_savings] {
                 prop_assert!(part.scale() <= super::super::money::MONEY_SCALE);
             }
         }

@@ -86,10 +86,10 @@ pub struct DayActivity {
     request_cost: Decimal,
     #[schema(value_type = Money)]
     cached_input_cost: Decimal,
-    /// Image inputs are billed as input tokens by the catalog's providers, so this is
-    /// zero: per-image charges are for generated images (`imageOutputCost`).
+    /// Images sent with the requests (`inputImages` × the price's `perInputImage`).
     #[schema(value_type = Money)]
     image_input_cost: Decimal,
+    /// Images the calls generated (`images` × `perImage`).
     #[schema(value_type = Money)]
     image_output_cost: Decimal,
     #[schema(value_type = Money)]
@@ -295,8 +295,8 @@ fn day_activity(date: NaiveDate, s: &RollupSums) -> DayActivity {
         output_cost: s.output_cost.normalize(),
         request_cost: s.request_cost.normalize(),
         cached_input_cost: s.cached_input_cost.normalize(),
-        image_input_cost: Decimal::ZERO,
-        image_output_cost: s.image_cost.normalize(),
+        image_input_cost: s.image_input_cost.normalize(),
+        image_output_cost: s.image_output_cost.normalize(),
         data_storage_cost: s.data_storage_cost.normalize(),
         credits_request_count: s.credits_requests,
         api_keys_request_count: s.api_keys_requests,

@@ -713,6 +713,10 @@ pub struct LitellmEventResult {
     cost: Option<rust_decimal::Decimal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     unpriced: Option<bool>,
+    /// On duplicates: `true` when this payload's content differs from the event
+    /// recorded under its call id (nothing is changed; the first one stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<bool>,
     /// Why it was ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -744,6 +748,7 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> Litellm
         event_id: None,
         cost: None,
         unpriced: None,
+        conflict: None,
         reason: None,
         errors: vec![],
     };
@@ -758,9 +763,10 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> Litellm
             result.cost = Some(cost.normalize());
             result.unpriced = Some(unpriced);
         }
-        Outcome::Duplicate { event_id } => {
+        Outcome::Duplicate { event_id, conflict } => {
             result.status = LitellmResultStatus::Duplicate;
             result.event_id = Some(event_id);
+            result.conflict = Some(conflict);
         }
         Outcome::Rejected { errors } => result.errors = errors,
     }
@@ -854,6 +860,7 @@ pub async fn record_litellm_logs(
                 event_id: None,
                 cost: None,
                 unpriced: None,
+                conflict: None,
                 reason: Some(reason.to_owned()),
                 errors: vec![],
             },

@@ -46,8 +46,12 @@ pub struct PriceView {
     cached_input_per_mtok: Decimal,
     #[schema(value_type = Money)]
     per_request: Decimal,
+    /// USD per image the call generated.
     #[schema(value_type = Money)]
     per_image: Decimal,
+    /// USD per image sent with the request.
+    #[schema(value_type = Money)]
+    per_input_image: Decimal,
     valid_from: DateTime<Utc>,
     /// When the next version of this model's price takes over; absent for the latest.
     valid_until: Option<DateTime<Utc>>,
@@ -72,6 +76,7 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
             cached_input_per_mtok: row.cached_input_per_mtok.normalize(),
             per_request: row.per_request.normalize(),
             per_image: row.per_image.normalize(),
+            per_input_image: row.per_input_image.normalize(),
             valid_from: row.valid_from,
             valid_until: None,
         });
@@ -108,9 +113,14 @@ pub struct CreatePrice {
     #[serde(default, deserialize_with = "schemas::decimal_text")]
     #[schema(value_type = PriceAmount)]
     per_request: Decimal,
+    /// USD per image the call generated (`images` on events).
     #[serde(default, deserialize_with = "schemas::decimal_text")]
     #[schema(value_type = PriceAmount)]
     per_image: Decimal,
+    /// USD per image sent with the request (`inputImages` on events).
+    #[serde(default, deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount)]
+    per_input_image: Decimal,
     valid_from: DateTime<Utc>,
 }
 
@@ -141,6 +151,7 @@ impl CreatePrice {
         let cached = f.take("cachedInputPerMtok", amount(self.cached_input_per_mtok));
         let per_request = f.take("perRequest", amount(self.per_request));
         let per_image = f.take("perImage", amount(self.per_image));
+        let per_input_image = f.take("perInputImage", amount(self.per_input_image));
         let (
             Some(provider),
             Some(model),
@@ -150,6 +161,7 @@ impl CreatePrice {
             Some(cached_input_per_mtok),
             Some(per_request),
             Some(per_image),
+            Some(per_input_image),
         ) = (
             provider,
             model,
@@ -159,6 +171,7 @@ impl CreatePrice {
             cached,
             per_request,
             per_image,
+            per_input_image,
         )
         else {
             return Err(f.into_errors());
@@ -172,6 +185,7 @@ impl CreatePrice {
             cached_input_per_mtok,
             per_request,
             per_image,
+            per_input_image,
             valid_from: self.valid_from,
         })
     }

@@ -152,8 +152,15 @@ pub struct CostBreakdown {
     cached_input: Decimal,
     #[schema(value_type = Money)]
     request: Decimal,
+    /// Every image charge: `imageInput + imageOutput`.
     #[schema(value_type = Money)]
     image: Decimal,
+    /// Images sent with the request.
+    #[schema(value_type = Money)]
+    image_input: Decimal,
+    /// Images the call generated.
+    #[schema(value_type = Money)]
+    image_output: Decimal,
     #[schema(value_type = Money)]
     data_storage: Decimal,
 }
@@ -163,7 +170,10 @@ pub struct CostBreakdown {
 pub struct SpendLogDetail {
     #[serde(flatten)]
     entry: SpendLogEntry,
+    /// Images the call generated.
     images: i32,
+    /// Images sent with the request.
+    input_images: i32,
     time_to_first_token_ms: Option<i32>,
     retries: i32,
     started_at: Option<DateTime<Utc>>,
@@ -181,6 +191,17 @@ pub struct SpendLogDetail {
     discount_id: Option<Uuid>,
     #[schema(value_type = Percent)]
     discount_percent: Decimal,
+    /// What kind of call it was, as the gateway named it.
+    call_type: Option<String>,
+    /// The gateway's id of the deployment that served the call.
+    model_id: Option<String>,
+    /// The upstream API called (without credentials, query or fragment).
+    api_base: Option<String>,
+    /// The caller's address, redacted: IPv4 with the last octet zeroed, IPv6 cut to /48.
+    client_ip: Option<String>,
+    tags: Vec<String>,
+    /// Time the gateway itself added to the call.
+    gateway_overhead_ms: Option<i32>,
 }
 
 impl From<LogRow> for SpendLogDetail {
@@ -190,6 +211,7 @@ impl From<LogRow> for SpendLogDetail {
         Self {
             entry,
             images: e.images,
+            input_images: e.input_images,
             time_to_first_token_ms: e.ttft_ms,
             retries: e.retries,
             started_at: e.started_at,
@@ -205,11 +227,24 @@ impl From<LogRow> for SpendLogDetail {
                 cached_input: e.cached_input_cost.normalize(),
                 request: e.request_cost.normalize(),
                 image: e.image_cost.normalize(),
+                image_input: e.image_input_cost.normalize(),
+                image_output: e.image_output_cost.normalize(),
                 data_storage: e.data_storage_cost.normalize(),
             },
             price_id: e.price_id,
             discount_id: e.discount_id,
             discount_percent: e.discount_percent.normalize(),
+            call_type: e.call_type,
+            model_id: e.model_id,
+            api_base: e.api_base,
+            client_ip: e.client_ip,
+            tags: e
+                .tags
+                .as_ref()
+                .and_then(serde_json::Value::as_array)
+                .map(|tags| tags.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            gateway_overhead_ms: e.gateway_overhead_ms,
         }
     }
 }

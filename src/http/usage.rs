@@ -18,8 +18,9 @@ use super::{
 use crate::{
     domain::identity::KeyIdentity,
     domain::usage::{
-        agent_from_endpoint, bounded_count, bounded_text, cap_body, json_has_nul, without_nul, BillingSource,
-        EventStatus, NewUsageEvent, MAX_DURATION_MS, MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
+        agent_from_endpoint, api_base as usage_api_base, bounded_count, bounded_text, cap_body, json_has_nul,
+        redact_ip, tags as usage_tags, without_nul, BillingSource, EventStatus, NewUsageEvent, MAX_DURATION_MS,
+        MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
     },
     error::{AppError, AppResult, FieldError, Problem},
     ingest::Outcome,
@@ -70,9 +71,14 @@ pub struct UsageEventRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100_000_000)]
     cached_tokens: i64,
+    /// Images the call generated (charged at the price's `perImage`).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10_000)]
     images: i64,
+    /// Images sent with the request (charged at the price's `perInputImage`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10_000)]
+    input_images: i64,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<i64>,
@@ -105,6 +111,33 @@ pub struct UsageEventRequest {
     /// For `hybrid` projects: whose keys paid. Ignored otherwise unless it contradicts the mode.
     #[serde(default)]
     billing_source: Option<BillingSource>,
+    /// What kind of call it was, as the gateway names it (`completion`, `embedding`,
+    /// `image_generation`, …).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
+    call_type: Option<String>,
+    /// The gateway's id of the deployment that served the call.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    model_id: Option<String>,
+    /// The upstream API the gateway called (an http or https URL). Kept without user
+    /// name, password, query or fragment.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 2048, format = "uri")]
+    api_base: Option<String>,
+    /// The caller's IP address. Only a redacted form is stored: an IPv4 address with
+    /// its last octet zeroed, an IPv6 address cut to its /48 prefix.
+    #[serde(default)]
+    #[schema(min_length = 2, max_length = 64)]
+    client_ip: Option<String>,
+    /// Up to 20 tags of 1 to 64 characters; repeats are kept once.
+    #[serde(default)]
+    #[schema(max_items = 20, value_type = Vec<String>)]
+    tags: Vec<String>,
+    /// Time the gateway itself added to the call, in milliseconds.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86_400_000)]
+    gateway_overhead_ms: Option<i64>,
 }
 
 fn success() -> EventStatus {
@@ -149,6 +182,12 @@ pub struct EventResult {
     /// The model is not in the price catalog; the event was recorded at zero cost.
     #[serde(skip_serializing_if = "Option::is_none")]
     unpriced: Option<bool>,
+    /// On duplicates: `true` when this event's content differs from the event recorded
+    /// under its `requestId` (a reused id, or a gateway bug). Nothing is changed: the
+    /// event recorded first stands. See "Idempotency" in the API guide for what is
+    /// compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
 }
@@ -157,7 +196,10 @@ pub struct EventResult {
 #[serde(rename_all = "camelCase")]
 pub struct BatchResponse {
     accepted: usize,
+    /// Includes the conflicts.
     duplicates: usize,
+    /// Duplicates whose content differs from the event recorded under their `requestId`.
+    conflicts: usize,
     rejected: usize,
     results: Vec<EventResult>,
 }
@@ -206,6 +248,18 @@ pub fn parse_event(
         }
     }
     let images = f.take("images", bounded_count(req.images, i64::from(MAX_IMAGES)));
+    let input_images = f.take("inputImages", bounded_count(req.input_images, i64::from(MAX_IMAGES)));
+    let call_type = optional_text(&mut f, "callType", req.call_type.as_deref(), 100);
+    let model_id = optional_text(&mut f, "modelId", req.model_id.as_deref(), 256);
+    let api_base = req
+        .api_base
+        .as_deref()
+        .and_then(|v| f.take("apiBase", usage_api_base(v)));
+    let client_ip = req.client_ip.as_deref().and_then(|v| f.take("clientIp", redact_ip(v)));
+    let tags = f.take("tags", usage_tags(&req.tags)).unwrap_or_default();
+    let gateway_overhead_ms = req
+        .gateway_overhead_ms
+        .and_then(|v| f.take("gatewayOverheadMs", bounded_count(v, i64::from(MAX_DURATION_MS))));
     let max_ms = i64::from(MAX_DURATION_MS);
     let latency_ms = req
         .latency_ms
@@ -242,6 +296,7 @@ pub fn parse_event(
         Some(completion_tokens),
         Some(cached_tokens),
         Some(images),
+        Some(input_images),
         Some(retries),
         true,
     ) = (
@@ -253,6 +308,7 @@ pub fn parse_event(
         completion_tokens,
         cached_tokens,
         images,
+        input_images,
         retries,
         f.is_empty(),
     )
@@ -292,6 +348,13 @@ pub fn parse_event(
         response_body,
         bodies_truncated,
         billing_source: req.billing_source,
+        input_images: as_i32(input_images),
+        call_type,
+        model_id,
+        api_base,
+        client_ip,
+        tags,
+        gateway_overhead_ms: gateway_overhead_ms.map(as_i32),
     })
 }
 
@@ -303,6 +366,7 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
         event_id: None,
         cost: None,
         unpriced: None,
+        conflict: None,
         errors: vec![],
     };
     match outcome {
@@ -316,9 +380,10 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
             result.cost = Some(cost.normalize());
             result.unpriced = Some(unpriced);
         }
-        Outcome::Duplicate { event_id } => {
+        Outcome::Duplicate { event_id, conflict } => {
             result.status = EventResultStatus::Duplicate;
             result.event_id = Some(event_id);
+            result.conflict = Some(conflict);
         }
         Outcome::Rejected { errors } => result.errors = errors,
     }
@@ -340,13 +405,16 @@ pub(crate) async fn record_and_settle(
 }
 
 /// Records one call. 201 when recorded, 200 when its `requestId` was recorded before.
+///
+/// A duplicate whose content differs from the recorded event answers `conflict: true`;
+/// the event recorded first stands.
 #[utoipa::path(
     tag = "usage",
     security(("api_key" = [])),
     request_body = UsageEventRequest,
     responses(
         (status = 201, description = "Recorded", body = EventResult),
-        (status = 200, description = "Already recorded under this requestId", body = EventResult),
+        (status = 200, description = "Already recorded under this requestId; `conflict` says whether this event's content differs from the recorded one", body = EventResult),
         (status = 401, body = Problem),
         (status = 422, description = "The event breaks a rule; nothing was stored", body = Problem),
     )
@@ -372,7 +440,7 @@ pub async fn record_usage(
 
 /// Records up to 1,000 calls in one request.
 ///
-/// Each event is accepted, reported as a duplicate, or rejected with its reasons. A 200 means every accepted event is durably stored.
+/// Each event is accepted, reported as a duplicate (with `conflict: true` when its content differs from the event recorded under its `requestId`), or rejected with its reasons. A 200 means every accepted event is durably stored.
 #[utoipa::path(
     tag = "usage",
     security(("api_key" = [])),
@@ -428,6 +496,7 @@ pub async fn record_usage_batch(
     Ok(web::Json(BatchResponse {
         accepted: count(EventResultStatus::Accepted),
         duplicates: count(EventResultStatus::Duplicate),
+        conflicts: results.iter().filter(|r| r.conflict == Some(true)).count(),
         rejected: count(EventResultStatus::Rejected),
         results,
     }))

@@ -32,7 +32,7 @@ use crate::{
     error::{AppError, AppResult, FieldError},
     store::{
         self,
-        usage::{EventRow, ExternalKind},
+        usage::{Claim, EventRow, ExternalKind},
         DbConn, DbPool,
     },
 };
@@ -54,8 +54,11 @@ pub enum Outcome {
         unpriced: bool,
     },
     /// Recorded before (or earlier in the same batch) under the same request id.
+    /// `conflict`: the recorded event reported other content (see
+    /// `NewUsageEvent::fingerprint`); the first one stands.
     Duplicate {
         event_id: Uuid,
+        conflict: bool,
     },
     Rejected {
         errors: Vec<FieldError>,
@@ -68,6 +71,34 @@ pub enum Outcome {
 pub struct Recorded {
     pub outcomes: Vec<Outcome>,
     pub spend: CommittedSpend,
+}
+
+/// A valid event of the batch, the first with its request id.
+struct Pending {
+    /// Position in the submitted batch.
+    index: usize,
+    id: Uuid,
+    fingerprint: i64,
+    priced: PricedEvent,
+}
+
+/// The answer to an event whose request id is recorded already: a conflict when the
+/// recorded event reported other content (unknowable for events recorded before
+/// fingerprints were kept).
+fn duplicate(key: &KeyIdentity, request_id: &str, original: &store::usage::Recorded, fingerprint: i64) -> Outcome {
+    let conflict = original.fingerprint.is_some_and(|f| f != fingerprint);
+    if conflict {
+        tracing::warn!(
+            org_id = %key.org_id,
+            api_key_id = %key.key_id,
+            request_id,
+            "a requestId was sent again with other content; the first event stands"
+        );
+    }
+    Outcome::Duplicate {
+        event_id: original.event_id,
+        conflict,
+    }
 }
 
 /// What the ingest transaction wrote, once committed.
@@ -149,24 +180,31 @@ impl Ingestor {
 
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut first_by_request: HashMap<String, usize> = HashMap::new();
-        // (index, index of the first event with the same request id in this batch)
-        let mut repeats: Vec<(usize, usize)> = Vec::new();
-        let mut batch: Vec<(usize, Uuid, PricedEvent)> = Vec::new();
+        // (index, fingerprint) of events whose request id came earlier in this batch.
+        let mut repeats: Vec<(usize, String, i64)> = Vec::new();
+        let mut batch: Vec<Pending> = Vec::new();
         for (index, event) in events.into_iter().enumerate() {
             let priced = event.and_then(|e| price_event(e, &ctx).map_err(|e| vec![event_error(e.0)]));
             match priced {
                 Err(errors) => outcomes[index] = Some(Outcome::Rejected { errors }),
-                Ok(priced) => match first_by_request.get(&priced.event.request_id) {
-                    Some(&first) => repeats.push((index, first)),
-                    None => {
+                Ok(priced) => {
+                    let fingerprint = priced.event.fingerprint();
+                    if first_by_request.contains_key(&priced.event.request_id) {
+                        repeats.push((index, priced.event.request_id, fingerprint));
+                    } else {
                         first_by_request.insert(priced.event.request_id.clone(), index);
-                        batch.push((index, event_id(priced.event.occurred_at), priced));
+                        batch.push(Pending {
+                            index,
+                            id: event_id(priced.event.occurred_at),
+                            fingerprint,
+                            priced,
+                        });
                     }
-                },
+                }
             }
         }
 
-        let days: BTreeSet<NaiveDate> = batch.iter().map(|(_, _, p)| p.event.occurred_at.date_naive()).collect();
+        let days: BTreeSet<NaiveDate> = batch.iter().map(|p| p.priced.event.occurred_at.date_naive()).collect();
         for day in days {
             self.ensure_partition(&mut conn, day).await?;
         }
@@ -186,27 +224,37 @@ impl Ingestor {
 
         let taken_before: Vec<String> = batch
             .iter()
-            .filter(|(_, _, p)| !claimed.contains(&p.event.request_id))
-            .map(|(_, _, p)| p.event.request_id.clone())
+            .filter(|p| !claimed.contains(&p.priced.event.request_id))
+            .map(|p| p.priced.event.request_id.clone())
             .collect();
-        let recorded = store::usage::recorded_event_ids(&mut conn, key.org_id, &taken_before).await?;
-        for (index, id, priced) in &batch {
-            outcomes[*index] = Some(match recorded.get(&priced.event.request_id) {
-                Some(original) => Outcome::Duplicate { event_id: *original },
-                None => Outcome::Accepted {
-                    event_id: *id,
-                    cost: priced.cost.total,
-                    unpriced: priced.price_id.is_none(),
-                },
-            });
-        }
-        for (index, first) in repeats {
-            outcomes[index] = match &outcomes[first] {
-                Some(Outcome::Accepted { event_id, .. } | Outcome::Duplicate { event_id }) => {
-                    Some(Outcome::Duplicate { event_id: *event_id })
+        // What each request id of the batch is recorded as now: an event recorded
+        // before, or the one this batch just recorded.
+        let mut recorded = store::usage::recorded_events(&mut conn, key.org_id, &taken_before).await?;
+        for p in &batch {
+            let request_id = &p.priced.event.request_id;
+            let outcome = match recorded.get(request_id) {
+                Some(original) => duplicate(key, request_id, original, p.fingerprint),
+                None => {
+                    recorded.insert(
+                        request_id.clone(),
+                        store::usage::Recorded {
+                            event_id: p.id,
+                            fingerprint: Some(p.fingerprint),
+                        },
+                    );
+                    Outcome::Accepted {
+                        event_id: p.id,
+                        cost: p.priced.cost.total,
+                        unpriced: p.priced.price_id.is_none(),
+                    }
                 }
-                other => other.clone(),
             };
+            outcomes[p.index] = Some(outcome);
+        }
+        for (index, request_id, fingerprint) in repeats {
+            outcomes[index] = recorded
+                .get(&request_id)
+                .map(|original| duplicate(key, &request_id, original, fingerprint));
         }
         for (name, id) in new_customers {
             self.customers.insert((key.org_id, name), id).await;
@@ -275,24 +323,19 @@ impl Ingestor {
     /// The one transaction: customers and agents, request ids, events, roll-ups and
     /// the spend ledger. Returns the claimed request ids, the customer/agent ids
     /// resolved from the database (cached only once committed) and the spend committed.
-    async fn write(
-        &self,
-        conn: &mut DbConn,
-        key: &KeyIdentity,
-        batch: &[(usize, Uuid, PricedEvent)],
-    ) -> AppResult<Written> {
+    async fn write(&self, conn: &mut DbConn, key: &KeyIdentity, batch: &[Pending]) -> AppResult<Written> {
         let (known_customers, missing_customers) = self
             .split_known(
                 &self.customers,
                 key.org_id,
-                batch.iter().filter_map(|(_, _, p)| p.event.customer.clone()),
+                batch.iter().filter_map(|p| p.priced.event.customer.clone()),
             )
             .await;
         let (known_agents, missing_agents) = self
             .split_known(
                 &self.agents,
                 key.org_id,
-                batch.iter().filter_map(|(_, _, p)| p.event.agent.clone()),
+                batch.iter().filter_map(|p| p.priced.event.agent.clone()),
             )
             .await;
         conn.transaction(async |conn| {
@@ -303,27 +346,30 @@ impl Ingestor {
                 store::usage::resolve_external_ids(conn, ExternalKind::Agent, key.org_id, &missing_agents).await?;
             // Sorted, like every multi-row write here, so concurrent batches that share
             // keys take their locks in the same order and cannot deadlock.
-            let mut claims: Vec<(String, Uuid, DateTime<Utc>)> = batch
+            let mut claims: Vec<Claim> = batch
                 .iter()
-                .map(|(_, id, p)| (p.event.request_id.clone(), *id, p.event.occurred_at))
+                .map(|p| Claim {
+                    request_id: p.priced.event.request_id.clone(),
+                    event_id: p.id,
+                    occurred_at: p.priced.event.occurred_at,
+                    fingerprint: p.fingerprint,
+                })
                 .collect();
-            claims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            claims.sort_unstable_by(|a, b| a.request_id.cmp(&b.request_id));
             let claimed = store::usage::claim_request_ids(conn, key.org_id, &claims).await?;
-            let accepted: Vec<&(usize, Uuid, PricedEvent)> = batch
+            let rows: Vec<EventRow> = batch
                 .iter()
-                .filter(|(_, _, p)| claimed.contains(&p.event.request_id))
-                .collect();
-            let rows: Vec<EventRow> = accepted
-                .iter()
-                .map(|(_, id, p)| {
+                .filter(|p| claimed.contains(&p.priced.event.request_id))
+                .map(|p| {
                     let lookup = |name: &Option<String>, known: &HashMap<String, Uuid>, new: &HashMap<String, Uuid>| {
                         name.as_ref().and_then(|n| known.get(n).or_else(|| new.get(n)).copied())
                     };
+                    let e = &p.priced.event;
                     event_row(
-                        *id,
-                        p,
-                        lookup(&p.event.customer, &known_customers, &new_customers),
-                        lookup(&p.event.agent, &known_agents, &new_agents),
+                        p.id,
+                        &p.priced,
+                        lookup(&e.customer, &known_customers, &new_customers),
+                        lookup(&e.agent, &known_agents, &new_agents),
                     )
                 })
                 .collect();
@@ -401,13 +447,14 @@ fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Opt
         endpoint: e.endpoint.clone(),
         provider: e.provider.clone(),
         model: e.model.clone(),
-        canonical_model: p.model_id.clone(),
+        canonical_model: p.canonical_model.clone(),
         status: e.status,
         error_code: e.error_code.clone(),
         prompt_tokens: e.prompt_tokens,
         completion_tokens: e.completion_tokens,
         cached_tokens: e.cached_tokens,
         images: e.images,
+        input_images: e.input_images,
         latency_ms: e.latency_ms,
         ttft_ms: e.ttft_ms,
         cache_hit: e.cache_hit,
@@ -426,12 +473,20 @@ fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Opt
         cached_input_cost: c.cached_input,
         request_cost: c.request,
         image_cost: c.image,
+        image_input_cost: c.image_input,
+        image_output_cost: c.image_output,
         data_storage_cost: c.data_storage,
         cost_before_discount: c.before_discount,
         discount_id: p.discount_id,
         discount_percent: c.discount_percent,
         discount_savings: c.discount_savings,
         cost: c.total,
+        call_type: e.call_type.clone(),
+        model_id: e.model_id.clone(),
+        api_base: e.api_base.clone(),
+        client_ip: e.client_ip.clone(),
+        tags: (!e.tags.is_empty()).then(|| serde_json::json!(e.tags)),
+        gateway_overhead_ms: e.gateway_overhead_ms,
     }
 }
 

@@ -24,6 +24,7 @@ pub struct PriceRow {
     pub cached_input_per_mtok: Decimal,
     pub per_request: Decimal,
     pub per_image: Decimal,
+    pub per_input_image: Decimal,
     pub valid_from: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
@@ -39,6 +40,7 @@ pub struct NewPrice {
     pub cached_input_per_mtok: Decimal,
     pub per_request: Decimal,
     pub per_image: Decimal,
+    pub per_input_image: Decimal,
     pub valid_from: DateTime<Utc>,
 }
 
@@ -56,6 +58,7 @@ impl From<PriceRow> for CatalogEntry {
                 cached_input_per_mtok: row.cached_input_per_mtok,
                 per_request: row.per_request,
                 per_image: row.per_image,
+                per_input_image: row.per_input_image,
             },
         }
     }
@@ -73,6 +76,7 @@ struct PriceInsert<'a> {
     cached_input_per_mtok: Decimal,
     per_request: Decimal,
     per_image: Decimal,
+    per_input_image: Decimal,
     valid_from: DateTime<Utc>,
 }
 
@@ -87,6 +91,7 @@ fn values(new: &NewPrice) -> PriceInsert<'_> {
         cached_input_per_mtok: new.cached_input_per_mtok,
         per_request: new.per_request,
         per_image: new.per_image,
+        per_input_image: new.per_input_image,
         valid_from: new.valid_from,
     }
 }
@@ -117,6 +122,7 @@ pub async fn upsert_all(conn: &mut DbConn, prices: &[NewPrice]) -> AppResult<usi
                 model_prices::cached_input_per_mtok.eq(new.cached_input_per_mtok),
                 model_prices::per_request.eq(new.per_request),
                 model_prices::per_image.eq(new.per_image),
+                model_prices::per_input_image.eq(new.per_input_image),
             ))
             .execute(conn)
             .await?;

@@ -79,6 +79,7 @@ diesel::table! {
         cached_input_per_mtok -> Numeric,
         per_request -> Numeric,
         per_image -> Numeric,
+        per_input_image -> Numeric,
         valid_from -> Timestamptz,
         created_at -> Timestamptz,
     }
@@ -127,6 +128,7 @@ diesel::table! {
         request_id -> Text,
         event_id -> Uuid,
         occurred_at -> Timestamptz,
+        fingerprint -> Nullable<Int8>,
     }
 }
 

@@ -99,52 +99,75 @@ pub async fn resolve_external_ids(
     Ok(rows.into_iter().map(|r| (r.external_id, r.id)).collect())
 }
 
+/// A request id to claim for a new event: the event's id and time, and the
+/// fingerprint of its content (`NewUsageEvent::fingerprint`).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub request_id: String,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub fingerprint: i64,
+}
+
 /// Claims request ids for new events. Returns the ids that were free (and are now
 /// taken); the others belong to events recorded before. A concurrent claim of the same
 /// id waits for the first transaction and then sees the conflict.
-pub async fn claim_request_ids(
-    conn: &mut DbConn,
-    org_id: Uuid,
-    claims: &[(String, Uuid, DateTime<Utc>)],
-) -> AppResult<HashSet<String>> {
+pub async fn claim_request_ids(conn: &mut DbConn, org_id: Uuid, claims: &[Claim]) -> AppResult<HashSet<String>> {
     #[derive(QueryableByName)]
     struct Claimed {
         #[diesel(sql_type = Text)]
         request_id: String,
     }
-    let request_ids: Vec<&str> = claims.iter().map(|c| c.0.as_str()).collect();
-    let event_ids: Vec<Uuid> = claims.iter().map(|c| c.1).collect();
-    let occurred: Vec<DateTime<Utc>> = claims.iter().map(|c| c.2).collect();
+    let request_ids: Vec<&str> = claims.iter().map(|c| c.request_id.as_str()).collect();
+    let event_ids: Vec<Uuid> = claims.iter().map(|c| c.event_id).collect();
+    let occurred: Vec<DateTime<Utc>> = claims.iter().map(|c| c.occurred_at).collect();
+    let fingerprints: Vec<i64> = claims.iter().map(|c| c.fingerprint).collect();
     let claimed: Vec<Claimed> = diesel::sql_query(
-        "INSERT INTO usage_request_ids (org_id, request_id, event_id, occurred_at) \
-         SELECT $1, t.* FROM unnest($2::text[], $3::uuid[], $4::timestamptz[]) AS t \
+        "INSERT INTO usage_request_ids (org_id, request_id, event_id, occurred_at, fingerprint) \
+         SELECT $1, t.* FROM unnest($2::text[], $3::uuid[], $4::timestamptz[], $5::int8[]) AS t \
          ON CONFLICT DO NOTHING RETURNING request_id",
     )
     .bind::<SqlUuid, _>(org_id)
     .bind::<Array<Text>, _>(&request_ids)
     .bind::<Array<SqlUuid>, _>(&event_ids)
     .bind::<Array<Timestamptz>, _>(&occurred)
+    .bind::<Array<Int8>, _>(&fingerprints)
     .load(conn)
     .await?;
     Ok(claimed.into_iter().map(|c| c.request_id).collect())
 }
 
+/// An event recorded before under a request id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub event_id: Uuid,
+    /// `None` for events recorded before fingerprints were kept.
+    pub fingerprint: Option<i64>,
+}
+
 /// The events already recorded under these request ids.
-pub async fn recorded_event_ids(
+pub async fn recorded_events(
     conn: &mut DbConn,
     org_id: Uuid,
     request_ids: &[String],
-) -> AppResult<HashMap<String, Uuid>> {
+) -> AppResult<HashMap<String, Recorded>> {
     if request_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(String, Uuid)> = usage_request_ids::table
+    let rows: Vec<(String, Uuid, Option<i64>)> = usage_request_ids::table
         .filter(usage_request_ids::org_id.eq(org_id))
         .filter(usage_request_ids::request_id.eq_any(request_ids))
-        .select((usage_request_ids::request_id, usage_request_ids::event_id))
+        .select((
+            usage_request_ids::request_id,
+            usage_request_ids::event_id,
+            usage_request_ids::fingerprint,
+        ))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(request_id, event_id, fingerprint)| (request_id, Recorded { event_id, fingerprint }))
+        .collect())
 }
 
 columns! {
@@ -171,7 +194,10 @@ columns! {
         prompt_tokens: i64 => Int8,
         completion_tokens: i64 => Int8,
         cached_tokens: i64 => Int8,
+        /// Images the call generated.
         images: i32 => Int4,
+        /// Images sent with the request.
+        input_images: i32 => Int4,
         latency_ms: Option<i32> => Nullable<Int4>,
         ttft_ms: Option<i32> => Nullable<Int4>,
         cache_hit: bool => Bool,
@@ -189,13 +215,25 @@ columns! {
         output_cost: Decimal => Numeric,
         cached_input_cost: Decimal => Numeric,
         request_cost: Decimal => Numeric,
+        /// `image_input_cost + image_output_cost`.
         image_cost: Decimal => Numeric,
+        image_input_cost: Decimal => Numeric,
+        image_output_cost: Decimal => Numeric,
         data_storage_cost: Decimal => Numeric,
         cost_before_discount: Decimal => Numeric,
         discount_id: Option<Uuid> => Nullable<SqlUuid>,
         discount_percent: Decimal => Numeric,
         discount_savings: Decimal => Numeric,
         cost: Decimal => Numeric,
+        call_type: Option<String> => Nullable<Text>,
+        /// The gateway's id of the deployment that served the call.
+        model_id: Option<String> => Nullable<Text>,
+        api_base: Option<String> => Nullable<Text>,
+        /// Redacted (`domain::usage::redact_ip`).
+        client_ip: Option<String> => Nullable<Text>,
+        /// A JSON array of strings; `NULL` without tags.
+        tags: Option<serde_json::Value> => Nullable<Jsonb>,
+        gateway_overhead_ms: Option<i32> => Nullable<Int4>,
     }
 }
 
@@ -259,11 +297,14 @@ summed_columns! {
         completion_tokens: i64 => Int8,
         cached_tokens: i64 => Int8,
         images: i64 => Int8,
+        input_images: i64 => Int8,
         input_cost: Decimal => Numeric,
         output_cost: Decimal => Numeric,
         cached_input_cost: Decimal => Numeric,
         request_cost: Decimal => Numeric,
         image_cost: Decimal => Numeric,
+        image_input_cost: Decimal => Numeric,
+        image_output_cost: Decimal => Numeric,
         data_storage_cost: Decimal => Numeric,
         cost_before_discount: Decimal => Numeric,
         discount_savings: Decimal => Numeric,

@@ -368,6 +368,7 @@ impl TestApp {
             cached_input_per_mtok: cached.parse().unwrap(),
             per_request: rust_decimal::Decimal::ZERO,
             per_image: rust_decimal::Decimal::ZERO,
+            per_input_image: rust_decimal::Decimal::ZERO,
             valid_from: "2020-01-01T00:00:00Z".parse().unwrap(),
         };
         let mut conn = self.state.db.get().await.unwrap();

@@ -311,7 +311,7 @@ async fn a_price_change_applies_to_events_from_its_valid_from() {
     // output 300 × 15 / 1e6 = 0.0045; total 0.00756.
     assert_eq!(
         old["costBreakdown"],
-        json!({"input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "dataStorage": "0"})
+        json!({"input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"})
     );
     assert_eq!(
         money(&old),
@@ -327,7 +327,7 @@ async fn a_price_change_applies_to_events_from_its_valid_from() {
     // total 0.0021234568 + 0.00004 + 0.0024 = 0.0045634568.
     assert_eq!(
         new["costBreakdown"],
-        json!({"input": "0.0021234568", "output": "0.0024", "cachedInput": "0.00004", "request": "0", "image": "0", "dataStorage": "0"})
+        json!({"input": "0.0021234568", "output": "0.0024", "cachedInput": "0.00004", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"})
     );
     assert_eq!(
         money(&new),
@@ -791,7 +791,7 @@ async fn an_unknown_model_is_recorded_unpriced_at_zero_cost_without_discount() {
         // Not even the data-storage charge.
         assert_eq!(
             logged["costBreakdown"],
-            json!({"input": "0", "output": "0", "cachedInput": "0", "request": "0", "image": "0", "dataStorage": "0"}),
+            json!({"input": "0", "output": "0", "cachedInput": "0", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"}),
             "{provider}/{model}"
         );
         assert!(logged["priceId"].is_null(), "{logged}");
@@ -1041,4 +1041,57 @@ async fn model_and_provider_names_match_whatever_their_case() {
     .await;
     assert_eq!(fields(&problem), ["model"]);
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("`known-3`"));
+}
+
+#[tokio::test]
+async fn a_price_charges_images_sent_and_images_generated_apart() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let view = add_price(
+        &app,
+        &operator,
+        with(
+            price("pix-ai", "pix-1", "1", "2", "0.5", today() - Duration::days(1)),
+            json!({"perImage": "0.04", "perInputImage": "0.0025"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (view["perImage"].as_str(), view["perInputImage"].as_str()),
+        (Some("0.04"), Some("0.0025"))
+    );
+    let tenant = app.tenant().await;
+    let logged = detail(
+        &app,
+        &tenant,
+        app.record_event(
+            &tenant,
+            json!({"provider": "pix-ai", "model": "pix-1", "promptTokens": 0, "completionTokens": 0,
+                   "images": 1, "inputImages": 4}),
+        )
+        .await,
+    )
+    .await;
+    // 1 generated × 0.04; 4 sent × 0.0025 = 0.01.
+    assert_eq!(
+        (
+            logged["costBreakdown"]["imageOutput"].as_str(),
+            logged["costBreakdown"]["imageInput"].as_str(),
+            logged["cost"].as_str()
+        ),
+        (Some("0.04"), Some("0.01"), Some("0.05"))
+    );
+    let problem = post_problem(
+        &app,
+        &operator,
+        "/v1/admin/prices",
+        with(
+            price("pix-ai", "pix-2", "1", "2", "0.5", today()),
+            json!({"perInputImage": "-1"}),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&problem), ["perInputImage"]);
 }

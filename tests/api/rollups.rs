@@ -45,11 +45,14 @@ fn recomputed_columns() -> Vec<(String, String)> {
         ("completion_tokens", "sum(completion_tokens)"),
         ("cached_tokens", "sum(cached_tokens)"),
         ("images", "sum(images)"),
+        ("input_images", "sum(input_images)"),
         ("input_cost", "sum(input_cost)"),
         ("output_cost", "sum(output_cost)"),
         ("cached_input_cost", "sum(cached_input_cost)"),
         ("request_cost", "sum(request_cost)"),
         ("image_cost", "sum(image_cost)"),
+        ("image_input_cost", "sum(image_input_cost)"),
+        ("image_output_cost", "sum(image_output_cost)"),
         ("data_storage_cost", "sum(data_storage_cost)"),
         ("cost_before_discount", "sum(cost_before_discount)"),
         ("discount_savings", "sum(discount_savings)"),
@@ -230,7 +233,9 @@ const MODELS: [Model; 6] = [
     },
 ];
 
-async fn add_price(app: &TestApp, provider: &str, names: (&str, &str), prices: [&str; 5], from: DateTime<Utc>) {
+/// Prices: input, output and cached input per million tokens, per request, per image
+/// generated, per image sent.
+async fn add_price(app: &TestApp, provider: &str, names: (&str, &str), prices: [&str; 6], from: DateTime<Utc>) {
     let d = |s: &str| s.parse::<Decimal>().unwrap();
     let new = meterplane::store::prices::NewPrice {
         provider: provider.into(),
@@ -241,6 +246,7 @@ async fn add_price(app: &TestApp, provider: &str, names: (&str, &str), prices: [
         cached_input_per_mtok: d(prices[2]),
         per_request: d(prices[3]),
         per_image: d(prices[4]),
+        per_input_image: d(prices[5]),
         valid_from: from,
     };
     let mut conn = app.state.db.get().await.unwrap();
@@ -275,6 +281,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
             "1.2500000003",
             "0.0001234567",
             "0.0012345678",
+            "0.0003333333",
         ],
         long_ago,
     )
@@ -289,6 +296,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
             "1.1111111111",
             "0.0000000007",
             "0.0400000001",
+            "0",
         ],
         start + Duration::hours(30),
     )
@@ -297,7 +305,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
         app,
         "openai",
         ("gpt-4o-mini", "gpt-4o-mini"),
-        ["0.1500000001", "0.6000000007", "0.0750000003", "0", "0"],
+        ["0.1500000001", "0.6000000007", "0.0750000003", "0", "0", "0.0000012345"],
         long_ago,
     )
     .await;
@@ -305,7 +313,14 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
         app,
         "anthropic",
         ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
-        ["3.0000000001", "15.0000000009", "0.3000000007", "0.0000123457", "0"],
+        [
+            "3.0000000001",
+            "15.0000000009",
+            "0.3000000007",
+            "0.0000123457",
+            "0",
+            "0.0048000001",
+        ],
         start + Duration::hours(20),
     )
     .await;
@@ -313,7 +328,14 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
         app,
         "google",
         ("gemini-2.5-flash", "gemini-2.5-flash-001"),
-        ["0.3333333333", "2.6666666667", "0.0833333333", "0", "0.0390000001"],
+        [
+            "0.3333333333",
+            "2.6666666667",
+            "0.0833333333",
+            "0",
+            "0.0390000001",
+            "0.0025000003",
+        ],
         long_ago,
     )
     .await;
@@ -394,6 +416,7 @@ fn random_event(
         "completionTokens": rng.random_range(0..40_000),
         "cachedTokens": if prompt > 0 && rng.random_bool(0.4) { rng.random_range(0..=prompt) } else { 0 },
         "images": if rng.random_bool(0.2) { rng.random_range(1..5) } else { 0 },
+        "inputImages": if rng.random_bool(0.2) { rng.random_range(1..9) } else { 0 },
         "cacheHit": rng.random_bool(0.2),
         "retries": rng.random_range(0..3),
     });
@@ -628,6 +651,8 @@ async fn every_roll_up_column_equals_the_sums_over_raw_events() {
         "api_keys_cost",
         "credits_cost",
         "image_cost",
+        "image_input_cost",
+        "image_output_cost",
         "request_cost",
         "data_storage_cost",
         "errors",

@@ -206,3 +206,137 @@ async fn an_unknown_or_malformed_event_id_is_404_or_400() {
         .unwrap();
     expect_problem(response, StatusCode::BAD_REQUEST, "invalid_path_parameter").await;
 }
+
+#[tokio::test]
+async fn the_detail_shows_what_the_gateway_reported_with_the_client_address_redacted() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    {
+        let new = meterplane::store::prices::NewPrice {
+            provider: "openai".into(),
+            model: "gpt-image-4o".into(),
+            provider_model_name: "gpt-image-4o".into(),
+            input_per_mtok: "3".parse().unwrap(),
+            output_per_mtok: "15".parse().unwrap(),
+            cached_input_per_mtok: "0.3".parse().unwrap(),
+            per_request: rust_decimal::Decimal::ZERO,
+            per_image: "0.04".parse().unwrap(),
+            per_input_image: "0.0025".parse().unwrap(),
+            valid_from: "2020-01-01T00:00:00Z".parse().unwrap(),
+        };
+        let mut conn = app.state.db.get().await.unwrap();
+        meterplane::store::prices::insert(&mut conn, &new).await.unwrap();
+    }
+    let id = app
+        .record_event(
+            &tenant,
+            json!({
+                "model": "gpt-image-4o", "promptTokens": 1000, "completionTokens": 100,
+                "images": 2, "inputImages": 3, "callType": "image_generation",
+                "modelId": "azure-eastus-gpt-image-1",
+                "apiBase": "https://ops:pw@eastus.openai.azure.com/openai?api-key=sk-secret-1#frag",
+                "clientIp": "203.0.113.77", "tags": ["prod", "search", "prod"], "gatewayOverheadMs": 7,
+            }),
+        )
+        .await;
+    let detail = app
+        .get_json(&tenant.owner, &format!("/v1/orgs/{}/spend-logs/{id}", tenant.org_id))
+        .await;
+    let shown = |keys: &[&str]| -> Value { keys.iter().map(|k| ((*k).to_owned(), detail[*k].clone())).collect() };
+    assert_eq!(
+        shown(&[
+            "callType",
+            "modelId",
+            "apiBase",
+            "clientIp",
+            "tags",
+            "gatewayOverheadMs",
+            "images",
+            "inputImages"
+        ]),
+        json!({
+            "callType": "image_generation", "modelId": "azure-eastus-gpt-image-1",
+            "apiBase": "https://eastus.openai.azure.com/openai", "clientIp": "203.0.113.0",
+            "tags": ["prod", "search"], "gatewayOverheadMs": 7, "images": 2, "inputImages": 3,
+        })
+    );
+    // input 1000 × 3/M = 0.003; output 100 × 15/M = 0.0015; 2 generated images × 0.04 =
+    // 0.08; 3 sent images × 0.0025 = 0.0075; total 0.092.
+    assert_eq!(
+        detail["costBreakdown"],
+        json!({"input": "0.003", "output": "0.0015", "cachedInput": "0", "request": "0", "image": "0.0875",
+               "imageInput": "0.0075", "imageOutput": "0.08", "dataStorage": "0"})
+    );
+    assert_eq!(detail["cost"], "0.092");
+
+    // IPv6 is kept to its /48; without the optional fields the detail says so plainly.
+    let v6 = app
+        .record_event(&tenant, json!({"clientIp": "2001:db8:abcd:12:3456::1"}))
+        .await;
+    let v6 = app
+        .get_json(&tenant.owner, &format!("/v1/orgs/{}/spend-logs/{v6}", tenant.org_id))
+        .await;
+    assert_eq!(v6["clientIp"], "2001:db8:abcd::");
+    assert_eq!((v6["tags"].clone(), v6["callType"].clone()), (json!([]), Value::Null));
+
+    // Neither the full address nor the credentials of the API base are stored anywhere.
+    #[derive(diesel::QueryableByName)]
+    struct Leaks {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel_async::RunQueryDsl;
+    let leaks: Leaks = diesel::sql_query(
+        "SELECT count(*) AS n FROM usage_events e WHERE org_id = $1 AND (to_jsonb(e)::text LIKE '%203.0.113.77%' \
+         OR to_jsonb(e)::text LIKE '%sk-secret-1%' OR to_jsonb(e)::text LIKE '%:pw@%' \
+         OR to_jsonb(e)::text LIKE '%3456::1%')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .get_result(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(leaks.n, 0);
+
+    // The roll-ups carry the split too.
+    #[derive(diesel::QueryableByName)]
+    struct Images {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        split: String,
+    }
+    let images: Images = diesel::sql_query(
+        "SELECT concat_ws(' ', sum(input_images), sum(images), trim_scale(sum(image_input_cost)), \
+         trim_scale(sum(image_output_cost)), trim_scale(sum(image_cost))) AS split FROM usage_daily WHERE org_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .get_result(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(images.split, "3 2 0.0075 0.08 0.0875");
+
+    // Bad values are refused, each with its field.
+    for (patch, field) in [
+        (json!({"clientIp": "203.0.113.300"}), "clientIp"),
+        (json!({"apiBase": "eastus.openai.azure.com"}), "apiBase"),
+        (json!({"apiBase": "ftp://example.com/"}), "apiBase"),
+        (json!({"tags": vec!["t"; 21]}), "tags"),
+        (json!({"tags": ["ok", ""]}), "tags"),
+        (json!({"callType": "x\u{7}"}), "callType"),
+        (json!({"gatewayOverheadMs": -1}), "gatewayOverheadMs"),
+        (json!({"inputImages": 10_001}), "inputImages"),
+    ] {
+        let mut body = json!({
+            "requestId": format!("bad-{field}-{}", uuid::Uuid::new_v4()), "endpoint": "/chat/completions",
+            "provider": "openai", "model": "gpt-image-4o",
+        });
+        body.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        let response = app
+            .request(Method::POST, "/v1/usage")
+            .header("x-api-key", &tenant.key_secret)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}");
+    }
+}

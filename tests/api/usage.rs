@@ -69,7 +69,7 @@ async fn an_event_is_priced_exactly_and_shows_in_the_log() {
     assert_eq!(
         detail["costBreakdown"],
         json!({
-            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "dataStorage": "0"
+            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"
         })
     );
     assert_eq!(
@@ -93,7 +93,10 @@ async fn the_same_request_id_sent_twenty_times_at_once_is_stored_once() {
         let body: Value = response.json().await.unwrap();
         match status {
             StatusCode::CREATED => created += 1,
-            StatusCode::OK => assert_eq!(body["status"], "duplicate"),
+            StatusCode::OK => assert_eq!(
+                (&body["status"], &body["conflict"]),
+                (&json!("duplicate"), &json!(false))
+            ),
             other => panic!("unexpected {other}: {body}"),
         }
         event_ids.insert(body["eventId"].as_str().unwrap().to_owned());
@@ -642,4 +645,116 @@ async fn nul_characters_never_reach_the_database() {
     expect_problem(signup, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let login = app.login("a\u{0}b@example.com", "correct horse battery").await;
     expect_problem(login, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+async fn post_raw(app: &TestApp, key: &str, body: &str) -> Value {
+    let response = app
+        .request(Method::POST, "/v1/usage")
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{status}: {body}");
+    json!({"http": status.as_u16(), "status": body["status"], "conflict": body["conflict"], "eventId": body["eventId"]})
+}
+
+#[tokio::test]
+async fn a_retried_request_id_with_other_content_is_answered_as_a_conflict() {
+    let (app, tenant) = priced_app().await;
+    let key = &tenant.key_secret;
+    let original = r#"{"requestId": "r-1", "endpoint": "/chat/completions", "provider": "anthropic",
+        "model": "claude-sonnet-4-5", "promptTokens": 1200, "completionTokens": 300, "cachedTokens": 200,
+        "metadata": {"a": 1, "b": {"x": true, "y": [1, 2]}}}"#;
+    let first = post_raw(&app, key, original).await;
+    assert_eq!((first["http"].as_u64(), first["conflict"].is_null()), (Some(201), true));
+    let event_id = first["eventId"].clone();
+
+    // The same content: metadata keys in another order, names in another case, sent
+    // later (no startedAt, so the event time is the time of receipt).
+    let same = r#"{"requestId": "r-1", "endpoint": "/chat/completions", "provider": "Anthropic",
+        "model": "CLAUDE-SONNET-4-5", "promptTokens": 1200, "completionTokens": 300, "cachedTokens": 200,
+        "metadata": {"b": {"y": [1, 2], "x": true}, "a": 1}}"#;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        post_raw(&app, key, same).await,
+        json!({"http": 200, "status": "duplicate", "conflict": false, "eventId": event_id})
+    );
+    // Other content under the same request id: still the first event, flagged.
+    for other in [
+        original.replace("\"completionTokens\": 300", "\"completionTokens\": 301"),
+        original.replace("\"y\": [1, 2]", "\"y\": [2, 1]"),
+        original.replace("\"endpoint\": \"/chat/completions\"", "\"endpoint\": \"/responses\""),
+        original.replace(
+            "\"cachedTokens\": 200,",
+            "\"cachedTokens\": 200, \"user\": \"someone\",",
+        ),
+    ] {
+        assert_eq!(
+            post_raw(&app, key, &other).await,
+            json!({"http": 200, "status": "duplicate", "conflict": true, "eventId": event_id}),
+            "{other}"
+        );
+    }
+
+    // In a batch: a repeat within the batch and repeats of the recorded event.
+    let mut changed = event("r-2");
+    changed["completionTokens"] = json!(1);
+    let mut recorded_changed: Value = serde_json::from_str(original).unwrap();
+    recorded_changed["status"] = json!("error");
+    let (status, body) = app
+        .send_batch(
+            key,
+            json!([
+                event("r-2"),
+                changed,
+                serde_json::from_str::<Value>(same).unwrap(),
+                recorded_changed
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let summary = |b: &Value| (b["accepted"].clone(), b["duplicates"].clone(), b["conflicts"].clone());
+    assert_eq!(summary(&body), (json!(1), json!(3), json!(2)));
+    let results: Vec<(Value, Value)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["status"].clone(), r["conflict"].clone()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (json!("accepted"), Value::Null),
+            (json!("duplicate"), json!(true)),
+            (json!("duplicate"), json!(false)),
+            (json!("duplicate"), json!(true)),
+        ]
+    );
+    assert_eq!(body["results"][1]["eventId"], body["results"][0]["eventId"]);
+    assert_eq!(body["results"][3]["eventId"], event_id);
+
+    // Nothing was changed by the conflicting retries.
+    assert_eq!(app.count_rows("usage_events", tenant.org_id).await, 2);
+    let totals = rollup_totals(&app, &tenant).await;
+    assert_eq!(
+        (totals["requests"].clone(), totals["cost"].clone()),
+        (json!(2), json!("0.01512"))
+    );
+
+    // An event recorded before fingerprints were kept cannot be compared: no conflict.
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("UPDATE usage_request_ids SET fingerprint = NULL WHERE org_id = $1 AND request_id = 'r-1'")
+        .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+    let other = original.replace("\"completionTokens\": 300", "\"completionTokens\": 999");
+    assert_eq!(
+        post_raw(&app, key, &other).await,
+        json!({"http": 200, "status": "duplicate", "conflict": false, "eventId": event_id})
+    );
 }

@@ -1,0 +1,1 @@
+-- Migrations are forward-only; this exists because the migration tool expects it.
