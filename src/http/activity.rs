@@ -158,7 +158,9 @@ pub struct ApiKeyUsage {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerUsage {
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     external_id: Option<String>,
     request_count: i64,
     total_tokens: i64,
@@ -421,8 +423,11 @@ pub struct EntityPage {
 pub struct EntityActivity {
     /// The customer's or agent's id; absent for endpoints and for calls that named no
     /// customer (or agent).
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<Uuid>,
-    /// The customer's or agent's id as the gateway reports it, or the endpoint's path.
+    /// The customer's or agent's id as the gateway reports it, or the endpoint's path;
+    /// absent for calls that named no customer (or agent).
+    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     request_count: i64,
     success_count: i64,

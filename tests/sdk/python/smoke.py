@@ -279,6 +279,8 @@ def main() -> None:
         "dataStorage": per_token(1500, STORAGE_PER_MTOK),
     }
     expected_cost = sum(expected_components.values(), Decimal(0))
+    # `image` is their sum: images sent and images generated, apart (no images here).
+    expected_components.update({"imageInput": Decimal(0), "imageOutput": Decimal(0)})
     check(cost == expected_cost, f"cost {cost} != expected {expected_cost}")
 
     step("POST /v1/usage again: duplicate (200), same event")
