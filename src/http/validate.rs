@@ -88,6 +88,17 @@ pub const MAX_FILTER_LEN: usize = 256;
 /// A free-text query parameter: trimmed, bounded, no control characters (PostgreSQL
 /// cannot even compare a string holding NUL). Left empty (`?customer=`), it is no filter.
 pub fn query_text(name: &str, value: Option<String>) -> AppResult<Option<String>> {
+    let invalid = |message: &str| {
+        AppError::new(
+            crate::error::ErrorCode::InvalidQueryParameter,
+            format!("{name}: {message}"),
+        )
+    };
+    // Control characters are refused even in a value that is otherwise blank (`%0A`),
+    // as the `FilterText` pattern says.
+    if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+        return Err(invalid("must not contain control characters"));
+    }
     value
         .filter(|v| !v.trim().is_empty())
         .map(|v| {

@@ -326,7 +326,11 @@ async fn query_filters_are_bounded_and_refuse_control_characters() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     let logs = format!("/v1/orgs/{}/spend-logs", tenant.org_id);
-    for query in [format!("customer={}", "x".repeat(257)), "model=gpt%01".to_owned()] {
+    for query in [
+        format!("customer={}", "x".repeat(257)),
+        "model=gpt%01".to_owned(),
+        "customer=%0A".to_owned(),
+    ] {
         let r = app
             .as_user(Method::GET, &format!("{logs}?{query}"), &tenant.owner)
             .send()
