@@ -193,17 +193,16 @@ pub async fn get_activity(
     query: web::Query<ActivityQuery>,
 ) -> AppResult<web::Json<ActivityResponse>> {
     let mut conn = state.conn().await?;
-    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
-    let org = store::orgs::get(&mut conn, &access).await?;
     let q = query.into_inner();
-    let window = window(
+    let (access, window) = org_window(
+        &mut conn,
+        &caller,
+        path.org_id,
         q.days,
         q.from.as_deref(),
         q.to.as_deref(),
-        Utc::now(),
-        org.retention_days,
     )
-    .map_err(window_error)?;
+    .await?;
     let filter = ActivityFilter {
         window,
         project_id: q.project_id,
@@ -225,7 +224,23 @@ pub async fn get_activity(
     }))
 }
 
-pub fn window_error(e: WindowError) -> AppError {
+/// The caller's read access to the organization, and the window asked for, checked
+/// against the organization's retention.
+async fn org_window(
+    conn: &mut store::DbConn,
+    caller: &AuthUser,
+    org_id: Uuid,
+    days: Option<i64>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> AppResult<(store::access::OrgAccess, DayWindow)> {
+    let access = store::access::authorize(conn, &caller.0, org_id, Access::Read).await?;
+    let org = store::orgs::get(conn, &access).await?;
+    let window = window(days, from, to, Utc::now(), org.retention_days).map_err(window_error)?;
+    Ok((access, window))
+}
+
+fn window_error(e: WindowError) -> AppError {
     match e {
         WindowError::Invalid(name, message) => {
             AppError::new(ErrorCode::InvalidQueryParameter, format!("{name}: {message}"))
@@ -461,8 +476,9 @@ const MAX_IDS: usize = 100;
 
 /// Usage per customer, agent or endpoint.
 ///
-/// Requests and success rate, tokens, spend, models and a daily trend of each. Sorted by spend (default) or requests, largest first, paginated by offset. Same
-/// window and retention rules as the daily activity.
+/// Requests and success rate, tokens, spend, models and a daily trend of each. Sorted
+/// by spend (default) or requests, largest first, paginated by offset. Same window and
+/// retention rules as the daily activity.
 #[utoipa::path(
     tag = "activity",
     security(("bearer" = [])),
@@ -482,17 +498,16 @@ pub async fn list_entity_activity(
     query: web::Query<EntityQuery>,
 ) -> AppResult<web::Json<EntityPage>> {
     let mut conn = state.conn().await?;
-    let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
-    let org = store::orgs::get(&mut conn, &access).await?;
     let q = query.into_inner();
-    let window = window(
+    let (access, window) = org_window(
+        &mut conn,
+        &caller,
+        path.org_id,
         q.days,
         q.from.as_deref(),
         q.to.as_deref(),
-        Utc::now(),
-        org.retention_days,
     )
-    .map_err(window_error)?;
+    .await?;
     let limit = paging::page_size(q.limit)?;
     let offset = q.offset.unwrap_or(0);
     if !(0..=1_000_000).contains(&offset) {

@@ -101,14 +101,7 @@ pub fn query_text(name: &str, value: Option<String>) -> AppResult<Option<String>
     }
     value
         .filter(|v| !v.trim().is_empty())
-        .map(|v| {
-            crate::domain::usage::bounded_text(&v, MAX_FILTER_LEN).map_err(|e| {
-                AppError::new(
-                    crate::error::ErrorCode::InvalidQueryParameter,
-                    format!("{name}: {}", e.0),
-                )
-            })
-        })
+        .map(|v| crate::domain::usage::bounded_text(&v, MAX_FILTER_LEN).map_err(|e| invalid(&e.0)))
         .transpose()
 }
 

@@ -72,12 +72,7 @@ pub async fn by_day(
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         sums = summed_select()
     );
-    Ok(diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(access.org_id())
-        .bind::<Date, _>(filter.window.from)
-        .bind::<Date, _>(filter.window.to)
-        .bind::<Nullable<SqlUuid>, _>(filter.project_id)
-        .bind::<Nullable<SqlUuid>, _>(filter.api_key_id)
+    Ok(bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .load(conn)
         .await?)
 }
