@@ -44,7 +44,21 @@ pub struct Config {
     pub budgets: BudgetConfig,
     pub email: EmailConfig,
     pub purge: PurgeConfig,
+    pub live: LiveConfig,
     pub log_format: LogFormat,
+}
+
+/// The live stream of spend logs (`GET /v1/orgs/{orgId}/spend-logs/stream`).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveConfig {
+    /// How often an idle stream sends a comment, so proxies and browsers keep it open.
+    pub heartbeat: Duration,
+    /// How long one stream lasts; it then ends with `expired` and the client reconnects
+    /// (with a fresh JWT or ticket, so access is checked again).
+    pub max_stream: Duration,
+    /// How many events a stream may fall behind its client before it ends with
+    /// `too_slow` (one ingest request's events are always accepted into an empty buffer).
+    pub buffer: usize,
 }
 
 /// The retention purge (`jobs::purge`).
@@ -356,9 +370,28 @@ impl Config {
                     _ => bail!("MP_PURGE_BATCH_ROWS must be greater than 0"),
                 },
             },
+            live: LiveConfig {
+                heartbeat: Duration::from_secs(positive(
+                    env.parse("MP_LIVE_HEARTBEAT_SECS", "15")?,
+                    "MP_LIVE_HEARTBEAT_SECS",
+                )?),
+                max_stream: Duration::from_secs(positive(
+                    env.parse("MP_LIVE_MAX_STREAM_SECS", "3600")?,
+                    "MP_LIVE_MAX_STREAM_SECS",
+                )?),
+                buffer: usize::try_from(positive(env.parse("MP_LIVE_BUFFER", "10000")?, "MP_LIVE_BUFFER")?)
+                    .context("MP_LIVE_BUFFER is too large")?,
+            },
             log_format,
         })
     }
+}
+
+fn positive(value: u64, name: &str) -> anyhow::Result<u64> {
+    if value == 0 {
+        bail!("{name} must be greater than 0");
+    }
+    Ok(value)
 }
 
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -470,6 +503,20 @@ mod tests {
         assert!(config_with(&[("MP_OUTBOX_RETRY_BASE_MS", "0")]).is_err());
         assert!(config_with(&[("MP_OUTBOX_RETRY_BASE_MS", "5000"), ("MP_OUTBOX_RETRY_CAP_MS", "1000")]).is_err());
         assert!(config_with(&[("MP_OUTBOX_POLL_MS", "0")]).is_err());
+    }
+
+    #[test]
+    fn live_stream_knobs_have_defaults_and_refuse_zero() {
+        let config = config_with(&[]).expect("defaults are valid");
+        assert_eq!(config.live.heartbeat, Duration::from_secs(15));
+        assert_eq!(config.live.max_stream, Duration::from_secs(3600));
+        assert_eq!(config.live.buffer, 10_000);
+        for name in ["MP_LIVE_HEARTBEAT_SECS", "MP_LIVE_MAX_STREAM_SECS", "MP_LIVE_BUFFER"] {
+            let err = config_with(&[(name, "0")]).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+        let set = config_with(&[("MP_LIVE_MAX_STREAM_SECS", "2"), ("MP_LIVE_BUFFER", "50")]).expect("valid");
+        assert_eq!((set.live.max_stream, set.live.buffer), (Duration::from_secs(2), 50));
     }
 
     #[test]

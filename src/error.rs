@@ -124,6 +124,8 @@ pub struct AppError {
     detail: String,
     field_errors: Vec<FieldError>,
     earliest_allowed_date: Option<chrono::NaiveDate>,
+    /// Sent as `Retry-After` (seconds) when set.
+    retry_after_secs: Option<u64>,
     /// Logged, never sent: server-side detail of a 5xx.
     internal: Option<anyhow::Error>,
 }
@@ -135,7 +137,16 @@ impl AppError {
             detail: detail.into(),
             field_errors: Vec::new(),
             earliest_allowed_date: None,
+            retry_after_secs: None,
             internal: None,
+        }
+    }
+
+    /// Tells the client when to try again (`Retry-After`).
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after_secs: Some(seconds),
+            ..self
         }
     }
 
@@ -245,6 +256,9 @@ impl ResponseError for AppError {
         response.content_type("application/problem+json");
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_secs {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(self.problem())
     }

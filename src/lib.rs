@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod live;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -18,11 +18,14 @@ use crate::{
     http::{self, rejections, state::AppState},
     ingest::{IngestSettings, Ingestor},
     jobs::{self, decision_log::DecisionLog, outbox::Wakeup, JobHandle},
+    live::LiveHub,
     store,
 };
 
 /// Connections of an instance's background work besides `MP_DB_POOL_SIZE`: the
-/// decision-log writer and each background job hold one at a time.
+/// decision-log writer and each background job hold one at a time. Live streams need
+/// none of these: the subscriber only speaks to Redis, and each stream borrows a
+/// request connection for the moment it reads the rows of new events.
 const BACKGROUND_POOL_SIZE: usize = 3;
 
 impl AppState {
@@ -52,8 +55,16 @@ impl AppState {
             .set_connection_timeout(Some(config.redis.timeout))
             .set_response_timeout(Some(config.redis.timeout))
             .set_number_of_retries(0);
-        let redis = redis::aio::ConnectionManager::new_lazy_with_config(client, redis_config)
+        let redis = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), redis_config)
             .context("configuring the Redis connection")?;
+        // Pub/sub needs a connection of its own; the hub opens it, on this runtime.
+        let live = LiveHub::start(
+            config.live,
+            &config.redis.key_prefix,
+            client,
+            redis.clone(),
+            config.redis.timeout,
+        );
         let keys = ApiKeyResolver::new(
             db.clone(),
             config.auth.api_key_pepper.expose().to_owned(),
@@ -91,6 +102,7 @@ impl AppState {
             db,
             background_db,
             redis,
+            live,
             config: Arc::new(config),
         })
     }
@@ -101,6 +113,8 @@ pub struct Application {
     server: Server,
     /// Written out once the server has answered its last request.
     decisions: DecisionLog,
+    /// Told to end its streams when the process is asked to stop.
+    live: LiveHub,
     /// Background jobs started with the server and stopped after it.
     jobs: Vec<JobHandle>,
 }
@@ -121,6 +135,7 @@ impl Application {
     pub fn from_parts(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let decisions = state.enforcer.decision_log().clone();
+        let live = state.live.clone();
         let metrics = metrics()?;
         let docs = http::openapi::document();
         let known_routes = web::Data::new(rejections::KnownRoutes::from_document(&docs));
@@ -150,6 +165,7 @@ impl Application {
             port,
             server: server.run(),
             decisions,
+            live,
             jobs: Vec::new(),
         })
     }
@@ -166,14 +182,47 @@ impl Application {
     /// Serves until the server stops (SIGINT/SIGTERM), then writes the decisions not
     /// yet logged and lets each background job finish its current step: an email
     /// being delivered is recorded, not re-sent.
+    ///
+    /// Open live streams would hold up the graceful stop until actix's shutdown timeout;
+    /// so on SIGINT/SIGTERM (which the server also receives) they end at once with
+    /// `shutdown`, and their clients reconnect to another instance.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let live = self.live.clone();
+        let signals = tokio::spawn(async move {
+            stop_requested().await;
+            live.shutdown();
+        });
         let result = self.server.await;
+        signals.abort();
         self.decisions.stop().await;
         for job in self.jobs {
             tracing::info!(job = job.name(), "stopping");
             job.stop().await;
         }
         result
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (never where signals cannot be listened to).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

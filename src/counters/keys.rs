@@ -81,6 +81,39 @@ impl OrgKeys {
     }
 }
 
+/// The keys of the live spend-log stream (`crate::live`). They are not per
+/// organization: the stream's fan-out is one channel for the deployment, and the set of
+/// watched organizations is one sorted set, so neither carries a hash tag. A ticket is
+/// one key read and deleted by one command, so it needs no slot of its own either.
+#[derive(Debug, Clone)]
+pub struct LiveKeys {
+    prefix: String,
+}
+
+impl LiveKeys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The pub/sub channel that carries new event ids and watch announcements.
+    pub fn channel(&self) -> String {
+        format!("{}live:events", self.prefix)
+    }
+
+    /// Organizations someone watches, scored by when that stops being true (Unix ms).
+    pub fn watched(&self) -> String {
+        format!("{}live:watched", self.prefix)
+    }
+
+    /// A stream ticket, named by the SHA-256 of its secret (hex): Redis never holds
+    /// the ticket itself.
+    pub fn ticket(&self, secret_sha256_hex: &str) -> String {
+        format!("{}live:ticket:{secret_sha256_hex}", self.prefix)
+    }
+}
+
 /// The minute an instant falls in, counted from the epoch.
 pub fn minute_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
@@ -168,6 +201,14 @@ mod tests {
                 "{kind:?} is read back"
             );
         }
+    }
+
+    #[test]
+    fn live_keys_carry_the_prefix_and_never_the_ticket_itself() {
+        let keys = LiveKeys::new("mp:");
+        assert_eq!(keys.channel(), "mp:live:events");
+        assert_eq!(keys.watched(), "mp:live:watched");
+        assert_eq!(keys.ticket("ab12"), "mp:live:ticket:ab12");
     }
 
     #[test]

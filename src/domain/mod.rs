@@ -11,6 +11,7 @@ pub mod decision;
 pub mod discount;
 pub mod email;
 pub mod identity;
+pub mod live;
 pub mod micros;
 pub mod money;
 pub mod names;

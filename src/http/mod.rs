@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod health;
 pub mod invitations;
 pub mod litellm;
+pub mod live;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
@@ -38,7 +39,9 @@ use utoipa_actix_web::{scope, service_config::ServiceConfig};
 /// `#[utoipa::path]` into the OpenAPI document, so a route cannot go undocumented.
 /// `batch_limit` is the body limit of the usage batch endpoint (larger than the rest).
 ///
-/// Order matters for speed, not meaning (no two paths overlap): a request is matched
+/// Order matters for speed, and in one place for meaning: `…/spend-logs/stream` is
+/// registered before `…/spend-logs/{eventId}`, which would otherwise take it (and
+/// refuse `stream` as an event id). Otherwise no two paths overlap. A request is matched
 /// against the routes in registration order four times (routing, the tracing span's
 /// `http.route`, twice for the metrics' route label), and every `{param}` route it
 /// passes costs a regex match. So the gateway's hot paths come first.
@@ -113,6 +116,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(parties::block_agent)
                 .service(parties::unblock_agent)
                 .service(spend_logs::list_spend_logs)
+                .service(live::stream_spend_logs)
+                .service(live::create_stream_ticket)
                 .service(spend_logs::get_spend_log)
                 .service(alerts::list_alerts)
                 .service(activity::get_activity)

@@ -60,6 +60,13 @@ impl Modify for SecuritySchemes {
                 "A project API key (`mp_…`); `Authorization: Bearer mp_…` is accepted too",
             ))),
         );
+        components.add_security_scheme(
+            "ticket",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "ticket",
+                "A one-time stream ticket from `POST /v1/orgs/{orgId}/stream-tickets` (60 seconds, one use), for the live request log where a header cannot be sent (a browser's `EventSource`)",
+            ))),
+        );
     }
 }
 

@@ -11,6 +11,7 @@ use crate::{
     error::AppResult,
     ingest::Ingestor,
     jobs::outbox::Wakeup,
+    live::LiveHub,
     store::DbPool,
 };
 
@@ -32,6 +33,9 @@ pub struct AppState {
     pub enforcer: Enforcer,
     /// Wakes this instance's outbox worker after a transaction that queued an email commits.
     pub outbox: Wakeup,
+    /// The live spend-log stream: publishing new events, this instance's subscriber
+    /// and its open streams.
+    pub live: LiveHub,
 }
 
 pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>;

@@ -401,6 +401,7 @@ pub(crate) async fn record_and_settle(
     let now = Utc::now();
     state.enforcer.settle(key, &recorded.spend, now).await;
     state.enforcer.alert_after_usage(key, &recorded.spend, now).await;
+    state.live.publish(key.org_id, &recorded.outcomes).await;
     Ok(recorded.outcomes)
 }
 

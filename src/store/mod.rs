@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod discounts;
 pub mod invitations;
 pub mod limits;
+pub mod live;
 pub mod members;
 pub mod orgs;
 pub mod outbox;

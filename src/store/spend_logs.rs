@@ -83,7 +83,7 @@ fn select_list(page: bool) -> String {
         .join(", ")
 }
 
-fn page_columns() -> &'static str {
+pub(super) fn page_columns() -> &'static str {
     static LIST: OnceLock<String> = OnceLock::new();
     LIST.get_or_init(|| select_list(true))
 }
@@ -93,7 +93,7 @@ fn detail_columns() -> &'static str {
     LIST.get_or_init(|| select_list(false))
 }
 
-const FROM_EVENTS: &str = " FROM usage_events e \
+pub(super) const FROM_EVENTS: &str = " FROM usage_events e \
     LEFT JOIN customers c ON c.id = e.customer_id AND c.org_id = e.org_id \
     LEFT JOIN agents a ON a.id = e.agent_id AND a.org_id = e.org_id \
     WHERE e.org_id = $1 AND e.occurred_at >= $2";
