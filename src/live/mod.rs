@@ -52,6 +52,10 @@ const WATCH_TTL: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_secs(5);
 /// How long a publisher trusts its last look at the watched set.
 const WATCHED_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How long the subscriber's connection attempt, subscription and ping may take. More
+/// than `MP_REDIS_TIMEOUT_MS`, which bounds the request paths: a slow moment of Redis
+/// (or of a busy runtime) must not end every stream of the instance as `unavailable`.
+const SUBSCRIBER_PATIENCE: Duration = Duration::from_secs(5);
 /// Wait before reconnecting the subscriber after a failure.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// `Retry-After` of a 503 while the live stream is unavailable.
@@ -263,11 +267,12 @@ impl LiveHub {
         if hub.stopping.load(Ordering::SeqCst) {
             return Err(unavailable("the instance is stopping"));
         }
+        // A subscriber that is (re)connecting gets a few seconds; one that is down
+        // answers at once.
+        let patience = hub.timeout * 2 + Duration::from_secs(2);
         let mut link = hub.link.subscribe();
-        if !matches!(
-            tokio::time::timeout(hub.timeout, link.wait_for(|l| *l == Link::Up)).await,
-            Ok(Ok(_))
-        ) {
+        let settled = tokio::time::timeout(patience, link.wait_for(|l| *l != Link::Connecting)).await;
+        if !matches!(settled, Ok(Ok(l)) if *l == Link::Up) {
             return Err(unavailable("the Redis subscription is down"));
         }
         let queue = Arc::new(StreamQueue {
@@ -296,12 +301,23 @@ impl LiveHub {
             return Err(unavailable("announcing the stream failed"));
         }
         if !matches!(
-            tokio::time::timeout(hub.timeout, announced.wait_for(|a| *a)).await,
+            tokio::time::timeout(patience, announced.wait_for(|a| *a)).await,
             Ok(Ok(_))
         ) {
             return Err(unavailable("the announcement did not come back"));
         }
         Ok(subscription)
+    }
+
+    /// Open streams of this instance that fell too far behind and wait for their client
+    /// to read that they ended (`too_slow`): what to watch when clients are slow.
+    pub fn streams_behind(&self) -> usize {
+        self.inner
+            .lock_streams()
+            .values()
+            .flatten()
+            .filter(|queue| queue.lock().end == Some(EndReason::TooSlow))
+            .count()
     }
 
     /// Ends every stream of this instance with `shutdown` and refuses new ones: the
@@ -388,7 +404,7 @@ async fn subscriber(hub: Arc<Inner>) {
                             None => break,
                         },
                         _ = tick.tick() => {
-                            let pong = tokio::time::timeout(hub.timeout, sink.ping::<String>()).await;
+                            let pong = tokio::time::timeout(SUBSCRIBER_PATIENCE, sink.ping::<redis::Value>()).await;
                             if !matches!(pong, Ok(Ok(_))) {
                                 break;
                             }
@@ -411,10 +427,10 @@ async fn subscriber(hub: Arc<Inner>) {
 
 async fn subscribe(hub: &Inner) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
     let timed_out = || redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-    let mut pubsub = tokio::time::timeout(hub.timeout, hub.client.get_async_pubsub())
+    let mut pubsub = tokio::time::timeout(SUBSCRIBER_PATIENCE, hub.client.get_async_pubsub())
         .await
         .map_err(|_| timed_out())??;
-    tokio::time::timeout(hub.timeout, pubsub.subscribe(hub.keys.channel()))
+    tokio::time::timeout(SUBSCRIBER_PATIENCE, pubsub.subscribe(hub.keys.channel()))
         .await
         .map_err(|_| timed_out())??;
     Ok(pubsub.split())

@@ -217,9 +217,10 @@ impl TestApp {
         }
     }
 
-    /// Stops the server gracefully, as SIGTERM does, and waits until
-    /// `Application::run_until_stopped` has returned.
+    /// Stops the server gracefully, as SIGTERM does (live streams end first), and waits
+    /// until `Application::run_until_stopped` has returned.
     pub async fn stop(self) {
+        self.state.live.shutdown();
         self.server.stop(true).await;
         self.running
             .await

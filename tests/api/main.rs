@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod ledger;
 mod litellm;
+mod live;
 mod openapi;
 mod pricing;
 mod processes;
