@@ -208,6 +208,9 @@ start_server() {
   MP_JWT_SECRET=$(random_secret)
   MP_API_KEY_PEPPER=$(random_secret)
   export MP_JWT_TTL_SECS=3600 MP_DATA_STORAGE_PRICE_PER_MTOK=0.01 MP_SIGNUP_ENABLED=true
+  # The live request log streams until it expires: short, so clients and fuzzers that
+  # read a whole response get one.
+  export MP_LIVE_MAX_STREAM_SECS=2
   export MP_LOG_FORMAT=json RUST_LOG=${MP_SDK_RUST_LOG:-warn}
 
   log "database $db_name: migrate, load prices, create the operator"
