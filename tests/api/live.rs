@@ -579,3 +579,31 @@ async fn a_client_that_stops_reading_is_ended_as_too_slow() {
     assert!(sent < recorded, "{sent} of {recorded} events were sent");
     assert_eq!(app.state.live.streams_behind(), 0, "the ended stream is gone");
 }
+
+#[tokio::test]
+async fn sigterm_ends_the_streams_of_the_process_and_it_exits_cleanly() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let process = crate::server_process::ServerProcess::start(&app, &[]).await;
+    let response = app
+        .client
+        .get(format!("{}{}", process.address, stream_path(&tenant, "")))
+        .bearer_auth(&tenant.owner.token)
+        .send()
+        .await
+        .unwrap();
+    let mut sse = open_response(response).await;
+    let id = app.record_event(&tenant, json!({})).await;
+    assert_eq!(
+        sse.event().await.id,
+        Some(id.to_string()),
+        "recorded elsewhere, seen here"
+    );
+
+    let stopping = std::time::Instant::now();
+    let (exited, (events, reason)) = tokio::join!(process.terminate(), sse.until_end());
+    assert_eq!((events.len(), reason.as_str()), (0, "shutdown"));
+    assert!(exited, "the process exited cleanly");
+    // Well before actix's 30 s graceful-stop timeout, which an open stream would hit.
+    assert!(stopping.elapsed() < Duration::from_secs(10), "{:?}", stopping.elapsed());
+}
