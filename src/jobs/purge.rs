@@ -28,6 +28,7 @@ pub struct PurgeReport {
     pub request_ids: u64,
     pub decisions: u64,
     pub rollup_rows: u64,
+    pub hourly_rollup_rows: u64,
 }
 
 /// Why a purge did not run.
@@ -65,11 +66,12 @@ async fn purge(conn: &mut store::DbConn, now: DateTime<Utc>, batch: i64) -> anyh
     report.organizations = orgs.len();
     for org in orgs {
         let cut = retention::cutoffs(now, org.retention_days);
-        let removed = store::purge::organization(conn, org.id, cut.events_before, cut.rollups_before, batch).await?;
+        let removed = store::purge::organization(conn, org.id, &cut, batch).await?;
         report.events += removed.events;
         report.request_ids += removed.request_ids;
         report.decisions += removed.decisions;
         report.rollup_rows += removed.rollup_rows;
+        report.hourly_rollup_rows += removed.hourly_rollup_rows;
     }
     Ok(report)
 }

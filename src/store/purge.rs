@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::{partitions, DbConn};
-use crate::error::AppResult;
+use crate::{domain::retention::Cutoffs, error::AppResult};
 
 /// Rows keyed by an instant: deleted by primary key, a batch at a time.
 const EVENTS: &str = "DELETE FROM usage_events WHERE org_id = $1 AND (occurred_at, id) IN \
@@ -21,6 +21,9 @@ const DECISIONS: &str = "DELETE FROM authorize_decisions WHERE org_id = $1 AND (
 const ROLLUPS: &str = "DELETE FROM usage_daily WHERE ctid IN \
     (SELECT ctid FROM usage_daily WHERE org_id = $1 AND day < $2 LIMIT $3)";
 
+const HOURLY_ROLLUPS: &str = "DELETE FROM usage_hourly WHERE ctid IN \
+    (SELECT ctid FROM usage_hourly WHERE org_id = $1 AND hour < $2 LIMIT $3)";
+
 /// What one organization's purge removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Removed {
@@ -28,22 +31,19 @@ pub struct Removed {
     pub request_ids: u64,
     pub decisions: u64,
     pub rollup_rows: u64,
+    pub hourly_rollup_rows: u64,
 }
 
-/// Removes one organization's raw events, request ids and decisions before
-/// `events_before`, and its roll-ups of days before `rollups_before`.
-pub async fn organization(
-    conn: &mut DbConn,
-    org_id: Uuid,
-    events_before: DateTime<Utc>,
-    rollups_before: NaiveDate,
-    batch: i64,
-) -> AppResult<Removed> {
+/// Removes what one organization keeps no longer (`domain::retention::Cutoffs`): raw
+/// events, request ids and decisions, daily roll-ups, hourly roll-ups.
+pub async fn organization(conn: &mut DbConn, org_id: Uuid, cut: &Cutoffs, batch: i64) -> AppResult<Removed> {
+    let events_before = cut.events_before;
     Ok(Removed {
         events: before_instant(conn, EVENTS, org_id, events_before, batch).await?,
         request_ids: before_instant(conn, REQUEST_IDS, org_id, events_before, batch).await?,
         decisions: before_instant(conn, DECISIONS, org_id, events_before, batch).await?,
-        rollup_rows: before_day(conn, ROLLUPS, org_id, rollups_before, batch).await?,
+        rollup_rows: before_day(conn, ROLLUPS, org_id, cut.rollups_before, batch).await?,
+        hourly_rollup_rows: before_instant(conn, HOURLY_ROLLUPS, org_id, cut.hourly_rollups_before, batch).await?,
     })
 }
 

@@ -44,14 +44,15 @@ async fn decision(app: &TestApp, tenant: &Tenant, at: DateTime<Utc>) {
 }
 
 /// Rows per table for one organization.
-async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 5] {
-    let mut counts = [0; 5];
+async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 6] {
+    let mut counts = [0; 6];
     for (i, table) in [
         "usage_events",
         "usage_request_ids",
         "authorize_decisions",
         "usage_daily",
         "spend_ledger",
+        "usage_hourly",
     ]
     .into_iter()
     .enumerate()
@@ -90,6 +91,7 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
     let free_before = rows(&app, &free).await;
     let pro_before = rows(&app, &pro).await;
     assert_eq!(free_before[..3], [3, 3, 3]);
+    assert_eq!(free_before[5], 3, "one hourly roll-up per event, a day apart");
     assert!(
         free_before[3] >= 3 && free_before[4] > 0,
         "roll-ups and ledger exist: {free_before:?}"
@@ -105,8 +107,8 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
         }
     );
 
-    // Two days on, the free organization keeps only the first day's event; the pro
-    // organization keeps everything.
+    // Two days on, the free organization keeps only the first day's event (and its
+    // hour); the pro organization keeps everything (hours for eight days).
     let report = purge_at(&app, now + Duration::days(2)).await;
     assert_eq!(
         (report.events, report.request_ids, report.decisions),
@@ -114,12 +116,16 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
         "{report:?}"
     );
     assert_eq!(
-        (report.rollup_rows, report.partitions_dropped.len()),
-        (0, 0),
+        (
+            report.rollup_rows,
+            report.hourly_rollup_rows,
+            report.partitions_dropped.len()
+        ),
+        (0, 2, 0),
         "{report:?}"
     );
     let free_after = rows(&app, &free).await;
-    assert_eq!(free_after, [1, 1, 1, free_before[3], free_before[4]]);
+    assert_eq!(free_after, [1, 1, 1, free_before[3], free_before[4], 1]);
     assert_eq!(rows(&app, &pro).await, pro_before);
     // The event kept is the newest one.
     let logs = app
@@ -139,19 +145,25 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
     assert_eq!(dropped, expected, "{report:?}");
     assert_eq!(report.events_in_dropped_partitions, 1 + 3, "{report:?}");
     assert_eq!(
-        (report.request_ids, report.decisions, report.rollup_rows),
-        (1 + 3, 1 + 3, 0)
+        (
+            report.request_ids,
+            report.decisions,
+            report.rollup_rows,
+            report.hourly_rollup_rows
+        ),
+        (1 + 3, 1 + 3, 0, 1 + 3)
     );
     for (tenant, before) in [(&free, free_before), (&pro, pro_before)] {
-        // Roll-ups (each customer's daily cost) and the budget ledger stay.
-        assert_eq!(rows(&app, tenant).await, [0, 0, 0, before[3], before[4]]);
+        // Daily roll-ups (each customer's daily cost) and the budget ledger stay; the
+        // hourly ones, which only serve recent summaries, go.
+        assert_eq!(rows(&app, tenant).await, [0, 0, 0, before[3], before[4], 0]);
     }
 
     // Past the billing horizon the roll-ups go too; the spend ledger never does.
     let report = purge_at(&app, now + Duration::days(500)).await;
     assert_eq!(report.rollup_rows as i64, free_before[3] + pro_before[3], "{report:?}");
     for (tenant, before) in [(&free, free_before), (&pro, pro_before)] {
-        assert_eq!(rows(&app, tenant).await, [0, 0, 0, 0, before[4]]);
+        assert_eq!(rows(&app, tenant).await, [0, 0, 0, 0, before[4], 0]);
     }
 
     // An event for a day whose partition was dropped still lands: the partition is
