@@ -109,6 +109,55 @@ pub async fn event_partitions(conn: &mut DbConn) -> AppResult<Vec<(String, Naive
         .collect())
 }
 
+/// Daily partitions of `usage_events` whose planner statistics are stale, oldest first:
+/// never analyzed while rows arrived, or changed by more than a tenth of their rows
+/// since (autovacuum's default rule, kept here because a server may run without
+/// autovacuum, and autovacuum never analyzes the partitioned table itself).
+pub async fn stale_partitions(conn: &mut DbConn) -> AppResult<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let rows: Vec<Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_inherits i \
+         JOIN pg_class p ON p.oid = i.inhparent AND p.relname = 'usage_events' \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_stat_user_tables s ON s.relid = c.oid \
+         WHERE s.n_mod_since_analyze > 0 \
+           AND (c.reltuples < 0 OR s.n_mod_since_analyze >= 50 + 0.1 * c.reltuples) \
+         ORDER BY 1",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Whether the partitioned `usage_events` itself was last analyzed longer ago than
+/// `max_age` (or never). Its statistics cover all partitions together.
+pub async fn events_table_stale(conn: &mut DbConn, max_age: chrono::Duration) -> AppResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Stale {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        stale: bool,
+    }
+    let row: Stale = diesel::sql_query(
+        "SELECT coalesce(max(greatest(last_analyze, last_autoanalyze)) < now() - make_interval(secs => $1), true) \
+         AS stale FROM pg_stat_user_tables WHERE relname = 'usage_events'",
+    )
+    .bind::<diesel::sql_types::Double, _>(max_age.num_seconds() as f64)
+    .get_result(conn)
+    .await?;
+    Ok(row.stale)
+}
+
+/// `ANALYZE` of one table named by the catalog (a partition of [`event_partitions`]'s
+/// shape, or `usage_events`).
+pub async fn analyze(conn: &mut DbConn, table: &str) -> AppResult<()> {
+    diesel::sql_query(format!("ANALYZE {table}")).execute(conn).await?;
+    Ok(())
+}
+
 /// Detaches and drops one daily partition, answering how many events it held.
 /// `DETACH … CONCURRENTLY` lets inserts and reads of the other partitions go on; a
 /// detach interrupted half-way is finished first.

@@ -103,6 +103,9 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
         report,
         PurgeReport {
             organizations: 2,
+            // Statistics (tested below) may or may not be stale yet.
+            partitions_analyzed: report.partitions_analyzed.clone(),
+            events_table_analyzed: report.events_table_analyzed,
             ..PurgeReport::default()
         }
     );
@@ -182,4 +185,94 @@ async fn one_instance_purges_at_a_time() {
     assert_eq!(outcome, Err(Skipped::Busy));
     assert!(purge::unlock(&mut holder).await.unwrap());
     assert!(run_once(&app.state.db, Utc::now(), BATCH).await.unwrap().is_ok());
+}
+
+/// Per daily partition of `usage_events`: (name, rows the planner's statistics say,
+/// rows changed since they were taken).
+async fn partition_stats(app: &TestApp) -> Vec<(String, f32, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Stat {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Float4)]
+        reltuples: f32,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        modified: i64,
+    }
+    let rows: Vec<Stat> = diesel::sql_query(
+        "SELECT c.relname::text AS name, c.reltuples, s.n_mod_since_analyze AS modified \
+         FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent AND p.relname = 'usage_events' \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_stat_user_tables s ON s.relid = c.oid ORDER BY 1",
+    )
+    .load(&mut app.db().await)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| (r.name, r.reltuples, r.modified)).collect()
+}
+
+#[tokio::test]
+async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    set_plan(&app, &tenant, "pro", 90).await;
+    let now = Utc::now();
+    // 120 events today, 60 ten days ago, 1 twenty days ago: past the threshold of a
+    // partition never analyzed, whatever its size.
+    let mut events = Vec::new();
+    for (days_ago, n) in [(0, 120), (10, 60), (20, 1)] {
+        for i in 0..n {
+            events.push(json!({
+                "requestId": format!("stat-{days_ago}-{i}"), "endpoint": "/chat/completions",
+                "provider": "openai", "model": "gpt-4o", "user": format!("customer-{}", i % 7),
+                "startedAt": (now - Duration::days(days_ago) - Duration::minutes(i)).to_rfc3339(),
+            }));
+        }
+    }
+    let (status, body) = app.send_batch(&tenant.key_secret, json!(events)).await;
+    assert_eq!(body["accepted"], 181, "{status} {body}");
+    let filled: Vec<String> = [0, 10, 20]
+        .iter()
+        .map(|d| partition_name((now - Duration::days(*d)).date_naive()))
+        .collect();
+    // Servers publish their table statistics shortly after a transaction, not at once.
+    crate::helpers::eventually(
+        "the inserts to show in the statistics",
+        std::time::Duration::from_secs(30),
+        || async {
+            let stats = partition_stats(&app).await;
+            (stats.iter().map(|s| s.2).sum::<i64>() == 181).then_some(())
+        },
+    )
+    .await;
+
+    let report = purge_at(&app, now).await;
+    let mut analyzed = report.partitions_analyzed.clone();
+    analyzed.retain(|name| filled.contains(name));
+    let mut expected = filled.clone();
+    expected.sort();
+    assert_eq!(analyzed, expected, "{report:?}");
+    assert!(report.events_table_analyzed, "never analyzed before: {report:?}");
+    // The statistics now count each partition's rows.
+    for (name, reltuples, modified) in partition_stats(&app).await {
+        let held = match filled.iter().position(|f| *f == name) {
+            Some(0) => 120.0,
+            Some(1) => 60.0,
+            Some(_) => 1.0,
+            None => continue,
+        };
+        assert_eq!((reltuples, modified), (held, 0), "{name}");
+    }
+
+    // Fresh statistics are left alone; a few more rows stay under the threshold
+    // (50 + 10 % of the rows).
+    for i in 0..5 {
+        app.record_event(&tenant, json!({"requestId": format!("more-{i}")}))
+            .await;
+    }
+    let report = purge_at(&app, now).await;
+    assert_eq!(
+        (report.partitions_analyzed.clone(), report.events_table_analyzed),
+        (vec![], false),
+        "{report:?}"
+    );
 }
