@@ -162,11 +162,17 @@ fn run() -> anyhow::Result<()> {
     let stored = psql_i64(&db_url, "SELECT count(*) FROM usage_events")?;
     let rolled_up = psql_i64(&db_url, "SELECT coalesce(sum(requests), 0)::bigint FROM usage_daily")?;
     let rollup_rows = psql_i64(&db_url, "SELECT count(*) FROM usage_daily")?;
+    let hourly = psql_i64(&db_url, "SELECT coalesce(sum(requests), 0)::bigint FROM usage_hourly")?;
+    let hourly_rows = psql_i64(&db_url, "SELECT count(*) FROM usage_hourly")?;
     println!("SELECT count(*) FROM usage_events      -> {stored}");
     println!("SELECT sum(requests) FROM usage_daily  -> {rolled_up} (over {rollup_rows} roll-up rows)");
+    println!("SELECT sum(requests) FROM usage_hourly -> {hourly} (over {hourly_rows} roll-up rows)");
     let sent = settings.events as i64;
-    if stored != sent || rolled_up != sent {
-        bail!("{sent} events were accepted but usage_events holds {stored} and usage_daily sums to {rolled_up}");
+    if stored != sent || rolled_up != sent || hourly != sent {
+        bail!(
+            "{sent} events were accepted but usage_events holds {stored}, usage_daily sums to {rolled_up} \
+             and usage_hourly to {hourly}"
+        );
     }
 
     let server_log_lines = harness.stop_server_and_check_log(&server);

@@ -11,7 +11,7 @@ pub mod keys;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use redis::{aio::ConnectionManager, RedisResult, Script};
 use uuid::Uuid;
 
@@ -198,8 +198,12 @@ impl Counters {
             invocation.arg(index[key.as_str()]).arg(*amount);
         }
         invocation.arg(settlement.requests.len());
-        for (request_id, rpm_keys) in &settlement.requests {
-            invocation.arg(request_id).arg(rpm_keys.len());
+        for (request_ids, rpm_keys) in &settlement.requests {
+            invocation.arg(request_ids.len());
+            for request_id in request_ids {
+                invocation.arg(request_id);
+            }
+            invocation.arg(rpm_keys.len());
             for key in rpm_keys {
                 invocation.arg(index[key.as_str()]);
             }
@@ -312,7 +316,9 @@ fn parse_authorization(reply: &[redis::Value], scopes: usize) -> RedisResult<Opt
     Ok(Some(Authorization { verdict, readings }))
 }
 
-/// Committed usage of one organization, gathered for one settle call.
+/// Committed usage of one organization, gathered for one settle call. It is built
+/// from what the ingest transaction already summed per scope and day, so its size (and
+/// the work to build it) follows the scopes a batch touches, not its events.
 #[derive(Debug, Clone)]
 pub struct Settlement {
     org: Uuid,
@@ -321,9 +327,10 @@ pub struct Settlement {
     increments: BTreeMap<String, (i64, i64)>,
     /// tokens-per-minute key → tokens to add
     windows: BTreeMap<String, i64>,
-    /// request id → its scopes' requests-per-minute keys, counted when the call was
-    /// never authorized
-    requests: Vec<(String, Vec<String>)>,
+    /// Calls that reported, grouped by the scopes they count in: their request ids, and
+    /// those scopes' requests-per-minute keys, which count the calls that were never
+    /// authorized
+    requests: Vec<(Vec<String>, Vec<String>)>,
 }
 
 impl Settlement {
@@ -341,9 +348,47 @@ impl Settlement {
         self.increments.is_empty() && self.windows.is_empty() && self.requests.is_empty()
     }
 
+    /// Spend of one scope on one UTC day: added to every period window holding the day.
+    pub fn add_spend(&mut self, scope: ScopeRef, day: NaiveDate, cost_micros: i64) {
+        if cost_micros <= 0 {
+            return;
+        }
+        // Kept from the day's start: at most a day longer than from the event's time.
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        for period in PERIODS {
+            let lifetime = period_lifetime(period, start);
+            let entry = self
+                .increments
+                .entry(self.keys.spend(scope, &period_tag(period, start)))
+                .or_insert((0, lifetime));
+            entry.0 += cost_micros;
+        }
+    }
+
+    /// Tokens of one scope, counted in the current minute.
+    pub fn add_tokens(&mut self, scope: ScopeRef, tokens: i64, now: DateTime<Utc>) {
+        if tokens > 0 {
+            *self
+                .windows
+                .entry(self.keys.tokens_in_minute(scope, minute_of(now)))
+                .or_insert(0) += tokens;
+        }
+    }
+
+    /// Calls that count in the same `scopes`: their reservations are released, and
+    /// those never authorized count in the scopes' current minute.
+    pub fn add_requests(&mut self, request_ids: Vec<String>, scopes: &[ScopeRef], now: DateTime<Utc>) {
+        let minute = minute_of(now);
+        let rpm_keys = scopes
+            .iter()
+            .map(|scope| self.keys.requests_in_minute(*scope, minute))
+            .collect();
+        self.requests.push((request_ids, rpm_keys));
+    }
+
     /// One committed event: its cost goes to every period of every scope at the
     /// event's time; its tokens and (when unauthorized) its request to the current
-    /// minute, when the usage is known.
+    /// minute.
     pub fn add_event(
         &mut self,
         request_id: &str,
@@ -353,27 +398,10 @@ impl Settlement {
         occurred_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) {
-        let minute = minute_of(now);
-        let mut rpm_keys = Vec::with_capacity(scopes.len());
         for scope in scopes {
-            if cost_micros > 0 {
-                for period in PERIODS {
-                    let lifetime = period_lifetime(period, occurred_at);
-                    let entry = self
-                        .increments
-                        .entry(self.keys.spend(*scope, &period_tag(period, occurred_at)))
-                        .or_insert((0, lifetime));
-                    entry.0 += cost_micros;
-                }
-            }
-            if tokens > 0 {
-                *self
-                    .windows
-                    .entry(self.keys.tokens_in_minute(*scope, minute))
-                    .or_insert(0) += tokens;
-            }
-            rpm_keys.push(self.keys.requests_in_minute(*scope, minute));
+            self.add_spend(*scope, occurred_at.date_naive(), cost_micros);
+            self.add_tokens(*scope, tokens, now);
         }
-        self.requests.push((request_id.to_owned(), rpm_keys));
+        self.add_requests(vec![request_id.to_owned()], scopes, now);
     }
 }

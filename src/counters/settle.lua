@@ -6,9 +6,9 @@
 -- KEYS[3]  reservations; further keys are referenced by index from ARGV.
 -- ARGV[1] = m spend increments, then m triples: key index, amount, lifetime (s, 0:
 -- none); then w token-window increments, then w pairs: key index, tokens; then r =
--- request count, then per request: id, n, and n indices of the requests-per-minute
--- keys to count it in when it was never authorized; then the minute-window lifetime
--- (ms).
+-- the number of request groups (calls that count in the same scopes), then per group:
+-- c, its c request ids, n, and the n indices of the requests-per-minute keys to count
+-- its calls in that were never authorized; then the minute-window lifetime (ms).
 --
 -- Returns 0 when the spend counters were lost: PostgreSQL already holds this spend
 -- and the rebuild reads it from there, so adding it here would count it twice. The
@@ -26,12 +26,13 @@ local windows = tonumber(ARGV[p])
 local window_at = p + 1
 p = window_at + 2 * windows
 local requests = tonumber(ARGV[p]); p = p + 1
-local pending = {}
+local groups = {}
 for _ = 1, requests do
-  local id = ARGV[p]
-  local n = tonumber(ARGV[p + 1])
-  pending[#pending + 1] = {id, p + 2, n}
-  p = p + 2 + n
+  local ids = tonumber(ARGV[p])
+  local keys_at = p + 1 + ids + 1
+  local n = tonumber(ARGV[keys_at - 1])
+  groups[#groups + 1] = {p + 1, ids, keys_at, n}
+  p = keys_at + n
 end
 local window = ARGV[p]
 
@@ -53,12 +54,18 @@ for i = 0, windows - 1 do
   redis.call('PEXPIRE', key, window)
 end
 
-for _, entry in ipairs(pending) do
-  local id, first, n = entry[1], entry[2], entry[3]
-  if not release(id) then
+for _, group in ipairs(groups) do
+  local ids_at, ids, keys_at, n = group[1], group[2], group[3], group[4]
+  local unauthorized = 0
+  for i = 0, ids - 1 do
+    if not release(ARGV[ids_at + i]) then
+      unauthorized = unauthorized + 1
+    end
+  end
+  if unauthorized > 0 then
     for j = 0, n - 1 do
-      local key = KEYS[tonumber(ARGV[first + j])]
-      redis.call('INCR', key)
+      local key = KEYS[tonumber(ARGV[keys_at + j])]
+      redis.call('INCRBY', key, unauthorized)
       redis.call('PEXPIRE', key, window)
     end
   end

@@ -24,6 +24,7 @@ pub mod project_mode;
 pub mod retention;
 pub mod role;
 pub mod rollup;
+pub mod summary;
 pub mod usage;
 
 /// A rule a single input value broke; the HTTP layer turns it into a `FieldError`.

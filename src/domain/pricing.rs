@@ -184,6 +184,30 @@ impl Catalog {
         self.resolve(provider, model)
             .map_or_else(|| model.to_lowercase(), str::to_owned)
     }
+
+    /// The names ([`Catalog::canonical_model`]) a filter on `model` selects: calls counted
+    /// under the same model as `model`, whichever of its names (any case) the filter and
+    /// the calls use. With a provider, that provider's model; without, the model under
+    /// every provider the catalog knows it for, and the reported name in lower case
+    /// (calls of providers the catalog does not know it for). Sorted, without repeats.
+    pub fn filter_names(&self, provider: Option<&str>, model: &str) -> Vec<String> {
+        let mut names = match provider {
+            Some(provider) => vec![self.canonical_model(provider, model)],
+            None => {
+                let mut providers: Vec<&str> = self.entries.iter().map(|e| e.provider.as_str()).collect();
+                providers.sort_unstable();
+                providers.dedup();
+                providers
+                    .into_iter()
+                    .filter_map(|p| self.resolve(p, model).map(str::to_owned))
+                    .chain(std::iter::once(model.to_lowercase()))
+                    .collect()
+            }
+        };
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// Provider and model names are case-insensitive: `OpenAI`/`GPT-4o` names the same
@@ -391,6 +415,35 @@ mod tests {
         assert!(catalog.lookup("anthropic", "gpt-4o", day(11)).is_none());
         assert!(same_name("Ünïcode-X", "üNÏCODE-x"));
         assert!(!same_name("gpt-4o", "gpt-4o-mini"));
+    }
+
+    #[test]
+    fn a_model_filter_selects_the_model_by_either_name() {
+        let entry = |provider: &str, model: &str, name: &str| CatalogEntry {
+            provider: provider.into(),
+            model: model.into(),
+            provider_model_name: name.into(),
+            valid_from: chrono::DateTime::UNIX_EPOCH,
+            price: sonnet(),
+        };
+        let catalog = Catalog::new(vec![
+            entry("openai", "gpt-4o", "gpt-4o-2024-08-06"),
+            entry("azure", "gpt-4o", "gpt-4o"),
+        ]);
+        assert_eq!(catalog.filter_names(None, "GPT-4o"), ["gpt-4o"]);
+        // The provider's name: the catalog id, and the name itself for calls of
+        // providers whose catalog does not know it.
+        assert_eq!(
+            catalog.filter_names(None, "gpt-4o-2024-08-06"),
+            ["gpt-4o", "gpt-4o-2024-08-06"]
+        );
+        assert_eq!(catalog.filter_names(Some("openai"), "GPT-4o-2024-08-06"), ["gpt-4o"]);
+        assert_eq!(
+            catalog.filter_names(Some("azure"), "gpt-4o-2024-08-06"),
+            ["gpt-4o-2024-08-06"]
+        );
+        assert_eq!(catalog.filter_names(None, "My-Tune"), ["my-tune"]);
+        assert_eq!(Catalog::default().filter_names(None, "X"), ["x"]);
     }
 
     fn money() -> impl Strategy<Value = Decimal> {

@@ -11,6 +11,9 @@
 //!   invoices are made from. They are kept for the retention or the billing horizon,
 //!   whichever is longer, so a month can be invoiced (or re-issued) a year later even
 //!   on the free plan.
+//!
+//! The hourly roll-ups (`usage_hourly`) only serve summaries of up to 48 hours; they
+//! are kept for [`HOURLY_ROLLUP_DAYS`] days, or the retention when it is shorter.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
@@ -20,6 +23,10 @@ use super::usage::retention_start;
 /// and a few days, so last year's same month can still be invoiced and compared.
 pub const BILLING_HORIZON_DAYS: i32 = 400;
 
+/// How many UTC days of hourly roll-ups are kept (today and the seven before): more
+/// than the 48 hours a summary reads at hourly resolution.
+pub const HOURLY_ROLLUP_DAYS: i32 = 8;
+
 /// Where one organization's purge stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cutoffs {
@@ -27,6 +34,8 @@ pub struct Cutoffs {
     pub events_before: DateTime<Utc>,
     /// Daily roll-ups of days before this one go.
     pub rollups_before: NaiveDate,
+    /// Hourly roll-ups of hours starting before this instant go.
+    pub hourly_rollups_before: DateTime<Utc>,
 }
 
 pub fn cutoffs(now: DateTime<Utc>, retention_days: i32) -> Cutoffs {
@@ -35,7 +44,15 @@ pub fn cutoffs(now: DateTime<Utc>, retention_days: i32) -> Cutoffs {
     Cutoffs {
         events_before,
         rollups_before: retention_start(now, kept_days).date_naive(),
+        hourly_rollups_before: hourly_rollup_start(now, retention_days),
     }
+}
+
+/// The first instant hourly roll-ups are kept for: the start of the retention or of
+/// the last [`HOURLY_ROLLUP_DAYS`] days, whichever is later. Also the earliest hour a
+/// summary can read at hourly resolution.
+pub fn hourly_rollup_start(now: DateTime<Utc>, retention_days: i32) -> DateTime<Utc> {
+    retention_start(now, retention_days.min(HOURLY_ROLLUP_DAYS))
 }
 
 /// Whether the daily partition of `day` holds nothing any organization still keeps:
@@ -62,6 +79,13 @@ mod tests {
         assert_eq!(c.events_before, at(2026, 11, 30, 0));
         // Roll-ups: the billing horizon, 400 days back.
         assert_eq!(c.rollups_before, NaiveDate::from_ymd_opt(2025, 10, 29).unwrap());
+        // Hourly roll-ups: the retention, shorter than eight days.
+        assert_eq!(c.hourly_rollups_before, at(2026, 11, 30, 0));
+        // Eight days on longer retentions.
+        assert_eq!(
+            cutoffs(at(2026, 12, 2, 15), 90).hourly_rollups_before,
+            at(2026, 11, 25, 0)
+        );
     }
 
     #[test]
@@ -92,6 +116,11 @@ mod tests {
             let now = at(2026, 12, 2, hour);
             let c = cutoffs(now, days);
             prop_assert!(c.rollups_before <= c.events_before.date_naive());
+            prop_assert!(c.hourly_rollups_before >= c.events_before);
+            if days >= 3 {
+                // Enough for a 48-hour summary whenever the retention has it.
+                prop_assert!(now - c.hourly_rollups_before >= Duration::hours(48));
+            }
             let day = now.date_naive() - Duration::days(offset);
             let kept = day >= c.events_before.date_naive();
             prop_assert_eq!(partition_expired(day, now, days), !kept);

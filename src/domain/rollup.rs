@@ -1,4 +1,5 @@
-//! Latency histograms kept in the daily roll-ups, and percentiles read from them.
+//! Latency (and time-to-first-token) histograms kept in the roll-ups, and percentiles
+//! read from them.
 
 /// Upper bounds (ms, inclusive) of the latency buckets; a last bucket holds the rest.
 /// Changing these requires re-aggregating: they are part of the stored format.
@@ -33,6 +34,30 @@ pub fn percentile(buckets: &[i64], q: f64) -> Option<i64> {
     LATENCY_BUCKETS_MS.last().copied()
 }
 
+/// The bucket holding quantile `q` (0 < q ≤ 1) as (lower bound, upper bound): the
+/// quantile lies in (lower, upper], or [0, upper] in the first bucket. The upper bound
+/// is `None` for the open top bucket. `None` without samples.
+pub fn percentile_bucket(buckets: &[i64], q: f64) -> Option<(i64, Option<i64>)> {
+    let total: i64 = buckets.iter().sum();
+    if total <= 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    let index = buckets
+        .iter()
+        .position(|count| {
+            seen += count;
+            seen >= rank
+        })
+        .unwrap_or(LATENCY_BUCKETS_MS.len());
+    let lower = match index {
+        0 => 0,
+        i => LATENCY_BUCKETS_MS[(i - 1).min(LATENCY_BUCKETS_MS.len() - 1)],
+    };
+    Some((lower, LATENCY_BUCKETS_MS.get(index).copied()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +80,11 @@ mod tests {
         assert_eq!(percentile(&buckets, 0.95), Some(1_000));
         assert_eq!(percentile(&buckets, 0.5), Some(500));
         assert_eq!(percentile(&[0; BUCKET_COUNT], 0.95), None);
+        assert_eq!(percentile_bucket(&buckets, 0.95), Some((750, Some(1_000))));
+        assert_eq!(percentile_bucket(&buckets, 0.01), Some((0, Some(25))));
+        let mut top = vec![0; BUCKET_COUNT];
+        top[16] = 1;
+        assert_eq!(percentile_bucket(&top, 0.95), Some((60_000, None)));
+        assert_eq!(percentile_bucket(&[0; BUCKET_COUNT], 0.95), None);
     }
 }

@@ -6,7 +6,7 @@
 pub mod alerts;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -402,26 +402,37 @@ impl Enforcer {
             return;
         }
         let mut settlement = Settlement::new(&self.prefix, spend.org_id);
+        // What the transaction summed per scope and day, rather than event by event.
+        for delta in &spend.by_scope {
+            let scope = ScopeRef {
+                kind: delta.scope,
+                id: delta.scope_id,
+            };
+            settlement.add_spend(scope, delta.day, delta.cost_micros);
+            settlement.add_tokens(scope, delta.tokens, now);
+        }
+        // Calls of the same customer and agent count in the same scopes.
+        let mut calls: BTreeMap<(Option<Uuid>, Option<Uuid>), Vec<String>> = BTreeMap::new();
         for event in &spend.events {
-            let scopes: Vec<ScopeRef> = [
-                Some((BudgetScope::Organization, key.org_id)),
-                Some((BudgetScope::Project, key.project_id)),
-                Some((BudgetScope::ApiKey, key.key_id)),
-                event.customer_id.map(|id| (BudgetScope::Customer, id)),
-                event.agent_id.map(|id| (BudgetScope::Agent, id)),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|(kind, id)| ScopeRef { kind, id })
-            .collect();
-            settlement.add_event(
-                &event.request_id,
-                &scopes,
-                event.cost_micros,
-                event.tokens,
-                event.occurred_at,
-                now,
-            );
+            calls
+                .entry((event.customer_id, event.agent_id))
+                .or_default()
+                .push(event.request_id.clone());
+        }
+        for ((customer_id, agent_id), request_ids) in calls {
+            let call = CallScopes {
+                org_id: key.org_id,
+                project_id: key.project_id,
+                api_key_id: key.key_id,
+                customer_id,
+                agent_id,
+            };
+            let scopes: Vec<ScopeRef> = call
+                .scopes()
+                .into_iter()
+                .map(|(kind, id)| ScopeRef { kind, id })
+                .collect();
+            settlement.add_requests(request_ids, &scopes, now);
         }
         if let Err(e) = self.counters.settle(&settlement).await {
             tracing::warn!(error = %e, org_id = %spend.org_id, "could not settle usage into the counters");

@@ -240,7 +240,7 @@ async fn org_window(
     Ok((access, window))
 }
 
-fn window_error(e: WindowError) -> AppError {
+pub(super) fn window_error(e: WindowError) -> AppError {
     match e {
         WindowError::Invalid(name, message) => {
             AppError::new(ErrorCode::InvalidQueryParameter, format!("{name}: {message}"))

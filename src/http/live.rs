@@ -48,7 +48,8 @@ pub struct StreamQuery {
     agent: Option<String>,
     #[param(inline, value_type = Option<FilterText>)]
     provider: Option<String>,
-    /// The model as reported by the gateway.
+    /// The model: its catalog id or the provider's name for it, in any case (as on the
+    /// spend-log list).
     #[param(inline, value_type = Option<FilterText>)]
     model: Option<String>,
     status: Option<EventStatus>,
@@ -71,7 +72,7 @@ impl StreamQuery {
             agent: query_text("agent", self.agent.clone())?,
             provider: query_text("provider", self.provider.clone())?.map(|p| p.to_lowercase()),
             model: query_text("model", self.model.clone())?,
-            status: self.status.map(|s| s.as_str().to_owned()),
+            status: self.status,
             from: self.from,
             to: self.to,
         })
@@ -248,10 +249,10 @@ impl Feed {
     /// The events among `ids` that pass the filter, as SSE frames.
     async fn frames(&self, ids: &[Uuid]) -> AppResult<String> {
         let mut conn = self.state.conn().await?;
-        let rows = store::live::by_ids(&mut conn, &self.access, ids, self.not_before).await?;
+        let rows = store::live::by_ids(&mut conn, &self.access, ids, self.not_before, &self.filter).await?;
         drop(conn);
         let mut text = String::new();
-        for row in rows.iter().filter(|row| self.filter.matches(row)) {
+        for row in &rows {
             let data = serde_json::to_string(&SpendLogEntry::from(row)).map_err(AppError::internal)?;
             text.push_str(&event_frame(row.event.id, &data));
         }

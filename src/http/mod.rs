@@ -30,6 +30,7 @@ pub mod rejections;
 pub mod schemas;
 pub mod spend_logs;
 pub mod state;
+pub mod summary;
 pub mod usage;
 pub mod validate;
 
@@ -121,6 +122,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(spend_logs::get_spend_log)
                 .service(alerts::list_alerts)
                 .service(activity::get_activity)
+                // Before `/activity/{entity}`, which would take `summary` for an entity.
+                .service(summary::get_summary)
                 .service(activity::list_entity_activity),
         );
     }

@@ -28,7 +28,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "usage", description = "Usage events reported by the gateway"),
         (name = "integrations", description = "Usage in a gateway's own format (LiteLLM's logging payloads)"),
         (name = "spend logs", description = "The request log of an organization"),
-        (name = "activity", description = "Usage, cost and reliability over days, from the daily roll-ups"),
+        (name = "activity", description = "Usage, cost and reliability over days or hours, from the roll-ups"),
         (name = "customers and agents", description = "The tenant's end customers and agents with their spend, budget, limits and status"),
         (name = "alerts", description = "Alert emails sent to an organization, and their delivery"),
         (name = "pricing", description = "The model price catalog and discounts"),

@@ -41,7 +41,8 @@ pub struct SpendLogQuery {
     agent: Option<String>,
     #[param(inline, value_type = Option<FilterText>)]
     provider: Option<String>,
-    /// The model as reported by the gateway.
+    /// The model: its catalog id or the provider's name for it, in any case. Selects the
+    /// calls the activity counts under that model, whichever name the gateway reported.
     #[param(inline, value_type = Option<FilterText>)]
     model: Option<String>,
     status: Option<EventStatus>,
@@ -287,7 +288,7 @@ pub async fn list_spend_logs(
         agent: query_text("agent", q.agent)?,
         provider: query_text("provider", q.provider)?.map(|p| p.to_lowercase()),
         model: query_text("model", q.model)?,
-        status: q.status.map(|s| s.as_str().to_owned()),
+        status: q.status,
         from: q.from,
         to: q.to,
     };

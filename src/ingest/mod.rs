@@ -32,7 +32,7 @@ use crate::{
     error::{AppError, AppResult, FieldError},
     store::{
         self,
-        usage::{Claim, EventRow, ExternalKind},
+        usage::{Claim, Daily, EventRow, ExternalKind, Hourly},
         DbConn, DbPool,
     },
 };
@@ -375,8 +375,11 @@ impl Ingestor {
                 .collect();
             store::usage::insert_events(conn, key, &rows).await?;
             let shard = self.next_shard();
-            let rollup_rows = rollups::aggregate(key, &rows, shard);
-            store::usage::upsert_rollups(conn, key.org_id, &rollup_rows).await?;
+            // Daily, then hourly: one lock order across the roll-up tables.
+            let daily = rollups::aggregate::<Daily>(key, &rows, shard);
+            store::usage::upsert_rollups::<Daily>(conn, key.org_id, &daily).await?;
+            let hourly = rollups::aggregate::<Hourly>(key, &rows, shard);
+            store::usage::upsert_rollups::<Hourly>(conn, key.org_id, &hourly).await?;
             // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
             store::spend_ledger::add(conn, key.org_id, shard, &spend.by_scope).await?;

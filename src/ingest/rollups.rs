@@ -10,17 +10,18 @@ use crate::{
         rollup::{bucket_index, BUCKET_COUNT},
         usage::{BillingSource, EventStatus},
     },
-    store::usage::{EventRow, RollupGrain, RollupRow, RollupSums},
+    store::usage::{EventRow, Resolution, RollupGrain, RollupRow, RollupSums},
 };
 
-/// One row per grain, sorted by grain (the lock order `upsert_rollups` relies on).
-/// Roll-ups count an event under its canonical model (the catalog id), so every name
-/// of a model adds up in one row. Every row goes to roll-up shard `shard`.
-pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<RollupRow> {
+/// One row per grain of `R` (a UTC day or hour), sorted by grain (the lock order
+/// `upsert_rollups` relies on). Roll-ups count an event under its canonical model (the
+/// catalog id), so every name of a model adds up in one row. Every row goes to roll-up
+/// shard `shard`.
+pub fn aggregate<R: Resolution>(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<RollupRow> {
     let mut by_grain: BTreeMap<RollupGrain, RollupRow> = BTreeMap::new();
     for row in rows {
         let grain = RollupGrain {
-            day: row.occurred_at.date_naive(),
+            starts_at: R::bucket_start(row.occurred_at),
             project_id: key.project_id,
             api_key_id: key.key_id,
             customer_id: row.customer_id,
@@ -34,10 +35,14 @@ pub fn aggregate(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<Rollup
             grain: grain.clone(),
             sums: RollupSums::default(),
             latency_buckets: [0; BUCKET_COUNT],
+            ttft_buckets: [0; BUCKET_COUNT],
         });
         sum.sums.add(&sums_of(row));
         if let Some(ms) = row.latency_ms {
             sum.latency_buckets[bucket_index(i64::from(ms))] += 1;
+        }
+        if let Some(ms) = row.ttft_ms {
+            sum.ttft_buckets[bucket_index(i64::from(ms))] += 1;
         }
     }
     by_grain.into_values().collect()
@@ -86,5 +91,7 @@ fn sums_of(row: &EventRow) -> RollupSums {
         api_keys_data_storage_cost,
         latency_ms_sum: row.latency_ms.map_or(0, i64::from),
         latency_count: i64::from(row.latency_ms.is_some()),
+        ttft_ms_sum: row.ttft_ms.map_or(0, i64::from),
+        ttft_count: i64::from(row.ttft_ms.is_some()),
     }
 }

@@ -1,5 +1,6 @@
 //! The retention purge: drops the daily event partitions no organization keeps any
-//! more, then removes each organization's expired rows in bounded batches. What is
+//! more, then removes each organization's expired rows in bounded batches, then
+//! analyzes the daily partitions whose planner statistics are stale. What is
 //! kept and why: `domain::retention`. One instance purges at a time (a PostgreSQL
 //! advisory lock); the others skip that round.
 
@@ -28,6 +29,12 @@ pub struct PurgeReport {
     pub request_ids: u64,
     pub decisions: u64,
     pub rollup_rows: u64,
+    pub hourly_rollup_rows: u64,
+    /// Daily partitions whose planner statistics were stale and were analyzed (the
+    /// spend log's plans depend on them; see `store::purge::stale_partitions`).
+    pub partitions_analyzed: Vec<String>,
+    /// The partitioned table's own statistics were renewed (at most once a day).
+    pub events_table_analyzed: bool,
 }
 
 /// Why a purge did not run.
@@ -65,11 +72,21 @@ async fn purge(conn: &mut store::DbConn, now: DateTime<Utc>, batch: i64) -> anyh
     report.organizations = orgs.len();
     for org in orgs {
         let cut = retention::cutoffs(now, org.retention_days);
-        let removed = store::purge::organization(conn, org.id, cut.events_before, cut.rollups_before, batch).await?;
+        let removed = store::purge::organization(conn, org.id, &cut, batch).await?;
         report.events += removed.events;
         report.request_ids += removed.request_ids;
         report.decisions += removed.decisions;
         report.rollup_rows += removed.rollup_rows;
+        report.hourly_rollup_rows += removed.hourly_rollup_rows;
+    }
+    // After the deletes, so the statistics describe what is left.
+    for name in store::purge::stale_partitions(conn).await? {
+        store::purge::analyze(conn, &name).await?;
+        report.partitions_analyzed.push(name);
+    }
+    if store::purge::events_table_stale(conn, chrono::Duration::days(1)).await? {
+        store::purge::analyze(conn, "usage_events").await?;
+        report.events_table_analyzed = true;
     }
     Ok(report)
 }

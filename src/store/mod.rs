@@ -29,6 +29,7 @@ pub mod scopes;
 pub mod spend_ledger;
 pub mod spend_logs;
 mod sql_enums;
+pub mod summary;
 pub mod usage;
 pub mod users;
 

@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::{partitions, DbConn};
-use crate::error::AppResult;
+use crate::{domain::retention::Cutoffs, error::AppResult};
 
 /// Rows keyed by an instant: deleted by primary key, a batch at a time.
 const EVENTS: &str = "DELETE FROM usage_events WHERE org_id = $1 AND (occurred_at, id) IN \
@@ -21,6 +21,9 @@ const DECISIONS: &str = "DELETE FROM authorize_decisions WHERE org_id = $1 AND (
 const ROLLUPS: &str = "DELETE FROM usage_daily WHERE ctid IN \
     (SELECT ctid FROM usage_daily WHERE org_id = $1 AND day < $2 LIMIT $3)";
 
+const HOURLY_ROLLUPS: &str = "DELETE FROM usage_hourly WHERE ctid IN \
+    (SELECT ctid FROM usage_hourly WHERE org_id = $1 AND hour < $2 LIMIT $3)";
+
 /// What one organization's purge removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Removed {
@@ -28,22 +31,19 @@ pub struct Removed {
     pub request_ids: u64,
     pub decisions: u64,
     pub rollup_rows: u64,
+    pub hourly_rollup_rows: u64,
 }
 
-/// Removes one organization's raw events, request ids and decisions before
-/// `events_before`, and its roll-ups of days before `rollups_before`.
-pub async fn organization(
-    conn: &mut DbConn,
-    org_id: Uuid,
-    events_before: DateTime<Utc>,
-    rollups_before: NaiveDate,
-    batch: i64,
-) -> AppResult<Removed> {
+/// Removes what one organization keeps no longer (`domain::retention::Cutoffs`): raw
+/// events, request ids and decisions, daily roll-ups, hourly roll-ups.
+pub async fn organization(conn: &mut DbConn, org_id: Uuid, cut: &Cutoffs, batch: i64) -> AppResult<Removed> {
+    let events_before = cut.events_before;
     Ok(Removed {
         events: before_instant(conn, EVENTS, org_id, events_before, batch).await?,
         request_ids: before_instant(conn, REQUEST_IDS, org_id, events_before, batch).await?,
         decisions: before_instant(conn, DECISIONS, org_id, events_before, batch).await?,
-        rollup_rows: before_day(conn, ROLLUPS, org_id, rollups_before, batch).await?,
+        rollup_rows: before_day(conn, ROLLUPS, org_id, cut.rollups_before, batch).await?,
+        hourly_rollup_rows: before_instant(conn, HOURLY_ROLLUPS, org_id, cut.hourly_rollups_before, batch).await?,
     })
 }
 
@@ -107,6 +107,55 @@ pub async fn event_partitions(conn: &mut DbConn) -> AppResult<Vec<(String, Naive
         .into_iter()
         .filter_map(|name| partitions::day_of(&name).map(|day| (name, day)))
         .collect())
+}
+
+/// Daily partitions of `usage_events` whose planner statistics are stale, oldest first:
+/// never analyzed while rows arrived, or changed by more than a tenth of their rows
+/// since (autovacuum's default rule, kept here because a server may run without
+/// autovacuum, and autovacuum never analyzes the partitioned table itself).
+pub async fn stale_partitions(conn: &mut DbConn) -> AppResult<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let rows: Vec<Name> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_inherits i \
+         JOIN pg_class p ON p.oid = i.inhparent AND p.relname = 'usage_events' \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_stat_user_tables s ON s.relid = c.oid \
+         WHERE s.n_mod_since_analyze > 0 \
+           AND (c.reltuples < 0 OR s.n_mod_since_analyze >= 50 + 0.1 * c.reltuples) \
+         ORDER BY 1",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Whether the partitioned `usage_events` itself was last analyzed longer ago than
+/// `max_age` (or never). Its statistics cover all partitions together.
+pub async fn events_table_stale(conn: &mut DbConn, max_age: chrono::Duration) -> AppResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Stale {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        stale: bool,
+    }
+    let row: Stale = diesel::sql_query(
+        "SELECT coalesce(max(greatest(last_analyze, last_autoanalyze)) < now() - make_interval(secs => $1), true) \
+         AS stale FROM pg_stat_user_tables WHERE relname = 'usage_events'",
+    )
+    .bind::<diesel::sql_types::Double, _>(max_age.num_seconds() as f64)
+    .get_result(conn)
+    .await?;
+    Ok(row.stale)
+}
+
+/// `ANALYZE` of one table named by the catalog (a partition of [`event_partitions`]'s
+/// shape, or `usage_events`).
+pub async fn analyze(conn: &mut DbConn, table: &str) -> AppResult<()> {
+    diesel::sql_query(format!("ANALYZE {table}")).execute(conn).await?;
+    Ok(())
 }
 
 /// Detaches and drops one daily partition, answering how many events it held.

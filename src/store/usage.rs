@@ -1,4 +1,4 @@
-//! Writing usage: idempotency keys, raw events and daily roll-ups, in bulk.
+//! Writing usage: idempotency keys, raw events and the daily and hourly roll-ups, in bulk.
 //!
 //! Batches are written column-wise with `INSERT … SELECT FROM unnest($arrays)`: one
 //! statement and a fixed number of bind parameters however many events a batch has.
@@ -8,10 +8,10 @@ use std::{
     sync::OnceLock,
 };
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use diesel::{
     prelude::*,
-    sql_types::{Array, Bool, Date, Int2, Int4, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, Bool, Int2, Int4, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::RunQueryDsl;
 use rust_decimal::Decimal;
@@ -264,12 +264,53 @@ pub async fn insert_events(conn: &mut DbConn, key: &KeyIdentity, rows: &[EventRo
     Ok(())
 }
 
+/// A roll-up table's time grain. Both tables have the same columns but the time one
+/// (`day` date, `hour` timestamptz), so the upsert is written once and instantiated
+/// for each.
+pub trait Resolution {
+    /// The table, whose unique key is the constraint `{TABLE}_grain`.
+    const TABLE: &'static str;
+    /// The time column, first in the unique key after the organization.
+    const TIME_COLUMN: &'static str;
+    /// The time column's value, from `t.starts_at` (the bucket's start, timestamptz).
+    const FROM_START: &'static str;
+    /// The start of the bucket holding `at`.
+    fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc>;
+}
+
+/// `usage_daily`: UTC days, kept for billing (`domain::retention`).
+pub struct Daily;
+/// `usage_hourly`: UTC hours, kept `domain::retention::HOURLY_ROLLUP_DAYS` days.
+pub struct Hourly;
+
+impl Resolution for Daily {
+    const TABLE: &'static str = "usage_daily";
+    const TIME_COLUMN: &'static str = "day";
+    const FROM_START: &'static str = "(t.starts_at AT TIME ZONE 'UTC')::date";
+
+    fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc> {
+        at.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(at)
+    }
+}
+
+impl Resolution for Hourly {
+    const TABLE: &'static str = "usage_hourly";
+    const TIME_COLUMN: &'static str = "hour";
+    const FROM_START: &'static str = "t.starts_at";
+
+    fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc> {
+        at.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(at)
+    }
+}
+
 columns! {
-    /// The grain of a `usage_daily` row: what its sums are grouped by. Ordered like
-    /// the table's unique key, which is the order rows are locked in.
+    /// The grain of a roll-up row: what its sums are grouped by. Ordered like the
+    /// tables' unique keys, which is the order rows are locked in.
     #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
     pub struct RollupGrain {
-        day: NaiveDate => Date,
+        /// The start of the UTC day or hour (`Resolution::bucket_start`); stored as the
+        /// table's time column.
+        starts_at: DateTime<Utc> => Timestamptz,
         project_id: Uuid => SqlUuid,
         api_key_id: Uuid => SqlUuid,
         customer_id: Option<Uuid> => Nullable<SqlUuid>,
@@ -284,9 +325,9 @@ columns! {
 }
 
 summed_columns! {
-    /// The summed columns of `usage_daily` (besides the latency histogram): what one
-    /// event adds (`ingest::rollups`), and what a row holds. Money is `numeric`, counts
-    /// are `int8`, as the types say.
+    /// The summed columns of the roll-ups (besides the histograms): what one event adds
+    /// (`ingest::rollups`), and what a row holds. Money is `numeric`, counts are `int8`,
+    /// as the types say.
     #[derive(Debug, Clone, Default, PartialEq)]
     pub struct RollupSums {
         requests: i64 => Int8,
@@ -317,72 +358,100 @@ summed_columns! {
         api_keys_data_storage_cost: Decimal => Numeric,
         latency_ms_sum: i64 => Int8,
         latency_count: i64 => Int8,
+        /// Time to first token: the sum over the calls that reported it, and their number.
+        ttft_ms_sum: i64 => Int8,
+        ttft_count: i64 => Int8,
     }
 }
 
-/// One row of `usage_daily`: the grain and the sums added to it.
+/// One roll-up row: the grain and the sums added to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupRow {
     pub grain: RollupGrain,
     pub sums: RollupSums,
     /// Counts per latency bucket (`domain::rollup`), stored as `latency_b00..b16`.
     pub latency_buckets: [i64; BUCKET_COUNT],
+    /// Counts per time-to-first-token bucket (the same bounds), `ttft_b00..b16`.
+    pub ttft_buckets: [i64; BUCKET_COUNT],
 }
 
-/// The histogram columns, `latency_b00` to `latency_b16`.
-pub fn latency_bucket_columns() -> Vec<String> {
-    (0..BUCKET_COUNT).map(|i| format!("latency_b{i:02}")).collect()
+/// The histograms kept in the roll-ups, by column prefix.
+pub const HISTOGRAMS: [&str; 2] = ["latency", "ttft"];
+
+/// The columns of one histogram, `{prefix}_b00` to `{prefix}_b16`.
+pub fn histogram_columns(prefix: &str) -> Vec<String> {
+    (0..BUCKET_COUNT).map(|i| format!("{prefix}_b{i:02}")).collect()
 }
 
-/// The upsert of roll-up rows, built once from the column lists: insert the grain and
-/// sums, or add the sums to the row of that grain.
-fn upsert_rollups_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let buckets = latency_bucket_columns();
-        let summed: Vec<&str> = RollupSums::COLUMNS
-            .iter()
-            .copied()
-            .chain(buckets.iter().map(String::as_str))
-            .collect();
-        let columns: Vec<&str> = RollupGrain::COLUMNS
-            .iter()
-            .copied()
-            .chain(summed.iter().copied())
-            .collect();
-        let types: Vec<&str> = RollupGrain::TYPES
-            .iter()
-            .chain(RollupSums::TYPES)
-            .copied()
-            .chain(buckets.iter().map(|_| "int8"))
-            .collect();
-        let updates: Vec<String> = summed.iter().map(|c| format!("{c} = d.{c} + EXCLUDED.{c}")).collect();
-        // $1 is the organization; the grain columns, then the summed ones, follow as arrays.
-        format!(
-            "INSERT INTO usage_daily AS d (org_id, {cols}) SELECT $1, {cols} FROM unnest({arrays}) \
-             WITH ORDINALITY AS t({cols}, ord) ORDER BY ord \
-             ON CONFLICT ON CONSTRAINT usage_daily_grain DO UPDATE SET {updates}",
-            cols = columns.join(", "),
-            arrays = array_casts(&types, 2),
-            updates = updates.join(", "),
-        )
-    })
+/// The upsert of roll-up rows into `R`'s table, built once per resolution from the
+/// column lists: insert the grain and sums, or add the sums to the row of that grain.
+fn upsert_rollups_sql<R: Resolution>() -> String {
+    let buckets: Vec<String> = HISTOGRAMS.iter().flat_map(|h| histogram_columns(h)).collect();
+    let summed: Vec<&str> = RollupSums::COLUMNS
+        .iter()
+        .copied()
+        .chain(buckets.iter().map(String::as_str))
+        .collect();
+    // The unnest's columns (the grain's, then the sums'); the insert names the time
+    // column instead of `starts_at` and computes it.
+    let unnested: Vec<&str> = RollupGrain::COLUMNS
+        .iter()
+        .copied()
+        .chain(summed.iter().copied())
+        .collect();
+    let target: Vec<&str> = unnested
+        .iter()
+        .map(|c| if *c == "starts_at" { R::TIME_COLUMN } else { c })
+        .collect();
+    let values: Vec<&str> = unnested
+        .iter()
+        .map(|c| if *c == "starts_at" { R::FROM_START } else { c })
+        .collect();
+    let types: Vec<&str> = RollupGrain::TYPES
+        .iter()
+        .chain(RollupSums::TYPES)
+        .copied()
+        .chain(buckets.iter().map(|_| "int8"))
+        .collect();
+    let updates: Vec<String> = summed.iter().map(|c| format!("{c} = d.{c} + EXCLUDED.{c}")).collect();
+    // $1 is the organization; the grain columns, then the summed ones, follow as arrays.
+    format!(
+        "INSERT INTO {table} AS d (org_id, {target}) SELECT $1, {values} FROM unnest({arrays}) \
+         WITH ORDINALITY AS t({unnested}, ord) ORDER BY ord \
+         ON CONFLICT ON CONSTRAINT {table}_grain DO UPDATE SET {updates}",
+        table = R::TABLE,
+        target = target.join(", "),
+        values = values.join(", "),
+        unnested = unnested.join(", "),
+        arrays = array_casts(&types, 2),
+        updates = updates.join(", "),
+    )
 }
 
-/// Adds `rows` to the roll-ups. Rows must come sorted by grain so concurrent batches
-/// that share a shard lock rows in the same order (no deadlocks).
-pub async fn upsert_rollups(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow]) -> AppResult<()> {
+fn upsert_sql_of<R: Resolution>() -> &'static str {
+    static DAILY: OnceLock<String> = OnceLock::new();
+    static HOURLY: OnceLock<String> = OnceLock::new();
+    let cell = if R::TABLE == Daily::TABLE { &DAILY } else { &HOURLY };
+    cell.get_or_init(upsert_rollups_sql::<R>)
+}
+
+/// Adds `rows` to `R`'s roll-ups. Rows must come sorted by grain so concurrent batches
+/// that share a shard lock rows in the same order (no deadlocks); their `starts_at`
+/// must be `R`'s bucket starts (`ingest::rollups::aggregate::<R>`).
+pub async fn upsert_rollups<R: Resolution>(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let query = diesel::sql_query(upsert_rollups_sql())
+    let query = diesel::sql_query(upsert_sql_of::<R>())
         .into_boxed()
         .bind::<SqlUuid, _>(org_id);
     let query = RollupGrain::bind_arrays(query, rows, |r| &r.grain);
     let mut query = RollupSums::bind_arrays(query, rows, |r| &r.sums);
-    for i in 0..BUCKET_COUNT {
-        let column: Vec<i64> = rows.iter().map(|r| r.latency_buckets[i]).collect();
-        query = query.bind::<Array<Int8>, _>(column);
+    for histogram in [|r: &RollupRow| r.latency_buckets, |r: &RollupRow| r.ttft_buckets] {
+        for i in 0..BUCKET_COUNT {
+            let column: Vec<i64> = rows.iter().map(|r| histogram(r)[i]).collect();
+            query = query.bind::<Array<Int8>, _>(column);
+        }
     }
     query.execute(conn).await?;
     Ok(())
@@ -398,8 +467,12 @@ mod tests {
             let money = column.contains("cost") || *column == "discount_savings";
             assert_eq!(*sql_type, if money { "numeric" } else { "int8" }, "{column}");
         }
-        assert!(upsert_rollups_sql()
-            .contains("cost_before_discount = d.cost_before_discount + EXCLUDED.cost_before_discount"));
+        for sql in [upsert_sql_of::<Daily>(), upsert_sql_of::<Hourly>()] {
+            assert!(sql.contains("cost_before_discount = d.cost_before_discount + EXCLUDED.cost_before_discount"));
+            assert!(sql.contains("ttft_b16 = d.ttft_b16 + EXCLUDED.ttft_b16"));
+        }
+        assert!(upsert_sql_of::<Daily>().starts_with("INSERT INTO usage_daily AS d (org_id, day, "));
+        assert!(upsert_sql_of::<Hourly>().starts_with("INSERT INTO usage_hourly AS d (org_id, hour, "));
         let insert = insert_events_sql();
         assert_eq!(insert.matches("::").count(), EventRow::COLUMNS.len());
     }

@@ -552,9 +552,18 @@ async fn a_daily_budget_starts_over_at_midnight_utc() {
         .await
         .unwrap()
         .allowed());
+    // As the ingest transaction reports it: the event, and its sum per scope and day.
     let spend = CommittedSpend {
         org_id: tenant.org_id,
-        by_scope: vec![],
+        by_scope: vec![meterplane::store::spend_ledger::SpendDelta {
+            scope: meterplane::domain::budget::BudgetScope::Customer,
+            scope_id: customer,
+            day: before_midnight.date_naive(),
+            cost: "0.2".parse().unwrap(),
+            cost_micros: 200_000,
+            requests: 1,
+            tokens: 0,
+        }],
         events: vec![CommittedEvent {
             request_id: "late-1".into(),
             occurred_at: before_midnight,

@@ -376,6 +376,17 @@ impl TestApp {
         meterplane::store::prices::insert(&mut conn, &new).await.unwrap();
     }
 
+    /// Moves an organization to `plan` with `retention_days`, as an operator would.
+    pub async fn set_plan(&self, org_id: Uuid, plan: &str, retention_days: i32) {
+        diesel::sql_query("UPDATE organizations SET plan = $2, retention_days = $3 WHERE id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(org_id)
+            .bind::<diesel::sql_types::Text, _>(plan)
+            .bind::<diesel::sql_types::Integer, _>(retention_days)
+            .execute(&mut self.db().await)
+            .await
+            .unwrap();
+    }
+
     /// Sends a usage batch with the key and returns the status and body.
     pub async fn send_batch(&self, key: &str, events: Value) -> (StatusCode, Value) {
         let response = self

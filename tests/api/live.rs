@@ -226,7 +226,8 @@ async fn filters_apply_and_another_tenants_calls_never_appear() {
     let viewer = app.member(&tenant, "viewer").await;
 
     let mut all = open(&app, &viewer, &tenant, "").await;
-    let mut failed_mini = open(&other, &tenant.owner, &tenant, "model=gpt-4o-mini&status=error").await;
+    // The model in any case, as on the list.
+    let mut failed_mini = open(&other, &tenant.owner, &tenant, "model=GPT-4o-Mini&status=error").await;
     let mut bob = open(&app, &tenant.owner, &tenant, "customer=bob&provider=OpenAI").await;
     let mut theirs = open(&other, &stranger.owner, &stranger, "").await;
 

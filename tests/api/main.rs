@@ -28,6 +28,7 @@ mod rollups;
 mod server_process;
 mod smtp_sink;
 mod spend_logs;
+mod summary;
 mod tenancy;
 mod tokens;
 mod usage;

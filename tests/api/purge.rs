@@ -44,14 +44,15 @@ async fn decision(app: &TestApp, tenant: &Tenant, at: DateTime<Utc>) {
 }
 
 /// Rows per table for one organization.
-async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 5] {
-    let mut counts = [0; 5];
+async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 6] {
+    let mut counts = [0; 6];
     for (i, table) in [
         "usage_events",
         "usage_request_ids",
         "authorize_decisions",
         "usage_daily",
         "spend_ledger",
+        "usage_hourly",
     ]
     .into_iter()
     .enumerate()
@@ -90,6 +91,7 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
     let free_before = rows(&app, &free).await;
     let pro_before = rows(&app, &pro).await;
     assert_eq!(free_before[..3], [3, 3, 3]);
+    assert_eq!(free_before[5], 3, "one hourly roll-up per event, a day apart");
     assert!(
         free_before[3] >= 3 && free_before[4] > 0,
         "roll-ups and ledger exist: {free_before:?}"
@@ -101,12 +103,15 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
         report,
         PurgeReport {
             organizations: 2,
+            // Statistics (tested below) may or may not be stale yet.
+            partitions_analyzed: report.partitions_analyzed.clone(),
+            events_table_analyzed: report.events_table_analyzed,
             ..PurgeReport::default()
         }
     );
 
-    // Two days on, the free organization keeps only the first day's event; the pro
-    // organization keeps everything.
+    // Two days on, the free organization keeps only the first day's event (and its
+    // hour); the pro organization keeps everything (hours for eight days).
     let report = purge_at(&app, now + Duration::days(2)).await;
     assert_eq!(
         (report.events, report.request_ids, report.decisions),
@@ -114,12 +119,16 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
         "{report:?}"
     );
     assert_eq!(
-        (report.rollup_rows, report.partitions_dropped.len()),
-        (0, 0),
+        (
+            report.rollup_rows,
+            report.hourly_rollup_rows,
+            report.partitions_dropped.len()
+        ),
+        (0, 2, 0),
         "{report:?}"
     );
     let free_after = rows(&app, &free).await;
-    assert_eq!(free_after, [1, 1, 1, free_before[3], free_before[4]]);
+    assert_eq!(free_after, [1, 1, 1, free_before[3], free_before[4], 1]);
     assert_eq!(rows(&app, &pro).await, pro_before);
     // The event kept is the newest one.
     let logs = app
@@ -139,19 +148,25 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
     assert_eq!(dropped, expected, "{report:?}");
     assert_eq!(report.events_in_dropped_partitions, 1 + 3, "{report:?}");
     assert_eq!(
-        (report.request_ids, report.decisions, report.rollup_rows),
-        (1 + 3, 1 + 3, 0)
+        (
+            report.request_ids,
+            report.decisions,
+            report.rollup_rows,
+            report.hourly_rollup_rows
+        ),
+        (1 + 3, 1 + 3, 0, 1 + 3)
     );
     for (tenant, before) in [(&free, free_before), (&pro, pro_before)] {
-        // Roll-ups (each customer's daily cost) and the budget ledger stay.
-        assert_eq!(rows(&app, tenant).await, [0, 0, 0, before[3], before[4]]);
+        // Daily roll-ups (each customer's daily cost) and the budget ledger stay; the
+        // hourly ones, which only serve recent summaries, go.
+        assert_eq!(rows(&app, tenant).await, [0, 0, 0, before[3], before[4], 0]);
     }
 
     // Past the billing horizon the roll-ups go too; the spend ledger never does.
     let report = purge_at(&app, now + Duration::days(500)).await;
     assert_eq!(report.rollup_rows as i64, free_before[3] + pro_before[3], "{report:?}");
     for (tenant, before) in [(&free, free_before), (&pro, pro_before)] {
-        assert_eq!(rows(&app, tenant).await, [0, 0, 0, 0, before[4]]);
+        assert_eq!(rows(&app, tenant).await, [0, 0, 0, 0, before[4], 0]);
     }
 
     // An event for a day whose partition was dropped still lands: the partition is
@@ -170,4 +185,94 @@ async fn one_instance_purges_at_a_time() {
     assert_eq!(outcome, Err(Skipped::Busy));
     assert!(purge::unlock(&mut holder).await.unwrap());
     assert!(run_once(&app.state.db, Utc::now(), BATCH).await.unwrap().is_ok());
+}
+
+/// Per daily partition of `usage_events`: (name, rows the planner's statistics say,
+/// rows changed since they were taken).
+async fn partition_stats(app: &TestApp) -> Vec<(String, f32, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Stat {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Float4)]
+        reltuples: f32,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        modified: i64,
+    }
+    let rows: Vec<Stat> = diesel::sql_query(
+        "SELECT c.relname::text AS name, c.reltuples, s.n_mod_since_analyze AS modified \
+         FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent AND p.relname = 'usage_events' \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_stat_user_tables s ON s.relid = c.oid ORDER BY 1",
+    )
+    .load(&mut app.db().await)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| (r.name, r.reltuples, r.modified)).collect()
+}
+
+#[tokio::test]
+async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    set_plan(&app, &tenant, "pro", 90).await;
+    let now = Utc::now();
+    // 120 events today, 60 ten days ago, 1 twenty days ago: past the threshold of a
+    // partition never analyzed, whatever its size.
+    let mut events = Vec::new();
+    for (days_ago, n) in [(0, 120), (10, 60), (20, 1)] {
+        for i in 0..n {
+            events.push(json!({
+                "requestId": format!("stat-{days_ago}-{i}"), "endpoint": "/chat/completions",
+                "provider": "openai", "model": "gpt-4o", "user": format!("customer-{}", i % 7),
+                "startedAt": (now - Duration::days(days_ago) - Duration::minutes(i)).to_rfc3339(),
+            }));
+        }
+    }
+    let (status, body) = app.send_batch(&tenant.key_secret, json!(events)).await;
+    assert_eq!(body["accepted"], 181, "{status} {body}");
+    let filled: Vec<String> = [0, 10, 20]
+        .iter()
+        .map(|d| partition_name((now - Duration::days(*d)).date_naive()))
+        .collect();
+    // Servers publish their table statistics shortly after a transaction, not at once.
+    crate::helpers::eventually(
+        "the inserts to show in the statistics",
+        std::time::Duration::from_secs(30),
+        || async {
+            let stats = partition_stats(&app).await;
+            (stats.iter().map(|s| s.2).sum::<i64>() == 181).then_some(())
+        },
+    )
+    .await;
+
+    let report = purge_at(&app, now).await;
+    let mut analyzed = report.partitions_analyzed.clone();
+    analyzed.retain(|name| filled.contains(name));
+    let mut expected = filled.clone();
+    expected.sort();
+    assert_eq!(analyzed, expected, "{report:?}");
+    assert!(report.events_table_analyzed, "never analyzed before: {report:?}");
+    // The statistics now count each partition's rows.
+    for (name, reltuples, modified) in partition_stats(&app).await {
+        let held = match filled.iter().position(|f| *f == name) {
+            Some(0) => 120.0,
+            Some(1) => 60.0,
+            Some(_) => 1.0,
+            None => continue,
+        };
+        assert_eq!((reltuples, modified), (held, 0), "{name}");
+    }
+
+    // Fresh statistics are left alone; a few more rows stay under the threshold
+    // (50 + 10 % of the rows).
+    for i in 0..5 {
+        app.record_event(&tenant, json!({"requestId": format!("more-{i}")}))
+            .await;
+    }
+    let report = purge_at(&app, now).await;
+    assert_eq!(
+        (report.partitions_analyzed.clone(), report.events_table_analyzed),
+        (vec![], false),
+        "{report:?}"
+    );
 }

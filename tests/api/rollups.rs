@@ -1,6 +1,7 @@
-//! The daily roll-ups against the raw events they summarize: a randomized workload,
-//! then every column of `usage_daily` compared with sums SQL recomputes over
-//! `usage_events`, exactly. Also the migration that repaired roll-ups written before.
+//! The daily and hourly roll-ups against the raw events they summarize: a randomized
+//! workload, then every column of `usage_daily` and `usage_hourly` compared with sums
+//! SQL recomputes over `usage_events`, exactly. Also the migration that repaired
+//! roll-ups written before.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,11 +16,10 @@ use uuid::Uuid;
 
 use crate::helpers::{Tenant, TestApp};
 
-/// The grain of `usage_daily`, recomputed from raw events: the UTC day and the
-/// canonical model (the catalog id, checked per event below).
-const GRAIN: [&str; 9] = [
+/// The grain of the roll-ups besides their time column (`day`, `hour`), recomputed from
+/// raw events with the canonical model (the catalog id, checked per event below).
+const GRAIN: [&str; 8] = [
     "org_id",
-    "day",
     "project_id",
     "api_key_id",
     "customer_id",
@@ -34,7 +34,26 @@ const BOUNDS: [i64; 16] = [
     25, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 20_000, 60_000,
 ];
 
-/// Every summed column of `usage_daily` and how it is recomputed from raw events.
+/// A roll-up table: its name, its time column, and that column recomputed from an event.
+#[derive(Clone, Copy)]
+struct Table {
+    name: &'static str,
+    time: &'static str,
+    from_event: &'static str,
+}
+
+const DAILY: Table = Table {
+    name: "usage_daily",
+    time: "day",
+    from_event: "(occurred_at AT TIME ZONE 'UTC')::date",
+};
+const HOURLY: Table = Table {
+    name: "usage_hourly",
+    time: "hour",
+    from_event: "date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+};
+
+/// Every summed column of the roll-ups and how it is recomputed from raw events.
 fn recomputed_columns() -> Vec<(String, String)> {
     let mut columns: Vec<(String, String)> = [
         ("requests", "count(*)"),
@@ -80,26 +99,30 @@ fn recomputed_columns() -> Vec<(String, String)> {
         ),
         ("latency_ms_sum", "coalesce(sum(latency_ms), 0)"),
         ("latency_count", "count(latency_ms)"),
+        ("ttft_ms_sum", "coalesce(sum(ttft_ms), 0)"),
+        ("ttft_count", "count(ttft_ms)"),
     ]
     .into_iter()
     .map(|(c, e)| (c.to_owned(), e.to_owned()))
     .collect();
-    let mut lower: Option<i64> = None;
-    for (i, bound) in BOUNDS.iter().enumerate() {
-        let condition = match lower {
-            None => format!("latency_ms <= {bound}"),
-            Some(l) => format!("latency_ms > {l} AND latency_ms <= {bound}"),
-        };
+    for (prefix, value) in [("latency", "latency_ms"), ("ttft", "ttft_ms")] {
+        let mut lower: Option<i64> = None;
+        for (i, bound) in BOUNDS.iter().enumerate() {
+            let condition = match lower {
+                None => format!("{value} <= {bound}"),
+                Some(l) => format!("{value} > {l} AND {value} <= {bound}"),
+            };
+            columns.push((
+                format!("{prefix}_b{i:02}"),
+                format!("count(*) FILTER (WHERE {condition})"),
+            ));
+            lower = Some(*bound);
+        }
         columns.push((
-            format!("latency_b{i:02}"),
-            format!("count(*) FILTER (WHERE {condition})"),
+            format!("{prefix}_b16"),
+            format!("count(*) FILTER (WHERE {value} > {})", BOUNDS[15]),
         ));
-        lower = Some(*bound);
     }
-    columns.push((
-        "latency_b16".into(),
-        format!("count(*) FILTER (WHERE latency_ms > {})", BOUNDS[15]),
-    ));
     columns
 }
 
@@ -125,11 +148,14 @@ async fn groups(database_url: &str, sql: &str, orgs: &[Uuid]) -> Groups {
         .collect()
 }
 
-/// (roll-ups as stored, summed over shards; the same recomputed from raw events).
-async fn stored_and_recomputed(database_url: &str, orgs: &[Uuid]) -> (Groups, Groups) {
+/// (roll-ups of `table` as stored, summed over shards; the same recomputed from raw
+/// events). Keyed by the grain as text: organization, time, project, … model.
+async fn stored_and_recomputed(database_url: &str, table: Table, orgs: &[Uuid]) -> (Groups, Groups) {
     let columns = recomputed_columns();
     let grain_key = |model: &str| {
-        GRAIN
+        let mut grain: Vec<&str> = GRAIN.to_vec();
+        grain.insert(1, "t");
+        grain
             .iter()
             .map(|c| {
                 let c = if *c == "model" { model } else { c };
@@ -138,25 +164,36 @@ async fn stored_and_recomputed(database_url: &str, orgs: &[Uuid]) -> (Groups, Gr
             .collect::<Vec<_>>()
             .join(" || '|' || ")
     };
+    let group_by = |model: &str| format!("{}, t", GRAIN.join(", ").replace("model", model));
     let object = |value: &dyn Fn(&str, &str) -> String| {
         let pairs: Vec<String> = columns
             .iter()
             .map(|(c, e)| format!("'{c}', trim_scale(({})::numeric)::text", value(c, e)))
             .collect();
-        format!("jsonb_build_object({})::text", pairs.join(", "))
+        // A function takes at most 100 arguments: objects of 40 pairs, concatenated.
+        let objects: Vec<String> = pairs
+            .chunks(40)
+            .map(|chunk| format!("jsonb_build_object({})", chunk.join(", ")))
+            .collect();
+        format!("({})::text", objects.join(" || "))
     };
     let stored = format!(
-        "SELECT {grain} AS grain, {sums} AS sums FROM usage_daily WHERE org_id = ANY($1) \
-         GROUP BY org_id, day, project_id, api_key_id, customer_id, agent_id, endpoint, provider, model",
+        "SELECT {grain} AS grain, {sums} AS sums FROM (SELECT *, {time} AS t FROM {name} WHERE org_id = ANY($1)) d \
+         GROUP BY {group}",
         grain = grain_key("model"),
         sums = object(&|c, _| format!("sum({c})")),
+        time = table.time,
+        name = table.name,
+        group = group_by("model"),
     );
     let recomputed = format!(
         "SELECT {grain} AS grain, {sums} AS sums FROM \
-           (SELECT *, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM usage_events WHERE org_id = ANY($1)) e \
-         GROUP BY org_id, day, project_id, api_key_id, customer_id, agent_id, endpoint, provider, canonical_model",
+           (SELECT *, {time} AS t FROM usage_events WHERE org_id = ANY($1)) e \
+         GROUP BY {group}",
         grain = grain_key("canonical_model"),
         sums = object(&|_, e| e.to_owned()),
+        time = table.from_event,
+        group = group_by("canonical_model"),
     );
     (
         groups(database_url, &stored, orgs).await,
@@ -164,30 +201,32 @@ async fn stored_and_recomputed(database_url: &str, orgs: &[Uuid]) -> (Groups, Gr
     )
 }
 
-/// Every column of `usage_daily` besides its grain must be compared: a summed column
-/// added to the table without a recomputation here fails this.
-async fn assert_every_column_is_compared(app: &TestApp) {
+/// Every column of `table` besides its grain must be compared: a summed column added
+/// to the table without a recomputation here fails this.
+async fn assert_every_column_is_compared(app: &TestApp, table: Table) {
     #[derive(diesel::QueryableByName)]
     struct Column {
         #[diesel(sql_type = Text)]
         name: String,
     }
-    let table: Vec<Column> = diesel::sql_query(
+    let columns: Vec<Column> = diesel::sql_query(
         "SELECT column_name::text AS name FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name = 'usage_daily' ORDER BY ordinal_position",
+         WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
     )
+    .bind::<Text, _>(table.name)
     .load(&mut app.db().await)
     .await
     .unwrap();
-    let summed: BTreeSet<String> = table
+    let summed: BTreeSet<String> = columns
         .into_iter()
         .map(|c| c.name)
-        .filter(|c| !GRAIN.contains(&c.as_str()) && c != "shard")
+        .filter(|c| !GRAIN.contains(&c.as_str()) && c != "shard" && c != table.time)
         .collect();
     let compared: BTreeSet<String> = recomputed_columns().into_iter().map(|(c, _)| c).collect();
     assert_eq!(
         summed, compared,
-        "every summed column of usage_daily needs a recomputation from usage_events here"
+        "every summed column of {} needs a recomputation from usage_events here",
+        table.name
     );
 }
 
@@ -434,6 +473,13 @@ fn random_event(
             _ => rng.random_range(0..120_000),
         });
     }
+    if rng.random_bool(0.6) {
+        event["timeToFirstTokenMs"] = json!(match rng.random_range(0..3) {
+            0 => rng.random_range(0..=300),
+            1 => rng.random_range(0..8_000),
+            _ => rng.random_range(0..90_000),
+        });
+    }
     if rng.random_bool(0.7) {
         event["user"] = json!(format!("customer-{}", rng.random_range(0..8)));
     }
@@ -621,46 +667,63 @@ async fn every_roll_up_column_equals_the_sums_over_raw_events() {
         );
     }
 
-    assert_every_column_is_compared(&app).await;
-    let (stored, recomputed) = stored_and_recomputed(&app.database_url, &orgs).await;
-    assert!(recomputed.len() > 100, "a workload spread over many roll-up rows");
-    let total: i64 = recomputed
-        .values()
-        .map(|sums| sums["requests"].as_str().unwrap().parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(total, stored_events);
-    assert_eq!(
-        stored.keys().collect::<Vec<_>>(),
-        recomputed.keys().collect::<Vec<_>>(),
-        "the same roll-up rows"
-    );
-    for (grain, sums) in &recomputed {
-        assert_eq!(&stored[grain], sums, "roll-up {grain} differs from its raw events");
-    }
-    // The workload reached what it was meant to: discounts, unpriced calls, both
-    // billing sources, amounts with many decimal places.
-    let column_total = |column: &str| -> Decimal {
-        recomputed
+    for table in [DAILY, HOURLY] {
+        assert_every_column_is_compared(&app, table).await;
+        let (stored, recomputed) = stored_and_recomputed(&app.database_url, table, &orgs).await;
+        assert!(recomputed.len() > 100, "a workload spread over many roll-up rows");
+        let total: i64 = recomputed
             .values()
-            .map(|sums| sums[column].as_str().unwrap().parse::<Decimal>().unwrap())
-            .sum()
-    };
-    for column in [
-        "discount_savings",
-        "unpriced",
-        "api_keys_cost",
-        "credits_cost",
-        "image_cost",
-        "image_input_cost",
-        "image_output_cost",
-        "request_cost",
-        "data_storage_cost",
-        "errors",
-        "latency_b16",
-    ] {
-        assert!(column_total(column) > Decimal::ZERO, "{column} is exercised");
+            .map(|sums| sums["requests"].as_str().unwrap().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(total, stored_events);
+        assert_eq!(
+            stored.keys().collect::<Vec<_>>(),
+            recomputed.keys().collect::<Vec<_>>(),
+            "the same {} rows",
+            table.name
+        );
+        for (grain, sums) in &recomputed {
+            assert_eq!(
+                &stored[grain], sums,
+                "{} {grain} differs from its raw events",
+                table.name
+            );
+        }
+        // The workload reached what it was meant to: discounts, unpriced calls, both
+        // billing sources, amounts with many decimal places.
+        let column_total = |column: &str| -> Decimal {
+            recomputed
+                .values()
+                .map(|sums| sums[column].as_str().unwrap().parse::<Decimal>().unwrap())
+                .sum()
+        };
+        for column in [
+            "discount_savings",
+            "unpriced",
+            "api_keys_cost",
+            "credits_cost",
+            "image_cost",
+            "image_input_cost",
+            "image_output_cost",
+            "request_cost",
+            "data_storage_cost",
+            "errors",
+            "latency_b16",
+            "ttft_b00",
+            "ttft_b16",
+            "ttft_count",
+        ] {
+            assert!(column_total(column) > Decimal::ZERO, "{column} is exercised");
+        }
+        assert!(column_total("cost_before_discount").scale() >= 8);
     }
-    assert!(column_total("cost_before_discount").scale() >= 8);
+    // The hourly grain is finer: the same events over more rows.
+    let daily_rows = stored_and_recomputed(&app.database_url, DAILY, &orgs).await.0.len();
+    let hourly_rows = stored_and_recomputed(&app.database_url, HOURLY, &orgs).await.0.len();
+    assert!(
+        hourly_rows > daily_rows,
+        "{hourly_rows} hourly, {daily_rows} daily rows"
+    );
 }
 
 /// Roll-ups written before the repair — `cost_before_discount` rounded to whole units,
@@ -728,11 +791,11 @@ async fn the_repair_migration_recomputes_roll_ups_from_raw_events() {
     let insert_event = |at: String, request_id: &str, model: &str, unpriced: bool, cost: &str, latency: i32| {
         format!(
             "INSERT INTO usage_events (org_id, id, occurred_at, request_id, project_id, api_key_id, endpoint, \
-               provider, model, status, prompt_tokens, completion_tokens, cached_tokens, images, latency_ms, cache_hit, \
+               provider, model, status, prompt_tokens, completion_tokens, cached_tokens, images, latency_ms, ttft_ms, cache_hit, \
                retries, bodies_truncated, billing_source, unpriced, input_cost, output_cost, cached_input_cost, \
                request_cost, image_cost, data_storage_cost, cost_before_discount, discount_percent, discount_savings, cost) \
              VALUES ('{org}', gen_random_uuid(), '{at}', '{request_id}', '{project}', '{key}', '/chat/completions', \
-               'openai', '{model}', 'success', 1000, 100, 0, 0, {latency}, false, 0, false, 'credits', {unpriced}, \
+               'openai', '{model}', 'success', 1000, 100, 0, 0, {latency}, {latency} / 4, false, 0, false, 'credits', {unpriced}, \
                {cost}, 0, 0, 0, 0, 0, {cost}, 0, 0, {cost})"
         )
     };
@@ -779,7 +842,7 @@ async fn the_repair_migration_recomputes_roll_ups_from_raw_events() {
 
     meterplane::store::run_migrations(&url).await.unwrap();
 
-    let (stored, recomputed) = stored_and_recomputed(&url, &[org]).await;
+    let (stored, recomputed) = stored_and_recomputed(&url, DAILY, &[org]).await;
     let key_of = |day: chrono::NaiveDate, model: &str| {
         format!("{org}|{day}|{project}|{key}|-|-|/chat/completions|openai|{model}")
     };
@@ -811,8 +874,17 @@ async fn the_repair_migration_recomputes_roll_ups_from_raw_events() {
         (kept["requests"].as_str(), kept["cost"].as_str()),
         (Some("7"), Some("3.5"))
     );
-    // Every other row equals its raw events, column for column.
+    // Every other row equals its raw events, column for column (time to first token,
+    // added later, is filled in from them too).
+    assert_eq!(
+        (today_gpt["ttft_count"].as_str(), today_gpt["ttft_ms_sum"].as_str()),
+        (Some("2"), Some("235"))
+    );
     let mut stored = stored;
     stored.remove(&key_of(gone, "gpt-4o"));
     assert_eq!(stored, recomputed);
+    // The hourly roll-ups start with the recent hours of the raw events.
+    let (hourly, recomputed) = stored_and_recomputed(&url, HOURLY, &[org]).await;
+    assert_eq!(hourly.len(), 3, "{hourly:?}");
+    assert_eq!(hourly, recomputed);
 }

@@ -340,3 +340,223 @@ async fn the_detail_shows_what_the_gateway_reported_with_the_client_address_reda
         assert_eq!(problem["errors"][0]["field"], field, "{body}");
     }
 }
+
+/// Makes the organization keep 90 days (the pro plan).
+async fn keep_90_days(app: &TestApp, tenant: &Tenant) {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("UPDATE organizations SET plan = 'pro', retention_days = 90 WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+}
+
+/// Every page of the log for `query`, followed cursor by cursor: the request ids in order.
+async fn all_pages(app: &TestApp, tenant: &Tenant, query: &str, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let next = page(app, tenant, &format!("{query}&limit={limit}&cursor={cursor}")).await;
+        let ids = request_ids(&next);
+        assert!(ids.len() <= limit, "{query}: a page longer than its limit");
+        seen.extend(ids);
+        match next["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return seen,
+        }
+        assert!(seen.len() <= 10_000, "{query}: paging does not end");
+    }
+}
+
+/// The request ids of the organization's events matching `condition` (SQL over the raw
+/// columns, with `$1` the organization), newest first.
+async fn expected_ids(app: &TestApp, tenant: &Tenant, condition: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        request_id: String,
+    }
+    let rows: Vec<Id> = diesel::sql_query(format!(
+        "SELECT request_id FROM usage_events WHERE org_id = $1 AND ({condition}) \
+         ORDER BY occurred_at DESC, id DESC"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id)
+    .load(&mut app.db().await)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| r.request_id).collect()
+}
+
+#[tokio::test]
+async fn filters_match_only_the_organizations_own_customers_agents_keys_and_models() {
+    let app = TestApp::spawn().await;
+    app.add_price("openai", "gpt-4o", "gpt-4o-2024-08-06", "2.5", "10", "1.25")
+        .await;
+    let mine = app.tenant().await;
+    let theirs = app.tenant().await;
+    for tenant in [&mine, &theirs] {
+        app.record_event(
+            tenant,
+            json!({"user": "shared", "agentId": "planner", "model": "gpt-4o"}),
+        )
+        .await;
+    }
+    app.record_event(&mine, json!({"user": "only-mine", "model": "GPT-4o-2024-08-06"}))
+        .await;
+    app.record_event(&theirs, json!({"user": "only-theirs", "agentId": "their-agent"}))
+        .await;
+    app.record_event(&mine, json!({"provider": "anthropic", "model": "My-Tune"}))
+        .await;
+
+    let count = |v: &Value| v["data"].as_array().map_or(usize::MAX, Vec::len);
+    // The same external ids in both organizations: each sees its own event.
+    assert_eq!(count(&page(&app, &mine, "customer=shared").await), 1);
+    assert_eq!(count(&page(&app, &mine, "agent=planner").await), 1);
+    // Another organization's customer, agent, project or key: an empty page, not theirs.
+    for query in [
+        "customer=only-theirs".to_owned(),
+        "agent=their-agent".to_owned(),
+        "customer=nobody-at-all".to_owned(),
+        format!("projectId={}", theirs.project_id),
+        format!("apiKeyId={}", theirs.key_id),
+    ] {
+        let empty = page(&app, &mine, &query).await;
+        assert_eq!(count(&empty), 0, "{query}: {empty}");
+        assert!(empty["nextCursor"].is_null(), "{query}");
+    }
+    assert_eq!(count(&page(&app, &mine, &format!("apiKeyId={}", mine.key_id)).await), 3);
+    // The model by either name, in any case: both gpt-4o calls, not the other model.
+    for model in ["gpt-4o", "GPT-4O", "gpt-4o-2024-08-06"] {
+        let both = page(&app, &mine, &format!("model={model}")).await;
+        assert_eq!(request_ids(&both).len(), 2, "model={model}: {both}");
+        assert!(both["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["user"] != Value::Null));
+    }
+    // The log still shows the names as reported.
+    let reported: Vec<String> = page(&app, &mine, "model=gpt-4o").await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["model"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(reported, ["GPT-4o-2024-08-06", "gpt-4o"]);
+    assert_eq!(count(&page(&app, &mine, "model=my-tune").await), 1);
+    assert_eq!(count(&page(&app, &mine, "model=my-tune&provider=openai").await), 0);
+}
+
+#[tokio::test]
+async fn every_filter_pages_through_exactly_the_matching_events_at_any_age() {
+    use rand::{rngs::StdRng, seq::IndexedRandom, Rng, SeedableRng};
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let app = TestApp::spawn().await;
+    app.add_price("openai", "gpt-4o", "gpt-4o-2024-08-06", "2.5", "10", "1.25")
+        .await;
+    let tenant = app.tenant().await;
+    let other = app.tenant().await;
+    keep_90_days(&app, &tenant).await;
+    let second_key = app
+        .post_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/projects/{}/keys", tenant.org_id, tenant.project_id),
+            json!({"name": "batch"}),
+        )
+        .await;
+    let second_key_id = second_key["id"].as_str().unwrap().to_owned();
+    let second_secret = second_key["secret"].as_str().unwrap().to_owned();
+
+    // Events from today back to 80 days ago: every span a page is read in (a day, a
+    // week, a month, the rest) holds some. Minutes are drawn from a small set, so some
+    // events share their instant and the id breaks the tie.
+    // In microseconds, as PostgreSQL keeps time: the bounds below compare exactly.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let (mut first_key, mut second) = (Vec::new(), Vec::new());
+    for i in 0..240 {
+        let ago = match rng.random_range(0..4) {
+            0 => Duration::minutes(rng.random_range(1..1440) / 7 * 7),
+            1 => Duration::days(rng.random_range(1..7)) + Duration::minutes(rng.random_range(0..4) * 60),
+            2 => Duration::days(rng.random_range(7..31)),
+            _ => Duration::days(rng.random_range(31..80)),
+        };
+        let mut event = json!({
+            "requestId": format!("paged-{i}"), "endpoint": "/chat/completions",
+            "provider": *["openai", "openai", "anthropic"].choose(&mut rng).unwrap(),
+            "model": *["gpt-4o", "GPT-4o-2024-08-06", "gpt-4o-mini", "My-Tune"].choose(&mut rng).unwrap(),
+            "status": if rng.random_bool(0.2) { "error" } else { "success" },
+            "promptTokens": rng.random_range(1..500), "completionTokens": 5,
+            "startedAt": (now - ago).to_rfc3339(),
+        });
+        if let Some(user) = ["c0", "c1", "c2", "c3"]
+            .choose(&mut rng)
+            .filter(|_| rng.random_bool(0.8))
+        {
+            event["user"] = json!(user);
+        }
+        if rng.random_bool(0.5) {
+            event["agentId"] = json!(*["a0", "a1"].choose(&mut rng).unwrap());
+        }
+        if rng.random_bool(0.3) {
+            second.push(event);
+        } else {
+            first_key.push(event);
+        }
+    }
+    for (secret, events) in [(&tenant.key_secret, &first_key), (&second_secret, &second)] {
+        let (status, body) = app.send_batch(secret, json!(events)).await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (StatusCode::OK, Some(events.len() as u64)),
+            "{body}"
+        );
+    }
+    // Another organization with the same names: never in these pages.
+    app.record_event(&other, json!({"user": "c1", "agentId": "a1"})).await;
+
+    let party = |table: &str, external: &str| {
+        format!("{table}_id IN (SELECT id FROM {table}s WHERE org_id = $1 AND external_id = '{external}')")
+    };
+    let from = (now - Duration::days(40)).to_rfc3339();
+    let to = (now - Duration::days(3)).to_rfc3339();
+    let cases: Vec<(String, String)> = vec![
+        (String::new(), "true".into()),
+        ("customer=c1".into(), party("customer", "c1")),
+        ("agent=a0".into(), party("agent", "a0")),
+        // The catalog knows gpt-4o for openai under both names; other providers' calls
+        // count under the reported name.
+        (
+            "model=gpt-4o".into(),
+            "(provider = 'openai' AND lower(model) IN ('gpt-4o', 'gpt-4o-2024-08-06')) \
+             OR (provider <> 'openai' AND lower(model) = 'gpt-4o')"
+                .into(),
+        ),
+        ("model=my-tune".into(), "lower(model) = 'my-tune'".into()),
+        ("provider=anthropic".into(), "provider = 'anthropic'".into()),
+        ("status=error".into(), "status = 'error'".into()),
+        ("status=success".into(), "status = 'success'".into()),
+        (format!("projectId={}", tenant.project_id), "true".into()),
+        (
+            format!("apiKeyId={second_key_id}"),
+            format!("api_key_id = '{second_key_id}'"),
+        ),
+        (
+            format!("customer=c2&from={}&to={}", urlencode(&from), urlencode(&to)),
+            format!(
+                "{} AND occurred_at >= '{from}' AND occurred_at <= '{to}'",
+                party("customer", "c2")
+            ),
+        ),
+        (format!("from={}", urlencode(&from)), format!("occurred_at >= '{from}'")),
+    ];
+    for (query, condition) in cases {
+        let expected = expected_ids(&app, &tenant, &condition).await;
+        assert!(!expected.is_empty(), "{query}: the workload should hold matches");
+        let limit = rng.random_range(1..=13);
+        let paged = all_pages(&app, &tenant, &query, limit).await;
+        assert_eq!(paged, expected, "{query} in pages of {limit} (seed {seed})");
+    }
+}

@@ -1,0 +1,21 @@
+DROP TABLE usage_hourly;
+ALTER TABLE usage_daily
+    DROP COLUMN ttft_ms_sum,
+    DROP COLUMN ttft_count,
+    DROP COLUMN ttft_b00,
+    DROP COLUMN ttft_b01,
+    DROP COLUMN ttft_b02,
+    DROP COLUMN ttft_b03,
+    DROP COLUMN ttft_b04,
+    DROP COLUMN ttft_b05,
+    DROP COLUMN ttft_b06,
+    DROP COLUMN ttft_b07,
+    DROP COLUMN ttft_b08,
+    DROP COLUMN ttft_b09,
+    DROP COLUMN ttft_b10,
+    DROP COLUMN ttft_b11,
+    DROP COLUMN ttft_b12,
+    DROP COLUMN ttft_b13,
+    DROP COLUMN ttft_b14,
+    DROP COLUMN ttft_b15,
+    DROP COLUMN ttft_b16;

@@ -1,0 +1,7 @@
+DROP INDEX usage_events_failed_log_idx;
+DROP INDEX usage_events_provider_log_idx;
+DROP INDEX usage_events_project_log_idx;
+DROP INDEX usage_events_api_key_log_idx;
+DROP INDEX usage_events_model_log_idx;
+DROP INDEX usage_events_agent_log_idx;
+DROP INDEX usage_events_customer_log_idx;
