@@ -35,6 +35,9 @@ pub struct PurgeReport {
     pub partitions_analyzed: Vec<String>,
     /// The partitioned table's own statistics were renewed (at most once a day).
     pub events_table_analyzed: bool,
+    /// Roll-up tables whose statistics were stale and were analyzed (the analytics'
+    /// plans depend on them as much).
+    pub rollups_analyzed: Vec<String>,
 }
 
 /// Why a purge did not run.
@@ -87,6 +90,10 @@ async fn purge(conn: &mut store::DbConn, now: DateTime<Utc>, batch: i64) -> anyh
     if store::purge::events_table_stale(conn, chrono::Duration::days(1)).await? {
         store::purge::analyze(conn, "usage_events").await?;
         report.events_table_analyzed = true;
+    }
+    for name in store::purge::stale_rollups(conn).await? {
+        store::purge::analyze(conn, &name).await?;
+        report.rollups_analyzed.push(name);
     }
     Ok(report)
 }

@@ -109,25 +109,45 @@ pub async fn event_partitions(conn: &mut DbConn) -> AppResult<Vec<(String, Naive
         .collect())
 }
 
-/// Daily partitions of `usage_events` whose planner statistics are stale, oldest first:
-/// never analyzed while rows arrived, or changed by more than a tenth of their rows
-/// since (autovacuum's default rule, kept here because a server may run without
-/// autovacuum, and autovacuum never analyzes the partitioned table itself).
+/// When a table's planner statistics are stale: never analyzed while rows arrived, or
+/// changed by more than a tenth of its rows since (autovacuum's default rule, kept here
+/// because a server may run without autovacuum, and autovacuum never analyzes the
+/// partitioned table itself). `c` is its `pg_class` row, `s` its `pg_stat_user_tables`.
+const STALE: &str =
+    "s.n_mod_since_analyze > 0 AND (c.reltuples < 0 OR s.n_mod_since_analyze >= 50 + 0.1 * c.reltuples)";
+
+/// The roll-up tables analytics and budgets read; they are upserted on every ingest.
+pub const ROLLUP_TABLES: [&str; 3] = ["usage_daily", "usage_hourly", "spend_ledger"];
+
+#[derive(diesel::QueryableByName)]
+struct TableName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// Daily partitions of `usage_events` whose planner statistics are stale ([`STALE`]),
+/// oldest first.
 pub async fn stale_partitions(conn: &mut DbConn) -> AppResult<Vec<String>> {
-    #[derive(diesel::QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
-    let rows: Vec<Name> = diesel::sql_query(
+    let rows: Vec<TableName> = diesel::sql_query(format!(
         "SELECT c.relname::text AS name FROM pg_inherits i \
          JOIN pg_class p ON p.oid = i.inhparent AND p.relname = 'usage_events' \
          JOIN pg_class c ON c.oid = i.inhrelid \
          JOIN pg_stat_user_tables s ON s.relid = c.oid \
-         WHERE s.n_mod_since_analyze > 0 \
-           AND (c.reltuples < 0 OR s.n_mod_since_analyze >= 50 + 0.1 * c.reltuples) \
-         ORDER BY 1",
-    )
+         WHERE {STALE} ORDER BY 1"
+    ))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// The [`ROLLUP_TABLES`] whose planner statistics are stale ([`STALE`]).
+pub async fn stale_rollups(conn: &mut DbConn) -> AppResult<Vec<String>> {
+    let rows: Vec<TableName> = diesel::sql_query(format!(
+        "SELECT c.relname::text AS name FROM pg_class c \
+         JOIN pg_stat_user_tables s ON s.relid = c.oid \
+         WHERE c.relname = ANY($1) AND {STALE} ORDER BY 1"
+    ))
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ROLLUP_TABLES.to_vec())
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.name).collect())
@@ -152,7 +172,7 @@ pub async fn events_table_stale(conn: &mut DbConn, max_age: chrono::Duration) ->
 }
 
 /// `ANALYZE` of one table named by the catalog (a partition of [`event_partitions`]'s
-/// shape, or `usage_events`).
+/// shape, `usage_events`, or one of [`ROLLUP_TABLES`]).
 pub async fn analyze(conn: &mut DbConn, table: &str) -> AppResult<()> {
     diesel::sql_query(format!("ANALYZE {table}")).execute(conn).await?;
     Ok(())

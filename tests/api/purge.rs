@@ -106,6 +106,7 @@ async fn the_purge_removes_what_retention_no_longer_keeps_and_keeps_spend_and_bi
             // Statistics (tested below) may or may not be stale yet.
             partitions_analyzed: report.partitions_analyzed.clone(),
             events_table_analyzed: report.events_table_analyzed,
+            rollups_analyzed: report.rollups_analyzed.clone(),
             ..PurgeReport::default()
         }
     );
@@ -252,6 +253,12 @@ async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
     expected.sort();
     assert_eq!(analyzed, expected, "{report:?}");
     assert!(report.events_table_analyzed, "never analyzed before: {report:?}");
+    // The roll-ups took 181 events too: every table was written and never analyzed.
+    assert_eq!(
+        report.rollups_analyzed,
+        ["spend_ledger", "usage_daily", "usage_hourly"],
+        "{report:?}"
+    );
     // The statistics now count each partition's rows.
     for (name, reltuples, modified) in partition_stats(&app).await {
         let held = match filled.iter().position(|f| *f == name) {
@@ -271,8 +278,12 @@ async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
     }
     let report = purge_at(&app, now).await;
     assert_eq!(
-        (report.partitions_analyzed.clone(), report.events_table_analyzed),
-        (vec![], false),
+        (
+            report.partitions_analyzed.clone(),
+            report.events_table_analyzed,
+            report.rollups_analyzed.clone()
+        ),
+        (vec![], false, vec![]),
         "{report:?}"
     );
 }
