@@ -58,6 +58,23 @@ pub struct ActivityQuery {
 /// The window answered, and one entry per day of it, oldest first.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"from": "2026-12-02", "to": "2026-12-03", "activity": [
+    {"date": "2026-12-02", "requestCount": 150, "inputTokens": 300000, "outputTokens": 45000, "cachedTokens": 20000,
+     "totalTokens": 345000, "cost": "0.925", "inputCost": "0.52", "outputCost": "0.4", "requestCost": "0",
+     "cachedInputCost": "0.005", "imageInputCost": "0", "imageOutputCost": "0", "dataStorageCost": "0",
+     "creditsRequestCount": 150, "apiKeysRequestCount": 0, "creditsCost": "0.925", "apiKeysCost": "0",
+     "creditsDataStorageCost": "0", "apiKeysDataStorageCost": "0", "discountSavings": "0", "errorCount": 3,
+     "errorRate": 2.0, "cacheCount": 15, "cacheRate": 10.0, "modelBreakdown": [
+        {"id": "gpt-4o", "provider": "openai", "requestCount": 100, "inputTokens": 200000, "outputTokens": 30000, "totalTokens": 230000, "cost": "0.75"},
+        {"id": "claude-haiku-4-5", "provider": "anthropic", "requestCount": 50, "inputTokens": 100000, "outputTokens": 15000, "totalTokens": 115000, "cost": "0.175"}
+    ]},
+    {"date": "2026-12-03", "requestCount": 0, "inputTokens": 0, "outputTokens": 0, "cachedTokens": 0,
+     "totalTokens": 0, "cost": "0", "inputCost": "0", "outputCost": "0", "requestCost": "0",
+     "cachedInputCost": "0", "imageInputCost": "0", "imageOutputCost": "0", "dataStorageCost": "0",
+     "creditsRequestCount": 0, "apiKeysRequestCount": 0, "creditsCost": "0", "apiKeysCost": "0",
+     "creditsDataStorageCost": "0", "apiKeysDataStorageCost": "0", "discountSavings": "0", "errorCount": 0,
+     "errorRate": 0.0, "cacheCount": 0, "cacheRate": 0.0, "modelBreakdown": []}
+]}))]
 pub struct ActivityResponse {
     from: NaiveDate,
     to: NaiveDate,
@@ -424,6 +441,18 @@ pub struct EntityQuery {
 /// A page of entities, largest first.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"from": "2026-12-02", "to": "2026-12-03", "data": [
+    {"id": "0193a0b4-7c2e-7d41-9a53-0f6c2b1e8d10", "name": "customer-42", "requestCount": 150, "successCount": 147,
+     "errorCount": 3, "successRate": 98.0, "inputTokens": 300000, "outputTokens": 45000, "totalTokens": 345000,
+     "cost": "0.925", "modelBreakdown": [
+        {"id": "gpt-4o", "provider": "openai", "requestCount": 100, "inputTokens": 200000, "outputTokens": 30000, "totalTokens": 230000, "cost": "0.75"},
+        {"id": "claude-haiku-4-5", "provider": "anthropic", "requestCount": 50, "inputTokens": 100000, "outputTokens": 15000, "totalTokens": 115000, "cost": "0.175"}
+    ],
+     "daily": [
+        {"date": "2026-12-02", "requestCount": 150, "errorCount": 3, "totalTokens": 345000, "cost": "0.925"},
+        {"date": "2026-12-03", "requestCount": 0, "errorCount": 0, "totalTokens": 0, "cost": "0"}
+     ]}
+], "nextOffset": null}))]
 pub struct EntityPage {
     from: NaiveDate,
     to: NaiveDate,
