@@ -134,8 +134,7 @@ pub async fn create_stream_ticket(
     security(("bearer" = []), ("ticket" = [])),
     params(OrgPath, StreamQuery),
     responses(
-        (status = 200, description = "An endless `text/event-stream` until its `end` event", content_type = "text/event-stream", body = String,
-            example = json!(": connected\n\nid: 0193e4a2-7c41-7d2e-9b1f-3c2a1e0f4d5b\ndata: {\"id\":\"0193e4a2-7c41-7d2e-9b1f-3c2a1e0f4d5b\",\"requestId\":\"req_01J9Z3K4\",\"occurredAt\":\"2026-12-03T10:00:00.123Z\",\"model\":\"gpt-4o\",\"status\":\"success\",\"cost\":\"0.0042\"}\n\n: keep-alive\n\nevent: end\ndata: {\"reason\":\"expired\"}\n\n")),
+        (status = 200, description = "An endless `text/event-stream` until its `end` event. The schema is that of one event as an SSE parser reads it; on the wire, e.g.: `id: 0193e4a2-…` / `data: {\"id\":\"0193e4a2-…\",\"requestId\":\"req_01J9Z3K4\",…}`, heartbeat comments (`: keep-alive`), and last `event: end` / `data: {\"reason\":\"expired\"}`.", content_type = "text/event-stream", body = LiveEvent),
         (status = 400, description = "A query parameter is invalid", body = Problem),
         (status = 401, description = "No credentials, or a ticket that is invalid, used, expired or for another organization", body = Problem),
         (status = 404, body = Problem),
@@ -181,6 +180,33 @@ pub async fn stream_spend_logs(
 }
 
 const EVENT_STREAM: &str = "text/event-stream";
+
+/// One event of the live stream as an SSE parser (a browser's `EventSource`) reads it.
+// The stream writes its frames itself (`event_frame`, `end_frame`); this type only
+// describes them in the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "event": "message", "id": "0193e4a2-7c41-7d2e-9b1f-3c2a1e0f4d5b",
+    "data": "{\"id\":\"0193e4a2-7c41-7d2e-9b1f-3c2a1e0f4d5b\",\"requestId\":\"req_01J9Z3K4\",\"model\":\"gpt-4o\",\"status\":\"success\",\"cost\":\"0.0042\"}"
+}))]
+#[allow(dead_code)] // never built: see above
+pub struct LiveEvent {
+    event: LiveEventKind,
+    /// `message`: the call's spend-log row (the list's row shape) as JSON. `end`:
+    /// `{"reason": "expired" | "too_slow" | "shutdown" | "unavailable"}`.
+    data: String,
+    /// The call's id (`message` events only).
+    id: Option<String>,
+}
+
+/// `message` (sent without an `event:` line) for each call, `end` once, last.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // never built: see `LiveEvent`
+pub enum LiveEventKind {
+    Message,
+    End,
+}
 
 /// The person behind the request: a bearer JWT when one is sent, else the ticket.
 async fn caller(req: &HttpRequest, state: &AppState, ticket: Option<&str>, org_id: Uuid) -> AppResult<Caller> {

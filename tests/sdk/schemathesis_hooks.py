@@ -12,7 +12,11 @@ from typing import Any
 import schemathesis
 
 # Listings whose `from`/`to` bound one range.
-RANGED = {"/v1/orgs/{orgId}/spend-logs", "/v1/orgs/{orgId}/decisions"}
+RANGED = {
+    "/v1/orgs/{orgId}/spend-logs",
+    "/v1/orgs/{orgId}/spend-logs/stream",
+    "/v1/orgs/{orgId}/decisions",
+}
 
 
 def _instant(value: Any) -> float | None:
