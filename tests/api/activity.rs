@@ -26,22 +26,10 @@ async fn fixture() -> Fixture {
     app.add_price("openai", "act-a", "act-a", "2", "8", "1").await;
     app.add_price("anthropic", "act-b", "act-b", "3", "15", "0.3").await;
     let tenant = app.tenant().await;
-    let org = format!("/v1/orgs/{}", tenant.org_id);
-    let hybrid = app
-        .post_json(
-            &tenant.owner,
-            &format!("{org}/projects"),
-            json!({"name": "Hybrid", "mode": "hybrid"}),
-        )
+    let (hybrid_project_id, key) = app
+        .project_with_key(&tenant.owner, tenant.org_id, "Hybrid", "hybrid")
         .await;
-    let hybrid_project_id = hybrid["id"].as_str().unwrap().to_owned();
-    let key = app
-        .post_json(
-            &tenant.owner,
-            &format!("{org}/projects/{hybrid_project_id}/keys"),
-            json!({"name": "hybrid"}),
-        )
-        .await;
+    let hybrid_project_id = hybrid_project_id.to_string();
     let now = Utc::now();
     let event = |id: &str, provider: &str, model: &str, user: &str, extra: Value| {
         let mut e = json!({"requestId": id, "endpoint": "/chat/completions", "provider": provider, "model": model,

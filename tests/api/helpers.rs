@@ -278,21 +278,7 @@ impl TestApp {
     pub async fn tenant(&self) -> Tenant {
         let (owner, body) = self.signup_with(json!({"organizationName": "Acme AI"})).await;
         let org_id = uuid(&body["organization"]["id"]);
-        let project = self
-            .post_json(
-                &owner,
-                &format!("/v1/orgs/{org_id}/projects"),
-                json!({"name": "Production", "mode": "credits"}),
-            )
-            .await;
-        let project_id = uuid(&project["id"]);
-        let key = self
-            .post_json(
-                &owner,
-                &format!("/v1/orgs/{org_id}/projects/{project_id}/keys"),
-                json!({"name": "server"}),
-            )
-            .await;
+        let (project_id, key) = self.project_with_key(&owner, org_id, "Production", "credits").await;
         Tenant {
             owner,
             org_id,
@@ -300,6 +286,27 @@ impl TestApp {
             key_id: uuid(&key["id"]),
             key_secret: key["secret"].as_str().expect("secret").to_owned(),
         }
+    }
+
+    /// Creates a project of `mode` in the organization and an API key in it, as `owner`;
+    /// returns the project's id and the key as created (with its `secret`).
+    pub async fn project_with_key(&self, owner: &TestUser, org_id: Uuid, name: &str, mode: &str) -> (Uuid, Value) {
+        let project = self
+            .post_json(
+                owner,
+                &format!("/v1/orgs/{org_id}/projects"),
+                json!({"name": name, "mode": mode}),
+            )
+            .await;
+        let project_id = uuid(&project["id"]);
+        let key = self
+            .post_json(
+                owner,
+                &format!("/v1/orgs/{org_id}/projects/{project_id}/keys"),
+                json!({"name": name.to_lowercase()}),
+            )
+            .await;
+        (project_id, key)
     }
 
     /// Adds a brand-new person to the tenant with `role` and signs them in.

@@ -36,22 +36,10 @@ async fn fixture() -> Fixture {
     app.add_price("openai", "sum-a", "sum-a", "2", "8", "1").await;
     app.add_price("anthropic", "sum-b", "sum-b", "3", "15", "0.3").await;
     let tenant = app.tenant().await;
-    let org = format!("/v1/orgs/{}", tenant.org_id);
-    let project = app
-        .post_json(
-            &tenant.owner,
-            &format!("{org}/projects"),
-            json!({"name": "Staging", "mode": "credits"}),
-        )
+    let (other_project_id, key) = app
+        .project_with_key(&tenant.owner, tenant.org_id, "Staging", "credits")
         .await;
-    let other_project_id = project["id"].as_str().unwrap().to_owned();
-    let key = app
-        .post_json(
-            &tenant.owner,
-            &format!("{org}/projects/{other_project_id}/keys"),
-            json!({"name": "staging"}),
-        )
-        .await;
+    let other_project_id = other_project_id.to_string();
     let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let at = [
         hour - Duration::hours(2) + Duration::minutes(10),
