@@ -390,3 +390,63 @@ async fn a_reservation_recorded_with_whole_key_names_is_still_released() {
     assert_eq!(verdict, Verdict::Allow);
     assert_eq!((readings[1].spent_micros, readings[1].reserved_micros), (600, 0));
 }
+
+/// A batch settles per scope and day, and the calls of one customer as one group: the
+/// spend lands in every period counter once, and of three calls only the two never
+/// authorized are added to the minute's request count (the third was counted when it
+/// was authorized, and its reservation is released).
+#[tokio::test]
+async fn a_grouped_settlement_counts_spend_once_per_period_and_only_unauthorized_calls() {
+    let f = fixture().await;
+    f.ready().await;
+    let scopes = f.hard_budget(1_000_000);
+    assert_eq!(f.ask(&scopes, "authorized", 700, noon()).await, Verdict::Allow);
+
+    let mut settlement = Settlement::new(&f.prefix, f.org);
+    settlement.add_spend(f.customer, noon().date_naive(), 1_200);
+    settlement.add_tokens(f.customer, 90, noon());
+    let calls = ["authorized", "direct-1", "direct-2"].map(String::from).to_vec();
+    settlement.add_requests(calls, &[f.organization, f.customer], noon());
+    assert!(f.counters.settle(&settlement).await.unwrap());
+
+    let keys = f.counters.keys(f.org);
+    let client =
+        redis::Client::open(std::env::var("MP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+            .unwrap();
+    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let get = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<i64>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    for period in [
+        BudgetPeriod::Daily,
+        BudgetPeriod::Weekly,
+        BudgetPeriod::Monthly,
+        BudgetPeriod::Total,
+    ] {
+        assert_eq!(
+            get(keys.spend(f.customer, &period_tag(period, noon()))).await,
+            Some(1_200),
+            "{period:?}"
+        );
+    }
+    let minute = meterplane::counters::keys::minute_of(noon());
+    for scope in [f.organization, f.customer] {
+        assert_eq!(
+            get(keys.requests_in_minute(scope, minute)).await,
+            Some(3),
+            "{:?}",
+            scope.kind
+        );
+    }
+    assert_eq!(get(keys.tokens_in_minute(f.customer, minute)).await, Some(90));
+    // The authorized call's reservation was released: the budget sees only the spend.
+    let (_, readings) = f.ask_full(&scopes, "next", 0, 0, noon()).await;
+    assert_eq!((readings[1].spent_micros, readings[1].reserved_micros), (1_200, 0));
+}
