@@ -32,7 +32,7 @@ use crate::{
     error::{AppError, AppResult, FieldError},
     store::{
         self,
-        usage::{Claim, Daily, EventRow, ExternalKind, Hourly},
+        usage::{Claim, Daily, DailyCustomers, DailyModels, DailyRoutes, EventRow, ExternalKind, Hourly},
         DbConn, DbPool,
     },
 };
@@ -380,6 +380,13 @@ impl Ingestor {
             store::usage::upsert_rollups::<Daily>(conn, key.org_id, &daily).await?;
             let hourly = rollups::aggregate::<Hourly>(key, &rows, shard);
             store::usage::upsert_rollups::<Hourly>(conn, key.org_id, &hourly).await?;
+            // The coarse tables, in `store::usage::COARSE_DAILY_TABLES` order.
+            let models = rollups::aggregate::<DailyModels>(key, &rows, shard);
+            store::usage::upsert_rollups::<DailyModels>(conn, key.org_id, &models).await?;
+            let customers = rollups::aggregate::<DailyCustomers>(key, &rows, shard);
+            store::usage::upsert_rollups::<DailyCustomers>(conn, key.org_id, &customers).await?;
+            let routes = rollups::aggregate::<DailyRoutes>(key, &rows, shard);
+            store::usage::upsert_rollups::<DailyRoutes>(conn, key.org_id, &routes).await?;
             // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
             store::spend_ledger::add(conn, key.org_id, shard, &spend.by_scope).await?;

@@ -10,7 +10,7 @@ use crate::{
         rollup::{bucket_index, BUCKET_COUNT},
         usage::{BillingSource, EventStatus},
     },
-    store::usage::{EventRow, Resolution, RollupGrain, RollupRow, RollupSums},
+    store::usage::{Dimension, EventRow, Resolution, RollupGrain, RollupRow, RollupSums},
 };
 
 /// One row per grain of `R` (a UTC day or hour), sorted by grain (the lock order
@@ -20,7 +20,7 @@ use crate::{
 pub fn aggregate<R: Resolution>(key: &KeyIdentity, rows: &[EventRow], shard: i16) -> Vec<RollupRow> {
     let mut by_grain: BTreeMap<RollupGrain, RollupRow> = BTreeMap::new();
     for row in rows {
-        let grain = RollupGrain {
+        let mut grain = RollupGrain {
             starts_at: R::bucket_start(row.occurred_at),
             project_id: key.project_id,
             api_key_id: key.key_id,
@@ -31,6 +31,9 @@ pub fn aggregate<R: Resolution>(key: &KeyIdentity, rows: &[EventRow], shard: i16
             model: row.canonical_model.clone(),
             shard,
         };
+        if R::KEPT.len() < Dimension::ALL.len() {
+            grain.drop_dimensions(R::KEPT);
+        }
         let sum = by_grain.entry(grain).or_insert_with_key(|grain| RollupRow {
             grain: grain.clone(),
             sums: RollupSums::default(),

@@ -264,9 +264,11 @@ pub async fn insert_events(conn: &mut DbConn, key: &KeyIdentity, rows: &[EventRo
     Ok(())
 }
 
-/// A roll-up table's time grain. Both tables have the same columns but the time one
-/// (`day` date, `hour` timestamptz), so the upsert is written once and instantiated
-/// for each.
+/// A roll-up table: its time grain and which dimensions of an event it keeps. Every
+/// roll-up table has the same columns as `usage_daily` (the time one apart: `day` date,
+/// `hour` timestamptz), so the upsert and the reads are written once. A coarse table
+/// keeps fewer dimensions (`coarsen` sets the others to one constant value), so it has
+/// far fewer rows and the reports that need only its dimensions read it instead.
 pub trait Resolution {
     /// The table, whose unique key is the constraint `{TABLE}_grain`.
     const TABLE: &'static str;
@@ -276,22 +278,105 @@ pub trait Resolution {
     const FROM_START: &'static str;
     /// The start of the bucket holding `at`.
     fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc>;
+    /// The dimensions this table keeps; the others hold one constant value
+    /// ([`Dimension::constant`]).
+    const KEPT: &'static [Dimension] = &Dimension::ALL;
+    /// The upsert's text, built once per table.
+    fn upsert_sql() -> &'static str;
 }
 
-/// `usage_daily`: UTC days, kept for billing (`domain::retention`).
+/// `usage_daily`: UTC days, every dimension; kept for billing (`domain::retention`).
 pub struct Daily;
 /// `usage_hourly`: UTC hours, kept `domain::retention::HOURLY_ROLLUP_DAYS` days.
 pub struct Hourly;
+/// `usage_daily_models`: UTC days per provider and model, for organization-wide
+/// activity and summaries.
+pub struct DailyModels;
+/// `usage_daily_customers`: UTC days per customer, for the customer report.
+pub struct DailyCustomers;
+/// `usage_daily_routes`: UTC days per agent and endpoint, for the agent and endpoint
+/// reports.
+pub struct DailyRoutes;
 
-impl Resolution for Daily {
-    const TABLE: &'static str = "usage_daily";
-    const TIME_COLUMN: &'static str = "day";
-    const FROM_START: &'static str = "(t.starts_at AT TIME ZONE 'UTC')::date";
+/// The coarse daily tables, in the order ingest writes them (after `usage_daily` and
+/// `usage_hourly`: one lock order for every transaction).
+pub const COARSE_DAILY_TABLES: [&str; 3] = [DailyModels::TABLE, DailyCustomers::TABLE, DailyRoutes::TABLE];
 
-    fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc> {
-        at.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(at)
+/// The dimensions of an event a roll-up table can keep, besides time and shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Project,
+    ApiKey,
+    Customer,
+    Agent,
+    Endpoint,
+    Provider,
+    Model,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 7] = [
+        Dimension::Project,
+        Dimension::ApiKey,
+        Dimension::Customer,
+        Dimension::Agent,
+        Dimension::Endpoint,
+        Dimension::Provider,
+        Dimension::Model,
+    ];
+
+    /// Its column in the roll-up tables.
+    pub fn column(self) -> &'static str {
+        match self {
+            Dimension::Project => "project_id",
+            Dimension::ApiKey => "api_key_id",
+            Dimension::Customer => "customer_id",
+            Dimension::Agent => "agent_id",
+            Dimension::Endpoint => "endpoint",
+            Dimension::Provider => "provider",
+            Dimension::Model => "model",
+        }
+    }
+
+    /// The value its column holds in a table that does not keep it, as SQL.
+    pub fn constant(self) -> &'static str {
+        match self {
+            Dimension::Project | Dimension::ApiKey => "'00000000-0000-0000-0000-000000000000'::uuid",
+            Dimension::Customer | Dimension::Agent => "NULL::uuid",
+            Dimension::Endpoint | Dimension::Provider | Dimension::Model => "''",
+        }
     }
 }
+
+macro_rules! daily_table {
+    ($ty:ident, $table:literal, [$($kept:ident),*]) => {
+        impl Resolution for $ty {
+            const TABLE: &'static str = $table;
+            const TIME_COLUMN: &'static str = "day";
+            const FROM_START: &'static str = "(t.starts_at AT TIME ZONE 'UTC')::date";
+
+            fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc> {
+                at.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(at)
+            }
+
+            const KEPT: &'static [Dimension] = &[$(Dimension::$kept),*];
+
+            fn upsert_sql() -> &'static str {
+                static SQL: OnceLock<String> = OnceLock::new();
+                SQL.get_or_init(upsert_rollups_sql::<Self>)
+            }
+        }
+    };
+}
+
+daily_table!(
+    Daily,
+    "usage_daily",
+    [Project, ApiKey, Customer, Agent, Endpoint, Provider, Model]
+);
+daily_table!(DailyModels, "usage_daily_models", [Provider, Model]);
+daily_table!(DailyCustomers, "usage_daily_customers", [Customer]);
+daily_table!(DailyRoutes, "usage_daily_routes", [Agent, Endpoint]);
 
 impl Resolution for Hourly {
     const TABLE: &'static str = "usage_hourly";
@@ -300,6 +385,11 @@ impl Resolution for Hourly {
 
     fn bucket_start(at: DateTime<Utc>) -> DateTime<Utc> {
         at.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(at)
+    }
+
+    fn upsert_sql() -> &'static str {
+        static SQL: OnceLock<String> = OnceLock::new();
+        SQL.get_or_init(upsert_rollups_sql::<Self>)
     }
 }
 
@@ -322,6 +412,68 @@ columns! {
         /// Spreads concurrent writers of one grain over several rows (`ingest::ROLLUP_SHARDS`).
         shard: i16 => Int2,
     }
+}
+
+impl RollupGrain {
+    /// Sets every dimension not in `kept` to its constant: the nil id for projects and
+    /// keys, no customer or agent, the empty text for endpoint, provider and model.
+    pub fn drop_dimensions(&mut self, kept: &[Dimension]) {
+        let keeps = |d: Dimension| kept.contains(&d);
+        if !keeps(Dimension::Project) {
+            self.project_id = Uuid::nil();
+        }
+        if !keeps(Dimension::ApiKey) {
+            self.api_key_id = Uuid::nil();
+        }
+        if !keeps(Dimension::Customer) {
+            self.customer_id = None;
+        }
+        if !keeps(Dimension::Agent) {
+            self.agent_id = None;
+        }
+        for (dimension, text) in [
+            (Dimension::Endpoint, &mut self.endpoint),
+            (Dimension::Provider, &mut self.provider),
+            (Dimension::Model, &mut self.model),
+        ] {
+            if !keeps(dimension) {
+                text.clear();
+            }
+        }
+    }
+}
+
+/// Rebuilds coarse table `R` for one organization from its `usage_daily` rows (shard
+/// 0): what ingest would have written. For tools that write roll-ups in bulk (the
+/// analytics benchmark) and for the reconciliation tests, which compare the result
+/// with what ingest wrote.
+pub fn coarse_from_daily_sql<R: Resolution>() -> String {
+    let names: Vec<&str> = Dimension::ALL.iter().map(|d| d.column()).collect();
+    let grain: Vec<&str> = Dimension::ALL
+        .iter()
+        .map(|d| if R::KEPT.contains(d) { d.column() } else { d.constant() })
+        .collect();
+    let buckets: Vec<String> = HISTOGRAMS.iter().flat_map(|h| histogram_columns(h)).collect();
+    let summed: Vec<&str> = RollupSums::COLUMNS
+        .iter()
+        .copied()
+        .chain(buckets.iter().map(String::as_str))
+        .collect();
+    format!(
+        "INSERT INTO {table} (org_id, day, {names}, shard, {summed}) \
+         SELECT org_id, day, {grain}, 0, {sums} FROM usage_daily WHERE org_id = $1 \
+         GROUP BY org_id, day{kept}",
+        table = R::TABLE,
+        names = names.join(", "),
+        summed = summed.join(", "),
+        grain = grain.join(", "),
+        kept = R::KEPT.iter().map(|d| format!(", {}", d.column())).collect::<String>(),
+        sums = summed
+            .iter()
+            .map(|c| format!("sum({c})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 summed_columns! {
@@ -428,13 +580,6 @@ fn upsert_rollups_sql<R: Resolution>() -> String {
     )
 }
 
-fn upsert_sql_of<R: Resolution>() -> &'static str {
-    static DAILY: OnceLock<String> = OnceLock::new();
-    static HOURLY: OnceLock<String> = OnceLock::new();
-    let cell = if R::TABLE == Daily::TABLE { &DAILY } else { &HOURLY };
-    cell.get_or_init(upsert_rollups_sql::<R>)
-}
-
 /// Adds `rows` to `R`'s roll-ups. Rows must come sorted by grain so concurrent batches
 /// that share a shard lock rows in the same order (no deadlocks); their `starts_at`
 /// must be `R`'s bucket starts (`ingest::rollups::aggregate::<R>`).
@@ -442,7 +587,7 @@ pub async fn upsert_rollups<R: Resolution>(conn: &mut DbConn, org_id: Uuid, rows
     if rows.is_empty() {
         return Ok(());
     }
-    let query = diesel::sql_query(upsert_sql_of::<R>())
+    let query = diesel::sql_query(R::upsert_sql())
         .into_boxed()
         .bind::<SqlUuid, _>(org_id);
     let query = RollupGrain::bind_arrays(query, rows, |r| &r.grain);
@@ -467,12 +612,13 @@ mod tests {
             let money = column.contains("cost") || *column == "discount_savings";
             assert_eq!(*sql_type, if money { "numeric" } else { "int8" }, "{column}");
         }
-        for sql in [upsert_sql_of::<Daily>(), upsert_sql_of::<Hourly>()] {
+        for sql in [Daily::upsert_sql(), Hourly::upsert_sql(), DailyModels::upsert_sql()] {
             assert!(sql.contains("cost_before_discount = d.cost_before_discount + EXCLUDED.cost_before_discount"));
             assert!(sql.contains("ttft_b16 = d.ttft_b16 + EXCLUDED.ttft_b16"));
         }
-        assert!(upsert_sql_of::<Daily>().starts_with("INSERT INTO usage_daily AS d (org_id, day, "));
-        assert!(upsert_sql_of::<Hourly>().starts_with("INSERT INTO usage_hourly AS d (org_id, hour, "));
+        assert!(Daily::upsert_sql().starts_with("INSERT INTO usage_daily AS d (org_id, day, "));
+        assert!(Hourly::upsert_sql().starts_with("INSERT INTO usage_hourly AS d (org_id, hour, "));
+        assert!(DailyModels::upsert_sql().starts_with("INSERT INTO usage_daily_models AS d (org_id, day, "));
         let insert = insert_events_sql();
         assert_eq!(insert.matches("::").count(), EventRow::COLUMNS.len());
     }
