@@ -26,7 +26,7 @@ use crate::{
     error::{AppError, AppResult, ErrorCode, Problem},
     store::{
         self,
-        activity::{ActivityFilter, DayGroup, Entity, EntityGroup, EntitySort, Grouping},
+        activity::{ActivityFilter, DayGroup, Entity, EntityGroup, EntitySort, EntitySums, Grouping},
         usage::RollupSums,
     },
 };
@@ -295,7 +295,7 @@ fn days(
             let mut entry = day_activity(day, &total);
             entry.model_breakdown = day_models
                 .into_iter()
-                .map(|m| model_usage(m.group_id, m.label, &m.sums))
+                .map(|m| model_usage(m.group_id, m.label, &EntitySums::from(&m.sums)))
                 .collect();
             entry.api_key_breakdown = keys.as_mut().map(|k| {
                 k.remove(&day)
@@ -349,7 +349,7 @@ fn day_activity(date: NaiveDate, s: &RollupSums) -> DayActivity {
     }
 }
 
-fn model_usage(model: Option<String>, provider: Option<String>, s: &RollupSums) -> ModelUsage {
+fn model_usage(model: Option<String>, provider: Option<String>, s: &EntitySums) -> ModelUsage {
     ModelUsage {
         id: model.unwrap_or_default(),
         provider: provider.unwrap_or_default(),
@@ -610,7 +610,7 @@ fn entity_activity(
     models: Vec<EntityGroup>,
 ) -> EntityActivity {
     let s = &row.sums;
-    let mut per_day: BTreeMap<NaiveDate, RollupSums> =
+    let mut per_day: BTreeMap<NaiveDate, EntitySums> =
         days.into_iter().filter_map(|d| Some((d.day?, d.sums))).collect();
     EntityActivity {
         id: match entity {

@@ -28,6 +28,7 @@ pub struct PurgeReport {
     pub events: u64,
     pub request_ids: u64,
     pub decisions: u64,
+    /// Rows of the daily roll-ups (`usage_daily` and its coarse copies).
     pub rollup_rows: u64,
     pub hourly_rollup_rows: u64,
     /// Daily partitions whose planner statistics were stale and were analyzed (the

@@ -6,13 +6,18 @@ use std::sync::OnceLock;
 
 use chrono::NaiveDate;
 use diesel::{
-    sql_types::{Date, Nullable, Text, Uuid as SqlUuid},
+    sql_types::{BigInt, Date, Nullable, Numeric, Text, Uuid as SqlUuid},
     QueryableByName,
 };
 use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{access::OrgAccess, usage::RollupSums, DbConn};
+use super::{
+    access::OrgAccess,
+    usage::{Daily, DailyCustomers, DailyModels, DailyRoutes, Resolution, RollupSums},
+    DbConn,
+};
 use crate::{domain::activity::DayWindow, error::AppResult};
 
 /// Which roll-up rows a query sums.
@@ -21,6 +26,14 @@ pub struct ActivityFilter {
     pub window: DayWindow,
     pub project_id: Option<Uuid>,
     pub api_key_id: Option<Uuid>,
+}
+
+impl ActivityFilter {
+    /// Whether it keeps every project and key: then the coarse roll-ups, which do not
+    /// keep those dimensions, can answer.
+    fn is_unfiltered(&self) -> bool {
+        self.project_id.is_none() && self.api_key_id.is_none()
+    }
 }
 
 /// The sums of one day and one group (a model, a key or a customer).
@@ -65,8 +78,13 @@ pub async fn by_day(
             "LEFT JOIN customers c ON c.id = d.customer_id",
         ),
     };
+    let table = match grouping {
+        Grouping::Model if filter.is_unfiltered() => DailyModels::TABLE,
+        Grouping::Customer if filter.is_unfiltered() => DailyCustomers::TABLE,
+        _ => Daily::TABLE,
+    };
     let sql = format!(
-        "SELECT d.day, {label} AS label, {group_id} AS group_id, {sums} FROM usage_daily d {join} \
+        "SELECT d.day, {label} AS label, {group_id} AS group_id, {sums} FROM {table} d {join} \
          WHERE d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
            AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5) \
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
@@ -119,6 +137,17 @@ impl Entity {
     }
 }
 
+impl Entity {
+    /// The smallest roll-up table that keeps this entity and what `filter` selects by.
+    fn table(self, filter: &ActivityFilter) -> &'static str {
+        match self {
+            _ if !filter.is_unfiltered() => Daily::TABLE,
+            Entity::Customer => DailyCustomers::TABLE,
+            Entity::Agent | Entity::Endpoint => DailyRoutes::TABLE,
+        }
+    }
+}
+
 const ENDPOINT_KEY: &str = "(CASE WHEN d.endpoint LIKE '/a2a/%' THEN '/a2a/{agentId}' ELSE d.endpoint END)";
 
 /// How a page of entities is ordered (largest first; ties by key).
@@ -144,8 +173,41 @@ pub struct EntityGroup {
     #[diesel(sql_type = Nullable<Text>)]
     pub model: Option<String>,
     #[diesel(embed)]
-    pub sums: RollupSums,
+    pub sums: EntitySums,
 }
+
+/// What the per-entity reports show of the roll-up sums; summing only these keeps a
+/// report over many rows cheap.
+#[derive(Debug, Clone, Default, QueryableByName)]
+pub struct EntitySums {
+    #[diesel(sql_type = BigInt)]
+    pub requests: i64,
+    #[diesel(sql_type = BigInt)]
+    pub errors: i64,
+    #[diesel(sql_type = BigInt)]
+    pub prompt_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    pub completion_tokens: i64,
+    #[diesel(sql_type = Numeric)]
+    pub cost: Decimal,
+}
+
+impl From<&RollupSums> for EntitySums {
+    fn from(s: &RollupSums) -> Self {
+        EntitySums {
+            requests: s.requests,
+            errors: s.errors,
+            prompt_tokens: s.prompt_tokens,
+            completion_tokens: s.completion_tokens,
+            cost: s.cost,
+        }
+    }
+}
+
+const ENTITY_SUMS: &str =
+    "coalesce(sum(d.requests), 0)::int8 AS requests, coalesce(sum(d.errors), 0)::int8 AS errors, \
+    coalesce(sum(d.prompt_tokens), 0)::int8 AS prompt_tokens, \
+    coalesce(sum(d.completion_tokens), 0)::int8 AS completion_tokens, coalesce(sum(d.cost), 0)::numeric AS cost";
 
 /// A page of entities with their window totals, largest first, and whether more follow.
 /// `labels` keeps only these entities (external ids or paths).
@@ -168,6 +230,7 @@ pub async fn entities(
     // An empty list keeps every entity.
     let sql = entity_sql(
         entity,
+        entity.table(filter),
         WINDOW_TOTALS,
         &format!(
             "AND (cardinality($6::text[]) = 0 OR {label} = ANY($6)) \
@@ -196,15 +259,17 @@ pub async fn entity_details(
     by_model: bool,
 ) -> AppResult<Vec<EntityGroup>> {
     let (key, _, _) = entity.parts();
-    let (extra, group) = match by_model {
-        true => (BY_MODEL, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
-        false => (BY_DAY, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+    // The coarse tables do not keep models: the breakdown reads `usage_daily`.
+    let (table, extra, group) = match by_model {
+        true => (Daily::TABLE, BY_MODEL, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
+        false => (entity.table(filter), BY_DAY, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
     };
     // A NULL key (calls without a customer or agent) is matched with `IS NULL`.
     let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
     let with_null = keys.iter().any(Option::is_none);
     let sql = entity_sql(
         entity,
+        table,
         extra,
         &format!("AND ({key} = ANY($6) OR ($7 AND {key} IS NULL)) {group}"),
     );
@@ -220,16 +285,15 @@ const WINDOW_TOTALS: [&str; 3] = ["NULL::date", "NULL::text", "NULL::text"];
 const BY_DAY: [&str; 3] = ["d.day", "NULL::text", "NULL::text"];
 const BY_MODEL: [&str; 3] = ["NULL::date", "d.provider", "d.model"];
 
-/// `SELECT key, label, day, provider, model, <sums> FROM usage_daily d <join> WHERE
+/// `SELECT key, label, day, provider, model, <entity sums> FROM <table> d <join> WHERE
 /// <organization, window, project, key> <tail>`; `$1`–`$5` are bound by [`bind_filter`].
-fn entity_sql(entity: Entity, [day, provider, model]: [&str; 3], tail: &str) -> String {
+fn entity_sql(entity: Entity, table: &str, [day, provider, model]: [&str; 3], tail: &str) -> String {
     let (key, label, join) = entity.parts();
     format!(
-        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {sums} \
-         FROM usage_daily d {join} \
+        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {ENTITY_SUMS} \
+         FROM {table} d {join} \
          WHERE d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
-           AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5) {tail}",
-        sums = summed_select()
+           AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5) {tail}"
     )
 }
 

@@ -7,7 +7,11 @@ use diesel::sql_types::{BigInt, Date, Integer, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::{partitions, DbConn};
+use super::{
+    partitions,
+    usage::{Daily, Resolution, COARSE_DAILY_TABLES},
+    DbConn,
+};
 use crate::{domain::retention::Cutoffs, error::AppResult};
 
 /// Rows keyed by an instant: deleted by primary key, a batch at a time.
@@ -17,9 +21,21 @@ const REQUEST_IDS: &str = "DELETE FROM usage_request_ids WHERE org_id = $1 AND r
     (SELECT request_id FROM usage_request_ids WHERE org_id = $1 AND occurred_at < $2 LIMIT $3)";
 const DECISIONS: &str = "DELETE FROM authorize_decisions WHERE org_id = $1 AND (decided_at, id) IN \
     (SELECT decided_at, id FROM authorize_decisions WHERE org_id = $1 AND decided_at < $2 LIMIT $3)";
+/// The daily roll-up tables: `usage_daily` and its coarse copies, kept alike.
+const DAILY_ROLLUPS: [&str; 4] = [
+    Daily::TABLE,
+    COARSE_DAILY_TABLES[0],
+    COARSE_DAILY_TABLES[1],
+    COARSE_DAILY_TABLES[2],
+];
+
 /// Roll-ups are keyed by day and have no primary key of their own.
-const ROLLUPS: &str = "DELETE FROM usage_daily WHERE ctid IN \
-    (SELECT ctid FROM usage_daily WHERE org_id = $1 AND day < $2 LIMIT $3)";
+fn daily_rollups_sql(table: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid IN \
+         (SELECT ctid FROM {table} WHERE org_id = $1 AND day < $2 LIMIT $3)"
+    )
+}
 
 const HOURLY_ROLLUPS: &str = "DELETE FROM usage_hourly WHERE ctid IN \
     (SELECT ctid FROM usage_hourly WHERE org_id = $1 AND hour < $2 LIMIT $3)";
@@ -30,6 +46,7 @@ pub struct Removed {
     pub events: u64,
     pub request_ids: u64,
     pub decisions: u64,
+    /// Rows of every daily roll-up table (`usage_daily` and the coarse ones).
     pub rollup_rows: u64,
     pub hourly_rollup_rows: u64,
 }
@@ -38,11 +55,15 @@ pub struct Removed {
 /// events, request ids and decisions, daily roll-ups, hourly roll-ups.
 pub async fn organization(conn: &mut DbConn, org_id: Uuid, cut: &Cutoffs, batch: i64) -> AppResult<Removed> {
     let events_before = cut.events_before;
+    let mut rollup_rows = 0;
+    for table in DAILY_ROLLUPS {
+        rollup_rows += before_day(conn, &daily_rollups_sql(table), org_id, cut.rollups_before, batch).await?;
+    }
     Ok(Removed {
         events: before_instant(conn, EVENTS, org_id, events_before, batch).await?,
         request_ids: before_instant(conn, REQUEST_IDS, org_id, events_before, batch).await?,
         decisions: before_instant(conn, DECISIONS, org_id, events_before, batch).await?,
-        rollup_rows: before_day(conn, ROLLUPS, org_id, cut.rollups_before, batch).await?,
+        rollup_rows,
         hourly_rollup_rows: before_instant(conn, HOURLY_ROLLUPS, org_id, cut.hourly_rollups_before, batch).await?,
     })
 }
@@ -117,7 +138,14 @@ const STALE: &str =
     "s.n_mod_since_analyze > 0 AND (c.reltuples < 0 OR s.n_mod_since_analyze >= 50 + 0.1 * c.reltuples)";
 
 /// The roll-up tables analytics and budgets read; they are upserted on every ingest.
-pub const ROLLUP_TABLES: [&str; 3] = ["usage_daily", "usage_hourly", "spend_ledger"];
+pub const ROLLUP_TABLES: [&str; 6] = [
+    "usage_daily",
+    "usage_hourly",
+    "spend_ledger",
+    COARSE_DAILY_TABLES[0],
+    COARSE_DAILY_TABLES[1],
+    COARSE_DAILY_TABLES[2],
+];
 
 #[derive(diesel::QueryableByName)]
 struct TableName {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     access::OrgAccess,
-    usage::{histogram_columns, RollupSums},
+    usage::{histogram_columns, Daily, DailyModels, Resolution, RollupSums},
     DbConn,
 };
 use crate::{
@@ -29,6 +29,13 @@ pub struct SummaryFilter {
     pub model: Option<String>,
     pub customer: Option<String>,
     pub agent: Option<String>,
+}
+
+impl SummaryFilter {
+    /// Whether it selects by nothing but the model.
+    fn needs_only_models(&self) -> bool {
+        self.project_id.is_none() && self.api_key_id.is_none() && self.customer.is_none() && self.agent.is_none()
+    }
 }
 
 /// The sums of one model in one bucket of the window.
@@ -50,6 +57,10 @@ pub struct BucketModel {
     pub ttft_buckets: Vec<i64>,
 }
 
+/// A daily table's bucket start, and the window's bounds in days.
+const DAY_START: &str = "d.day::timestamp AT TIME ZONE 'UTC'";
+const DAY_BOUNDS: &str = "d.day >= ($2 AT TIME ZONE 'UTC')::date AND d.day < ($3 AT TIME ZONE 'UTC')::date";
+
 /// Sums per bucket and model over the window, in bucket order.
 pub async fn by_bucket_and_model(
     conn: &mut DbConn,
@@ -60,11 +71,9 @@ pub async fn by_bucket_and_model(
     // The time column as the bucket's start, and the window's bounds in its type.
     let (table, starts_at, bounds) = match window.step {
         Step::Hour => ("usage_hourly", "d.hour", "d.hour >= $2 AND d.hour < $3"),
-        Step::Day => (
-            "usage_daily",
-            "d.day::timestamp AT TIME ZONE 'UTC'",
-            "d.day >= ($2 AT TIME ZONE 'UTC')::date AND d.day < ($3 AT TIME ZONE 'UTC')::date",
-        ),
+        // Without a filter on a dimension it drops, the per-model table answers.
+        Step::Day if filter.needs_only_models() => (DailyModels::TABLE, DAY_START, DAY_BOUNDS),
+        Step::Day => (Daily::TABLE, DAY_START, DAY_BOUNDS),
     };
     let sums = RollupSums::COLUMNS
         .iter()

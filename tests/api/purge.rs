@@ -44,6 +44,8 @@ async fn decision(app: &TestApp, tenant: &Tenant, at: DateTime<Utc>) {
 }
 
 /// Rows per table for one organization.
+/// Rows per table of one organization; the daily roll-ups count `usage_daily` and
+/// its coarse copies together.
 async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 6] {
     let mut counts = [0; 6];
     for (i, table) in [
@@ -58,6 +60,11 @@ async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 6] {
     .enumerate()
     {
         counts[i] = app.count_rows(table, tenant.org_id).await;
+    }
+    for coarse in ["usage_daily_models", "usage_daily_customers", "usage_daily_routes"] {
+        let n = app.count_rows(coarse, tenant.org_id).await;
+        assert!(n > 0 || counts[3] == 0, "{coarse} is written with usage_daily");
+        counts[3] += n;
     }
     counts
 }
@@ -256,7 +263,14 @@ async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
     // The roll-ups took 181 events too: every table was written and never analyzed.
     assert_eq!(
         report.rollups_analyzed,
-        ["spend_ledger", "usage_daily", "usage_hourly"],
+        [
+            "spend_ledger",
+            "usage_daily",
+            "usage_daily_customers",
+            "usage_daily_models",
+            "usage_daily_routes",
+            "usage_hourly"
+        ],
         "{report:?}"
     );
     // The statistics now count each partition's rows.
