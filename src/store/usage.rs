@@ -443,10 +443,9 @@ impl RollupGrain {
     }
 }
 
-/// Rebuilds coarse table `R` for one organization from its `usage_daily` rows (shard
-/// 0): what ingest would have written. For tools that write roll-ups in bulk (the
-/// analytics benchmark) and for the reconciliation tests, which compare the result
-/// with what ingest wrote.
+/// Fills an empty coarse table `R` from `usage_daily` (every organization, shard 0):
+/// the sums ingest would have written. For tools that write roll-ups in bulk, such as
+/// the analytics benchmark.
 pub fn coarse_from_daily_sql<R: Resolution>() -> String {
     let names: Vec<&str> = Dimension::ALL.iter().map(|d| d.column()).collect();
     let grain: Vec<&str> = Dimension::ALL
@@ -461,7 +460,7 @@ pub fn coarse_from_daily_sql<R: Resolution>() -> String {
         .collect();
     format!(
         "INSERT INTO {table} (org_id, day, {names}, shard, {summed}) \
-         SELECT org_id, day, {grain}, 0, {sums} FROM usage_daily WHERE org_id = $1 \
+         SELECT org_id, day, {grain}, 0, {sums} FROM usage_daily \
          GROUP BY org_id, day{kept}",
         table = R::TABLE,
         names = names.join(", "),
