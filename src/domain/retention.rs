@@ -10,7 +10,8 @@
 //! - the daily roll-ups (`usage_daily`): they hold each customer's cost per day, which
 //!   invoices are made from. They are kept for the retention or the billing horizon,
 //!   whichever is longer, so a month can be invoiced (or re-issued) a year later even
-//!   on the free plan.
+//!   on the free plan. Their coarse copies (`usage_daily_models`, `_customers`,
+//!   `_routes`) are kept alike.
 //!
 //! The hourly roll-ups (`usage_hourly`) only serve summaries of up to 48 hours; they
 //! are kept for [`HOURLY_ROLLUP_DAYS`] days, or the retention when it is shorter.
