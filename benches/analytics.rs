@@ -19,9 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use meterplane::store::usage::{
-    coarse_from_daily_sql, DailyCustomers, DailyModels, DailyRoutes, COARSE_DAILY_TABLES,
-};
+use meterplane::store::usage::{coarse_from_daily_sql, DailyCustomers, DailyModels, DailyRoutes, COARSE_DAILY_TABLES};
 
 use common::{create_tenant, post_json, psql, psql_i64, string_at, wait_ready, Harness, SERVER_BIN};
 

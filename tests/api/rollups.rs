@@ -229,6 +229,7 @@ async fn stored_and_recomputed(database_url: &str, table: Table, orgs: &[Uuid]) 
             .collect();
         format!("({})::text", objects.join(" || "))
     };
+    let stored_group = format!("{}, t", GRAIN.join(", "));
     let stored = format!(
         "SELECT {grain} AS grain, {sums} AS sums FROM (SELECT *, {time} AS t FROM {name} WHERE org_id = ANY($1)) d \
          GROUP BY {group}",
@@ -236,7 +237,7 @@ async fn stored_and_recomputed(database_url: &str, table: Table, orgs: &[Uuid]) 
         sums = object(&|c, _| format!("sum({c})")),
         time = table.time,
         name = table.name,
-        group = format!("{}, t", GRAIN.join(", ")),
+        group = stored_group,
     );
     let recomputed = format!(
         "SELECT {grain} AS grain, {sums} AS sums FROM \
