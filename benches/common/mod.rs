@@ -263,7 +263,14 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.stop_server();
-        if let Some(db) = self.database.take() {
+        // MP_BENCH_KEEP_DB=1 keeps the database for a closer look (EXPLAIN ANALYZE).
+        let keep = std::env::var("MP_BENCH_KEEP_DB").is_ok_and(|v| v == "1");
+        if let Some(db) = self.database.take().filter(|db| {
+            if keep {
+                eprintln!("kept the bench database {db} (MP_BENCH_KEEP_DB=1)");
+            }
+            !keep
+        }) {
             if let Err(e) = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")) {
                 eprintln!("could not drop the bench database {db}: {e:#}");
             }

@@ -135,9 +135,17 @@ impl Entity {
             Entity::Endpoint => (ENDPOINT_KEY, ENDPOINT_KEY, ""),
         }
     }
-}
 
-impl Entity {
+    /// The condition `key = ANY($n)` on the stored column, so that an index on it
+    /// serves the lookup (the key is the id as text).
+    fn key_in(self, n: usize) -> String {
+        match self {
+            Entity::Customer => format!("d.customer_id = ANY(${n}::uuid[])"),
+            Entity::Agent => format!("d.agent_id = ANY(${n}::uuid[])"),
+            Entity::Endpoint => format!("{ENDPOINT_KEY} = ANY(${n})"),
+        }
+    }
+
     /// The smallest roll-up table that keeps this entity and what `filter` selects by.
     fn table(self, filter: &ActivityFilter) -> &'static str {
         match self {
@@ -271,7 +279,7 @@ pub async fn entity_details(
         entity,
         table,
         extra,
-        &format!("AND ({key} = ANY($6) OR ($7 AND {key} IS NULL)) {group}"),
+        &format!("AND ({} OR ($7 AND {key} IS NULL)) {group}", entity.key_in(6)),
     );
     Ok(bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .bind::<diesel::sql_types::Array<Text>, _>(wanted)
