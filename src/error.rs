@@ -26,6 +26,8 @@ pub enum ErrorCode {
     ApiKeyExpired,
     /// Email and password do not match.
     InvalidCredentials,
+    /// Too many failed sign-in attempts: wait for `Retry-After` seconds.
+    TooManyAttempts,
     /// Authenticated, but the role does not allow this operation.
     Forbidden,
     NotFound,
@@ -75,6 +77,7 @@ impl ErrorCode {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Conflict => StatusCode::CONFLICT,
+            TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -11,7 +11,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
+    auth::{jwt::JwtService, key_resolver::ApiKeyResolver, throttle::LoginThrottle},
     config::Config,
     counters::Counters,
     enforcement::{EnforcementSettings, Enforcer},
@@ -96,6 +96,7 @@ impl AppState {
         Ok(Self {
             enforcer,
             jwt: JwtService::new(&config.auth),
+            login_throttle: LoginThrottle::new(redis.clone(), &config.redis.key_prefix, config.auth.login_throttle),
             keys,
             ingest,
             outbox,

@@ -12,6 +12,7 @@ pub mod discount;
 pub mod email;
 pub mod identity;
 pub mod live;
+pub mod login_throttle;
 pub mod micros;
 pub mod money;
 pub mod names;

@@ -1,18 +1,19 @@
 //! Sign-up, login and the signed-in user's profile.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    extract::{AuthUser, JsonBody},
+    extract::{client_ip, AuthUser, JsonBody},
     orgs::OrganizationView,
     schemas::{DisplayName, Email, NewPassword},
     state::AppState,
     validate,
 };
 use crate::{
+    auth::throttle::Attempt,
     domain::{
         email::EmailAddress,
         names::Name,
@@ -198,11 +199,23 @@ pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -
     responses(
         (status = 200, description = "Signed in: a short-lived access token", body = TokenResponse),
         (status = 401, description = "Email and password do not match", body = crate::error::Problem),
+        (status = 429, description = "Too many failed attempts for this account or from this address; `Retry-After` says when to try again", body = crate::error::Problem,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/auth/login")]
-pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> AppResult<web::Json<TokenResponse>> {
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: JsonBody<LoginRequest>,
+) -> AppResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
+    let attempt = Attempt::new(
+        &body.email,
+        client_ip(&req, state.config.auth.client_ip_header.as_deref()),
+    );
+    // Checked before the password is: a locked-out guesser learns nothing more.
+    state.login_throttle.check(&attempt).await?;
     let wrong = || AppError::new(ErrorCode::InvalidCredentials, "email or password is incorrect");
     let user = match EmailAddress::parse(&body.email) {
         Ok(email) => store::users::find_by_email(&mut *state.conn().await?, &email).await?,
@@ -216,8 +229,14 @@ pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> 
             .await
             .map_err(AppError::internal)?;
     match user {
-        Some(user) if matches => Ok(web::Json(token_for(&state, user.id)?)),
-        _ => Err(wrong()),
+        Some(user) if matches => {
+            state.login_throttle.succeeded(&attempt).await;
+            Ok(web::Json(token_for(&state, user.id)?))
+        }
+        _ => {
+            state.login_throttle.failed(&attempt).await;
+            Err(wrong())
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Request extractors for the two kinds of caller.
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, net::IpAddr, pin::Pin};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use serde::{de::DeserializeOwned, Deserialize};
@@ -25,6 +25,21 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The client's address, as login throttling counts it: the last entry of the
+/// configured proxy header (the one the trusted proxy appended; earlier entries are
+/// whatever the client sent), else the TCP peer. Without either (never over TCP),
+/// the unspecified address, so such requests share one count.
+pub fn client_ip(req: &HttpRequest, proxy_header: Option<&str>) -> IpAddr {
+    let from_header = proxy_header
+        .and_then(|name| req.headers().get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    from_header
+        .or_else(|| req.peer_addr().map(|peer| peer.ip()))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// A person signed in with a bearer JWT whose account still exists.

@@ -17,6 +17,7 @@ mod helpers;
 mod ledger;
 mod litellm;
 mod live;
+mod login_throttle;
 mod openapi;
 mod pricing;
 mod processes;
