@@ -7,7 +7,10 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
 
-use crate::domain::{login_throttle::ThrottlePolicy, outbox::RetryPolicy};
+use crate::domain::{
+    account_email::AccountMailSettings, account_token::TokenLifetimes, login_throttle::ThrottlePolicy,
+    outbox::RetryPolicy,
+};
 
 const DEV_JWT_SECRET: &str = "meterplane-dev-jwt-secret-change-me-0123456789";
 const DEV_API_KEY_PEPPER: &str = "meterplane-dev-api-key-pepper-change-me";
@@ -264,6 +267,8 @@ pub struct AuthConfig {
     /// (`MP_CLIENT_IP_HEADER`, e.g. `x-forwarded-for`: its last entry, the one the
     /// proxy appended, is used). Unset: the TCP peer's address.
     pub client_ip_header: Option<String>,
+    /// Where account emails point and how long their tokens last.
+    pub account_mail: AccountMailSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +363,19 @@ impl Config {
                 client_ip_header: lookup("MP_CLIENT_IP_HEADER")
                     .map(|h| h.trim().to_ascii_lowercase())
                     .filter(|h| !h.is_empty()),
+                account_mail: AccountMailSettings {
+                    api_base: env.string("MP_PUBLIC_URL", "http://127.0.0.1:8080"),
+                    lifetimes: TokenLifetimes {
+                        verification: Duration::from_secs(positive(
+                            env.parse("MP_VERIFY_TOKEN_TTL_SECS", "172800")?,
+                            "MP_VERIFY_TOKEN_TTL_SECS",
+                        )?),
+                        reset: Duration::from_secs(positive(
+                            env.parse("MP_RESET_TOKEN_TTL_SECS", "3600")?,
+                            "MP_RESET_TOKEN_TTL_SECS",
+                        )?),
+                    },
+                },
             },
             http: HttpConfig {
                 json_limit: env.parse("MP_JSON_LIMIT_BYTES", "262144")?,

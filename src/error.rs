@@ -30,6 +30,11 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// Authenticated, but the role does not allow this operation.
     Forbidden,
+    /// The account's email address is not verified yet, and the operation needs it
+    /// (accepting an invitation, acting on an organization the account did not create).
+    EmailNotVerified,
+    /// A verification or password-reset token that is unknown, already used, or expired.
+    InvalidToken,
     NotFound,
     RouteNotFound,
     MethodNotAllowed,
@@ -63,7 +68,7 @@ impl ErrorCode {
             Unauthorized | TokenExpired | InvalidApiKey | ApiKeyRevoked | ApiKeyExpired | InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden | Disabled => StatusCode::FORBIDDEN,
+            Forbidden | Disabled | EmailNotVerified => StatusCode::FORBIDDEN,
             NotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MalformedJson
@@ -72,7 +77,8 @@ impl ErrorCode {
             | InvalidType
             | InvalidPathParameter
             | InvalidQueryParameter
-            | RetentionExceeded => StatusCode::BAD_REQUEST,
+            | RetentionExceeded
+            | InvalidToken => StatusCode::BAD_REQUEST,
             ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

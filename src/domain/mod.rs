@@ -3,6 +3,8 @@
 //! Values arriving from requests are parsed into these types at the edge ("parse,
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
+pub mod account_email;
+pub mod account_token;
 pub mod activity;
 pub mod alert_email;
 pub mod api_key;

@@ -55,16 +55,16 @@ impl FromRequest for AuthUser {
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(|| AppError::unauthorized("a bearer access token is required"))?;
-            let user_id = state.jwt.verify(&token)?;
+            let subject = state.jwt.verify(&token)?;
             let mut conn = state.conn().await?;
-            // The account may have been deleted since the token was issued.
-            let user = store::users::find(&mut conn, user_id)
+            // The account may have been deleted since the token was issued, or its
+            // password changed (which retires every token issued before): the row
+            // read here anyway says both.
+            let user = store::users::find(&mut conn, subject.user_id)
                 .await?
+                .filter(|user| user.token_version == subject.version)
                 .ok_or_else(|| AppError::unauthorized("the access token is invalid"))?;
-            Ok(AuthUser(Caller {
-                user_id: user.id,
-                is_operator: user.is_operator,
-            }))
+            Ok(AuthUser(user.caller()))
         })
     }
 }
