@@ -37,6 +37,10 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served (`MP_METRICS_ADDR`, default loopback port 9464):
+    /// apart from the API, so it is not open to whoever reaches the API port. `None`
+    /// (`off`): not served.
+    pub metrics_bind: Option<SocketAddr>,
     /// Number of HTTP worker threads; 0 means one per core.
     pub workers: usize,
     pub database: DatabaseConfig,
@@ -338,6 +342,10 @@ impl Config {
         }
         Ok(Self {
             bind: env.parse("MP_BIND", "127.0.0.1:8080")?,
+            metrics_bind: match env.string("MP_METRICS_ADDR", "127.0.0.1:9464").trim() {
+                "off" => None,
+                _ => Some(env.parse("MP_METRICS_ADDR", "127.0.0.1:9464")?),
+            },
             workers: env.parse("MP_WORKERS", "0")?,
             database: DatabaseConfig {
                 url: Secret::new(env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterplane")),

@@ -138,6 +138,8 @@ async fn fresh_database() -> String {
 
 pub struct TestApp {
     pub address: String,
+    /// Where `/metrics` is served (apart from the API).
+    pub metrics_address: String,
     pub client: reqwest::Client,
     pub database_url: String,
     pub state: AppState,
@@ -199,8 +201,12 @@ impl TestApp {
         let state = AppState::connect(config)
             .await
             .expect("connect to PostgreSQL and Redis");
-        let app = Application::from_parts(listener, state.clone(), 1).expect("build app");
+        let mut app = Application::from_parts(listener, state.clone(), 1).expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_port = app
+            .serve_metrics(TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+            .expect("serve metrics");
+        let metrics_address = format!("http://127.0.0.1:{metrics_port}");
         let server = app.handle();
         let running = tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
@@ -209,6 +215,7 @@ impl TestApp {
             .expect("http client");
         Self {
             address,
+            metrics_address,
             client,
             database_url,
             state,
