@@ -49,6 +49,15 @@ fn ttl(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().filter(|&ms| ms > 0).map(Duration::from_millis)
 }
 
+/// Adds one to a fixed-window counter: the window starts with the first count (SET NX
+/// with the expiry; INCR keeps it).
+fn count_in_window(pipe: &mut redis::Pipeline, key: String, window_ms: u64) {
+    let start = redis::SetOptions::default()
+        .conditional_set(redis::ExistenceCheck::NX)
+        .with_expiration(redis::SetExpiry::PX(window_ms));
+    pipe.set_options(&key, 0, start).ignore().incr(&key, 1).ignore();
+}
+
 impl LoginThrottle {
     pub fn new(redis: ConnectionManager, prefix: &str, policy: ThrottlePolicy) -> Self {
         Self {
@@ -121,32 +130,11 @@ impl LoginThrottle {
         // The pair's count lives `window` after its last failure; the account's and
         // the address's windows start at their first failure (SET NX, then INCR keeps
         // the TTL), so a steady trickle cannot keep them from ever resetting.
-        let (pair_failures,): (u64,) = redis::pipe()
-            .incr(&pair, 1)
-            .pexpire(&pair, window as i64)
-            .ignore()
-            .set_options(
-                self.keys.account_failures(acct),
-                0,
-                redis::SetOptions::default()
-                    .conditional_set(redis::ExistenceCheck::NX)
-                    .with_expiration(redis::SetExpiry::PX(window)),
-            )
-            .ignore()
-            .incr(self.keys.account_failures(acct), 1)
-            .ignore()
-            .set_options(
-                self.keys.address_failures(addr),
-                0,
-                redis::SetOptions::default()
-                    .conditional_set(redis::ExistenceCheck::NX)
-                    .with_expiration(redis::SetExpiry::PX(window)),
-            )
-            .ignore()
-            .incr(self.keys.address_failures(addr), 1)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.incr(&pair, 1).pexpire(&pair, window as i64).ignore();
+        count_in_window(&mut pipe, self.keys.account_failures(acct), window);
+        count_in_window(&mut pipe, self.keys.address_failures(addr), window);
+        let (pair_failures,): (u64,) = pipe.query_async(&mut conn).await?;
         if let Some(lock) = self.policy.pair_lock_after(pair_failures) {
             let () = redis::cmd("SET")
                 .arg(self.keys.pair_lock(acct, addr))

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{schema::users, DbConn};
 use crate::{
     domain::{email::EmailAddress, identity::Caller},
-    error::{AppError, AppResult, OrConflict},
+    error::{AppError, AppResult},
 };
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -50,18 +50,9 @@ pub struct NewUser {
 }
 
 pub async fn insert(conn: &mut DbConn, new: NewUser) -> AppResult<User> {
-    diesel::insert_into(users::table)
-        .values((
-            users::id.eq(Uuid::now_v7()),
-            users::email.eq(new.email.as_str()),
-            users::password_hash.eq(&new.password_hash),
-            users::display_name.eq(&new.display_name),
-            users::is_operator.eq(new.is_operator),
-        ))
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .or_conflict("a user with this email already exists")
+    insert_if_new(conn, new)
+        .await?
+        .ok_or_else(|| AppError::conflict("a user with this email already exists"))
 }
 
 /// Inserts the account unless one exists for the email: `None` then. Sign-up uses it
