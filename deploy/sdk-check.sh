@@ -203,7 +203,7 @@ start_server() {
   operator_password=$(random_secret)
   export DATABASE_URL=postgres://$MP_DB_USER:$MP_DB_PASSWORD@$PG_HOST:$PG_PORT/$db_name
   export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-  export MP_REDIS_PREFIX=$redis_prefix MP_BIND=127.0.0.1:$port MP_WORKERS=2
+  export MP_REDIS_PREFIX=$redis_prefix MP_BIND=127.0.0.1:$port MP_WORKERS=2 MP_METRICS_ADDR=127.0.0.1:0
   export MP_JWT_SECRET MP_API_KEY_PEPPER
   MP_JWT_SECRET=$(random_secret)
   MP_API_KEY_PEPPER=$(random_secret)

@@ -7,7 +7,10 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
 
-use crate::domain::outbox::RetryPolicy;
+use crate::domain::{
+    account_email::AccountMailSettings, account_token::TokenLifetimes, login_throttle::ThrottlePolicy,
+    outbox::RetryPolicy,
+};
 
 const DEV_JWT_SECRET: &str = "meterplane-dev-jwt-secret-change-me-0123456789";
 const DEV_API_KEY_PEPPER: &str = "meterplane-dev-api-key-pepper-change-me";
@@ -34,6 +37,10 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served (`MP_METRICS_ADDR`, default loopback port 9464):
+    /// apart from the API, so it is not open to whoever reaches the API port. `None`
+    /// (`off`): not served.
+    pub metrics_bind: Option<SocketAddr>,
     /// Number of HTTP worker threads; 0 means one per core.
     pub workers: usize,
     pub database: DatabaseConfig,
@@ -258,6 +265,14 @@ pub struct AuthConfig {
     /// another instance keeps working here for at most this long.
     pub api_key_cache_ttl: Duration,
     pub signup_enabled: bool,
+    /// Login throttling limits (`MP_LOGIN_*`).
+    pub login_throttle: ThrottlePolicy,
+    /// The header that carries the client's address when a proxy in front sets it
+    /// (`MP_CLIENT_IP_HEADER`, e.g. `x-forwarded-for`: its last entry, the one the
+    /// proxy appended, is used). Unset: the TCP peer's address.
+    pub client_ip_header: Option<String>,
+    /// Where account emails point and how long their tokens last.
+    pub account_mail: AccountMailSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +342,10 @@ impl Config {
         }
         Ok(Self {
             bind: env.parse("MP_BIND", "127.0.0.1:8080")?,
+            metrics_bind: match env.string("MP_METRICS_ADDR", "127.0.0.1:9464").trim() {
+                "off" => None,
+                _ => Some(env.parse("MP_METRICS_ADDR", "127.0.0.1:9464")?),
+            },
             workers: env.parse("MP_WORKERS", "0")?,
             database: DatabaseConfig {
                 url: Secret::new(env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterplane")),
@@ -348,6 +367,23 @@ impl Config {
                 api_key_pepper: Secret::new(api_key_pepper),
                 api_key_cache_ttl: Duration::from_secs(env.parse("MP_API_KEY_CACHE_TTL_SECS", "10")?),
                 signup_enabled: env.parse("MP_SIGNUP_ENABLED", "true")?,
+                login_throttle: login_throttle(&env)?,
+                client_ip_header: lookup("MP_CLIENT_IP_HEADER")
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty()),
+                account_mail: AccountMailSettings {
+                    api_base: env.string("MP_PUBLIC_URL", "http://127.0.0.1:8080"),
+                    lifetimes: TokenLifetimes {
+                        verification: Duration::from_secs(positive(
+                            env.parse("MP_VERIFY_TOKEN_TTL_SECS", "172800")?,
+                            "MP_VERIFY_TOKEN_TTL_SECS",
+                        )?),
+                        reset: Duration::from_secs(positive(
+                            env.parse("MP_RESET_TOKEN_TTL_SECS", "3600")?,
+                            "MP_RESET_TOKEN_TTL_SECS",
+                        )?),
+                    },
+                },
             },
             http: HttpConfig {
                 json_limit: env.parse("MP_JSON_LIMIT_BYTES", "262144")?,
@@ -385,6 +421,40 @@ impl Config {
             log_format,
         })
     }
+}
+
+/// `MP_LOGIN_*`: the login throttling limits; defaults in [`ThrottlePolicy::default`].
+fn login_throttle(env: &Env) -> anyhow::Result<ThrottlePolicy> {
+    let d = ThrottlePolicy::default();
+    let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(positive(
+            env.parse(name, &default.as_secs().to_string())?,
+            name,
+        )?))
+    };
+    let limit = |name: &str, default: u32| -> anyhow::Result<u32> {
+        let value: u32 = env.parse(name, &default.to_string())?;
+        if value == 0 {
+            bail!("{name} must be greater than 0");
+        }
+        Ok(value)
+    };
+    let policy = ThrottlePolicy {
+        pair_free_failures: env.parse("MP_LOGIN_FREE_FAILURES", &d.pair_free_failures.to_string())?,
+        pair_base_delay: Duration::from_millis(positive(
+            env.parse("MP_LOGIN_BASE_DELAY_MS", &d.pair_base_delay.as_millis().to_string())?,
+            "MP_LOGIN_BASE_DELAY_MS",
+        )?),
+        pair_max_delay: secs("MP_LOGIN_MAX_DELAY_SECS", d.pair_max_delay)?,
+        account_limit: limit("MP_LOGIN_ACCOUNT_LIMIT", d.account_limit)?,
+        address_limit: limit("MP_LOGIN_ADDRESS_LIMIT", d.address_limit)?,
+        window: secs("MP_LOGIN_WINDOW_SECS", d.window)?,
+        known_address_ttl: secs("MP_LOGIN_KNOWN_ADDRESS_SECS", d.known_address_ttl)?,
+    };
+    if policy.pair_base_delay > policy.pair_max_delay {
+        bail!("MP_LOGIN_BASE_DELAY_MS must not exceed MP_LOGIN_MAX_DELAY_SECS");
+    }
+    Ok(policy)
 }
 
 fn positive(value: u64, name: &str) -> anyhow::Result<u64> {

@@ -26,8 +26,15 @@ pub enum ErrorCode {
     ApiKeyExpired,
     /// Email and password do not match.
     InvalidCredentials,
+    /// Too many failed sign-in attempts: wait for `Retry-After` seconds.
+    TooManyAttempts,
     /// Authenticated, but the role does not allow this operation.
     Forbidden,
+    /// The account's email address is not verified yet, and the operation needs it
+    /// (accepting an invitation, acting on an organization the account did not create).
+    EmailNotVerified,
+    /// A verification or password-reset token that is unknown, already used, or expired.
+    InvalidToken,
     NotFound,
     RouteNotFound,
     MethodNotAllowed,
@@ -61,7 +68,7 @@ impl ErrorCode {
             Unauthorized | TokenExpired | InvalidApiKey | ApiKeyRevoked | ApiKeyExpired | InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden | Disabled => StatusCode::FORBIDDEN,
+            Forbidden | Disabled | EmailNotVerified => StatusCode::FORBIDDEN,
             NotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MalformedJson
@@ -70,11 +77,13 @@ impl ErrorCode {
             | InvalidType
             | InvalidPathParameter
             | InvalidQueryParameter
-            | RetentionExceeded => StatusCode::BAD_REQUEST,
+            | RetentionExceeded
+            | InvalidToken => StatusCode::BAD_REQUEST,
             ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Conflict => StatusCode::CONFLICT,
+            TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

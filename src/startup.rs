@@ -11,7 +11,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
+    auth::{jwt::JwtService, key_resolver::ApiKeyResolver, throttle::LoginThrottle},
     config::Config,
     counters::Counters,
     enforcement::{EnforcementSettings, Enforcer},
@@ -96,6 +96,7 @@ impl AppState {
         Ok(Self {
             enforcer,
             jwt: JwtService::new(&config.auth),
+            login_throttle: LoginThrottle::new(redis.clone(), &config.redis.key_prefix, config.auth.login_throttle),
             keys,
             ingest,
             outbox,
@@ -117,6 +118,10 @@ pub struct Application {
     live: LiveHub,
     /// Background jobs started with the server and stopped after it.
     jobs: Vec<JobHandle>,
+    /// What the request metrics are gathered into, served on their own address.
+    metrics_registry: prometheus::Registry,
+    /// The `/metrics` server, when one is listening.
+    metrics_server: Option<Server>,
 }
 
 impl Application {
@@ -125,8 +130,14 @@ impl Application {
         let workers = config.workers;
         let state = AppState::connect(config).await?;
         let jobs = jobs::spawn_all(&state.config, &state.background_db, &state.ingest, &state.outbox)?;
+        let metrics_bind = state.config.metrics_bind;
         let mut app = Self::from_parts(listener, state, workers)?;
         app.jobs = jobs;
+        if let Some(address) = metrics_bind {
+            let listener =
+                TcpListener::bind(address).with_context(|| format!("binding {address} (MP_METRICS_ADDR)"))?;
+            app.serve_metrics(listener)?;
+        }
         Ok(app)
     }
 
@@ -137,6 +148,7 @@ impl Application {
         let decisions = state.enforcer.decision_log().clone();
         let live = state.live.clone();
         let metrics = metrics()?;
+        let metrics_registry = metrics.registry.clone();
         let docs = http::openapi::document();
         let known_routes = web::Data::new(rejections::KnownRoutes::from_document(&docs));
         let json_limit = state.config.http.json_limit;
@@ -167,7 +179,46 @@ impl Application {
             decisions,
             live,
             jobs: Vec::new(),
+            metrics_registry,
+            metrics_server: None,
         })
+    }
+
+    /// Serves `GET /metrics` (Prometheus text) on `listener`, apart from the API: the
+    /// deployment decides who reaches it (loopback by default). Returns its port.
+    pub fn serve_metrics(&mut self, listener: TcpListener) -> anyhow::Result<u16> {
+        let port = listener.local_addr()?.port();
+        let registry = self.metrics_registry.clone();
+        let server = HttpServer::new(move || {
+            let registry = registry.clone();
+            App::new().route(
+                "/metrics",
+                web::get().to(move || {
+                    let registry = registry.clone();
+                    async move {
+                        let mut buffer = Vec::new();
+                        match prometheus::Encoder::encode(
+                            &prometheus::TextEncoder::new(),
+                            &registry.gather(),
+                            &mut buffer,
+                        ) {
+                            Ok(()) => actix_web::HttpResponse::Ok()
+                                .content_type(prometheus::TEXT_FORMAT)
+                                .body(buffer),
+                            Err(e) => {
+                                tracing::error!(error = %e, "encoding metrics");
+                                actix_web::HttpResponse::InternalServerError().finish()
+                            }
+                        }
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .listen(listener)?
+        .run();
+        self.metrics_server = Some(server);
+        Ok(port)
     }
 
     pub fn port(&self) -> u16 {
@@ -188,12 +239,19 @@ impl Application {
     /// `shutdown`, and their clients reconnect to another instance.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let live = self.live.clone();
+        let metrics = self
+            .metrics_server
+            .map(|server| (server.handle(), tokio::spawn(server)));
         let signals = tokio::spawn(async move {
             stop_requested().await;
             live.shutdown();
         });
         let result = self.server.await;
         signals.abort();
+        if let Some((handle, running)) = metrics {
+            handle.stop(true).await;
+            let _ = running.await;
+        }
         self.decisions.stop().await;
         for job in self.jobs {
             tracing::info!(job = job.name(), "stopping");
@@ -231,7 +289,6 @@ async fn stop_requested() {
 fn metrics() -> anyhow::Result<PrometheusMetrics> {
     PrometheusMetricsBuilder::new("meterplane")
         .registry(prometheus::Registry::new())
-        .endpoint("/metrics")
         .mask_unmatched_patterns("UNMATCHED")
         .build()
         .map_err(|e| anyhow::anyhow!("building metrics: {e}"))

@@ -164,6 +164,7 @@ impl Harness {
             ("REDIS_URL", redis_url.to_owned()),
             ("MP_REDIS_PREFIX", redis_prefix.clone()),
             ("MP_BIND", format!("127.0.0.1:{port}")),
+            ("MP_METRICS_ADDR", "off".to_owned()),
             ("MP_LOG_FORMAT", "json".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
         ];
@@ -369,23 +370,26 @@ pub fn string_at<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str>
         .ok_or_else(|| anyhow!("no {pointer} in {value}"))
 }
 
-/// Signs up (which creates the organization, on the free plan), then creates a
-/// `credits` project and an API key.
+/// Signs up and in, creates the organization (on the free plan; an unconfirmed
+/// account may act on the organizations it creates), then a `credits` project and an
+/// API key.
 pub async fn create_tenant(client: &reqwest::Client, server: &Server) -> anyhow::Result<Tenant> {
     let base = &server.base;
-    let signup = post_json(
+    let credentials = json!({
+        "email": format!("bench-{}@example.com", server.tag),
+        "password": "bench-password-0123",
+    });
+    post_json(client, format!("{base}/v1/auth/signup"), None, credentials.clone()).await?;
+    let login = post_json(client, format!("{base}/v1/auth/login"), None, credentials).await?;
+    let token = string_at(&login, "/accessToken")?.to_owned();
+    let org = post_json(
         client,
-        format!("{base}/v1/auth/signup"),
-        None,
-        json!({
-            "email": format!("bench-{}@example.com", server.tag),
-            "password": "bench-password-0123",
-            "organizationName": "Bench",
-        }),
+        format!("{base}/v1/orgs"),
+        Some(&token),
+        json!({"name": "Bench"}),
     )
     .await?;
-    let token = string_at(&signup, "/token/accessToken")?.to_owned();
-    let org_id: Uuid = string_at(&signup, "/organization/id")?.parse()?;
+    let org_id: Uuid = string_at(&org, "/id")?.parse()?;
     let project = post_json(
         client,
         format!("{base}/v1/orgs/{org_id}/projects"),

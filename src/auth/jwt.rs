@@ -19,6 +19,17 @@ struct Claims {
     aud: String,
     iat: i64,
     exp: i64,
+    /// The account's token version at issue; a password change increments it, so
+    /// older tokens are refused. Absent in tokens from before versions: 0.
+    #[serde(default)]
+    ver: i32,
+}
+
+/// Who a valid token speaks for, and the account's token version it was issued at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSubject {
+    pub user_id: Uuid,
+    pub version: i32,
 }
 
 /// An issued token and how long it stays valid.
@@ -57,7 +68,7 @@ impl JwtService {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid) -> anyhow::Result<IssuedToken> {
+    pub fn issue(&self, user_id: Uuid, version: i32) -> anyhow::Result<IssuedToken> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
@@ -65,6 +76,7 @@ impl JwtService {
             aud: self.audience.clone(),
             iat: now,
             exp: now + i64::try_from(self.ttl.as_secs())?,
+            ver: version,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok(IssuedToken {
@@ -73,10 +85,14 @@ impl JwtService {
         })
     }
 
-    /// The user id of a valid token; a 401 problem for anything else.
-    pub fn verify(&self, token: &str) -> Result<Uuid, AppError> {
+    /// The subject of a valid token; a 401 problem for anything else. Whether its
+    /// version is still the account's is for the caller, who reads the account.
+    pub fn verify(&self, token: &str) -> Result<TokenSubject, AppError> {
         match decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims.sub),
+            Ok(data) => Ok(TokenSubject {
+                user_id: data.claims.sub,
+                version: data.claims.ver,
+            }),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
                 Err(AppError::new(ErrorCode::TokenExpired, "the access token has expired"))
             }
@@ -98,8 +114,14 @@ mod tests {
     fn issued_tokens_verify() {
         let jwt = service();
         let user = Uuid::new_v4();
-        let issued = jwt.issue(user).unwrap();
-        assert_eq!(jwt.verify(&issued.token).unwrap(), user);
+        let issued = jwt.issue(user, 3).unwrap();
+        assert_eq!(
+            jwt.verify(&issued.token).unwrap(),
+            TokenSubject {
+                user_id: user,
+                version: 3
+            }
+        );
     }
 
     #[test]
@@ -113,6 +135,7 @@ mod tests {
                 aud: aud.into(),
                 iat: now,
                 exp: now + 60,
+                ver: 0,
             };
             let token = encode(&Header::new(Algorithm::HS256), &claims, &jwt.encoding).unwrap();
             assert_eq!(jwt.verify(&token).unwrap_err().code(), ErrorCode::Unauthorized);

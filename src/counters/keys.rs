@@ -114,6 +114,47 @@ impl LiveKeys {
     }
 }
 
+/// The keys of login throttling (`auth::throttle`). Accounts are named by a hash of
+/// their email and addresses by [`crate::domain::login_throttle::address_key`]; the
+/// keys are touched by separate commands, so they need no common slot.
+#[derive(Debug, Clone)]
+pub struct LoginKeys {
+    prefix: String,
+}
+
+impl LoginKeys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Consecutive wrong passwords for one account from one address.
+    pub fn pair_failures(&self, account: &str, address: &str) -> String {
+        format!("{}login:pair:{account}:{address}", self.prefix)
+    }
+
+    /// Present while the pair is locked out; its TTL is the time left.
+    pub fn pair_lock(&self, account: &str, address: &str) -> String {
+        format!("{}login:lock:{account}:{address}", self.prefix)
+    }
+
+    /// Wrong passwords for the account from every address in the current window.
+    pub fn account_failures(&self, account: &str) -> String {
+        format!("{}login:acct:{account}", self.prefix)
+    }
+
+    /// Wrong passwords from the address over every account in the current window.
+    pub fn address_failures(&self, address: &str) -> String {
+        format!("{}login:addr:{address}", self.prefix)
+    }
+
+    /// Present while the address counts as one the account's owner signs in from.
+    pub fn known_address(&self, account: &str, address: &str) -> String {
+        format!("{}login:known:{account}:{address}", self.prefix)
+    }
+}
+
 /// The minute an instant falls in, counted from the epoch.
 pub fn minute_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)

@@ -11,6 +11,9 @@ use crate::error::{AppError, AppResult};
 pub struct Caller {
     pub user_id: Uuid,
     pub is_operator: bool,
+    /// The person proved their email address. Until then they act only on the
+    /// organizations they created (`store::access::authorize`).
+    pub email_verified: bool,
 }
 
 impl Caller {

@@ -3,6 +3,8 @@
 //! Values arriving from requests are parsed into these types at the edge ("parse,
 //! don't validate"), so everything behind the HTTP layer works with checked values.
 
+pub mod account_email;
+pub mod account_token;
 pub mod activity;
 pub mod alert_email;
 pub mod api_key;
@@ -12,6 +14,7 @@ pub mod discount;
 pub mod email;
 pub mod identity;
 pub mod live;
+pub mod login_throttle;
 pub mod micros;
 pub mod money;
 pub mod names;

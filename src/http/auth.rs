@@ -1,19 +1,21 @@
 //! Sign-up, login and the signed-in user's profile.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    extract::{AuthUser, JsonBody},
+    extract::{client_ip, AuthUser, JsonBody},
     orgs::OrganizationView,
     schemas::{DisplayName, Email, NewPassword},
     state::AppState,
     validate,
 };
 use crate::{
+    auth::throttle::Attempt,
     domain::{
+        account_email::AccountEmail,
         email::EmailAddress,
         names::Name,
         password::{self, Password},
@@ -58,12 +60,24 @@ pub struct TokenResponse {
     expires_in: u64,
 }
 
+/// The answer to a sign-up or a password-reset request: the same whether or not the
+/// address has an account, so neither reveals which addresses do.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SignupResponse {
-    user: UserView,
-    organization: Option<OrganizationView>,
-    token: TokenResponse,
+#[schema(example = json!({"status": "check_email", "message": "Check your email to continue."}))]
+pub struct CheckEmailResponse {
+    #[schema(example = "check_email")]
+    status: &'static str,
+    message: &'static str,
+}
+
+impl CheckEmailResponse {
+    pub fn new(message: &'static str) -> Self {
+        Self {
+            status: "check_email",
+            message,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -73,6 +87,9 @@ pub struct UserView {
     email: String,
     name: String,
     is_operator: bool,
+    /// Whether the address is confirmed. Until it is, the account cannot accept
+    /// invitations or act on organizations it did not create.
+    email_verified: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,6 +122,7 @@ pub struct MeResponse {
 impl From<store::users::User> for UserView {
     fn from(user: store::users::User) -> Self {
         Self {
+            email_verified: user.email_verified(),
             id: user.id,
             email: user.email,
             name: user.display_name,
@@ -113,8 +131,12 @@ impl From<store::users::User> for UserView {
     }
 }
 
-fn token_for(state: &AppState, user_id: Uuid) -> AppResult<TokenResponse> {
-    let issued = state.jwt.issue(user_id).map_err(AppError::internal)?;
+/// An access token for `user` at its current token version.
+pub fn token_for(state: &AppState, user: &store::users::User) -> AppResult<TokenResponse> {
+    let issued = state
+        .jwt
+        .issue(user.id, user.token_version)
+        .map_err(AppError::internal)?;
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "Bearer",
@@ -130,13 +152,17 @@ pub async fn hash_password(password: Password) -> AppResult<String> {
         .map_err(AppError::internal)
 }
 
-/// Creates an account (and optionally its first organization) and signs it in.
+/// Creates an account (and optionally its first organization) and sends a verification email.
+///
+/// The answer is the same for an address that already has an
+/// account; that address gets an email saying so instead (with a password-reset
+/// token), so sign-up reveals nothing about who has an account.
 #[utoipa::path(
     tag = "auth",
     request_body = SignupRequest,
     responses(
-        (status = 201, description = "The account was created and is signed in", body = SignupResponse),
-        (status = 409, description = "The email is taken", body = crate::error::Problem),
+        (status = 202, description = "Check your email: a new account was created and its verification email queued, or the address already has an account and its owner was told", body = CheckEmailResponse),
+        (status = 403, description = "Sign-up is disabled on this deployment", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
     )
 )]
@@ -155,40 +181,45 @@ pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -
         validate::optional("name", body.name.as_deref().map(Name::parse)),
         validate::optional("organizationName", body.organization_name.as_deref().map(Name::parse)),
     )?;
+    // Hashed for taken addresses too, so both answers take as long.
     let password_hash = hash_password(password).await?;
+    let settings = &state.config.auth.account_mail;
     let mut conn = state.conn().await?;
     let display_name = name.map(Name::into_string).unwrap_or_default();
-    let (user, org) = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
-        let user = store::users::insert(
-            conn,
-            NewUser {
-                email,
-                password_hash,
-                display_name,
-                is_operator: false,
-            },
-        )
-        .await?;
-        let org = match org_name {
-            Some(name) => {
-                let new = NewOrganization {
-                    name,
-                    slug: None,
-                    alert_emails: vec![],
-                };
-                Some(store::orgs::create(conn, user.id, new).await?.0)
-            }
-            None => None,
+    let enqueued = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
+        let new = NewUser {
+            email: email.clone(),
+            password_hash,
+            display_name,
+            is_operator: false,
         };
-        Ok::<_, AppError>((user, org))
+        let Some(user) = store::users::insert_if_new(conn, new).await? else {
+            let existing = store::users::find_by_email(conn, &email)
+                .await?
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("a user vanished during sign-up")))?;
+            // Also when the existing account is unverified: a verification email
+            // would let whoever created it (maybe not the address's owner) keep its
+            // password; a reset proves the address and replaces the password.
+            return store::account_tokens::send(conn, &existing, AccountEmail::AlreadyRegistered, settings).await;
+        };
+        if let Some(name) = org_name {
+            let new = NewOrganization {
+                name,
+                slug: None,
+                alert_emails: vec![],
+            };
+            store::orgs::create(conn, user.id, new).await?;
+        }
+        store::account_tokens::send(conn, &user, AccountEmail::Verify, settings).await
     })
     .await?;
-    let token = token_for(&state, user.id)?;
-    Ok(HttpResponse::Created().json(SignupResponse {
-        user: user.into(),
-        organization: org.map(OrganizationView::from),
-        token,
-    }))
+    if enqueued.needs_delivery() {
+        state.outbox.notify();
+    }
+    Ok(HttpResponse::Accepted().json(CheckEmailResponse::new(
+        "Check your email to confirm your address. You can sign in now; until the address is confirmed \
+         you can act only on organizations you created.",
+    )))
 }
 
 /// Exchanges email and password for a short-lived access token.
@@ -198,11 +229,23 @@ pub async fn signup(state: web::Data<AppState>, body: JsonBody<SignupRequest>) -
     responses(
         (status = 200, description = "Signed in: a short-lived access token", body = TokenResponse),
         (status = 401, description = "Email and password do not match", body = crate::error::Problem),
+        (status = 429, description = "Too many failed attempts for this account or from this address; `Retry-After` says when to try again", body = crate::error::Problem,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/auth/login")]
-pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> AppResult<web::Json<TokenResponse>> {
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: JsonBody<LoginRequest>,
+) -> AppResult<web::Json<TokenResponse>> {
     let body = body.into_inner();
+    let attempt = Attempt::new(
+        &body.email,
+        client_ip(&req, state.config.auth.client_ip_header.as_deref()),
+    );
+    // Checked before the password is: a locked-out guesser learns nothing more.
+    state.login_throttle.check(&attempt).await?;
     let wrong = || AppError::new(ErrorCode::InvalidCredentials, "email or password is incorrect");
     let user = match EmailAddress::parse(&body.email) {
         Ok(email) => store::users::find_by_email(&mut *state.conn().await?, &email).await?,
@@ -216,8 +259,14 @@ pub async fn login(state: web::Data<AppState>, body: JsonBody<LoginRequest>) -> 
             .await
             .map_err(AppError::internal)?;
     match user {
-        Some(user) if matches => Ok(web::Json(token_for(&state, user.id)?)),
-        _ => Err(wrong()),
+        Some(user) if matches => {
+            state.login_throttle.succeeded(&attempt).await;
+            Ok(web::Json(token_for(&state, &user)?))
+        }
+        _ => {
+            state.login_throttle.failed(&attempt).await;
+            Err(wrong())
+        }
     }
 }
 

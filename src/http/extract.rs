@@ -1,6 +1,6 @@
 //! Request extractors for the two kinds of caller.
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, net::IpAddr, pin::Pin};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use serde::{de::DeserializeOwned, Deserialize};
@@ -27,6 +27,21 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The client's address, as login throttling counts it: the last entry of the
+/// configured proxy header (the one the trusted proxy appended; earlier entries are
+/// whatever the client sent), else the TCP peer. Without either (never over TCP),
+/// the unspecified address, so such requests share one count.
+pub fn client_ip(req: &HttpRequest, proxy_header: Option<&str>) -> IpAddr {
+    let from_header = proxy_header
+        .and_then(|name| req.headers().get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    from_header
+        .or_else(|| req.peer_addr().map(|peer| peer.ip()))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
 /// A person signed in with a bearer JWT whose account still exists.
 pub struct AuthUser(pub Caller);
 
@@ -40,16 +55,16 @@ impl FromRequest for AuthUser {
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(|| AppError::unauthorized("a bearer access token is required"))?;
-            let user_id = state.jwt.verify(&token)?;
+            let subject = state.jwt.verify(&token)?;
             let mut conn = state.conn().await?;
-            // The account may have been deleted since the token was issued.
-            let user = store::users::find(&mut conn, user_id)
+            // The account may have been deleted since the token was issued, or its
+            // password changed (which retires every token issued before): the row
+            // read here anyway says both.
+            let user = store::users::find(&mut conn, subject.user_id)
                 .await?
+                .filter(|user| user.token_version == subject.version)
                 .ok_or_else(|| AppError::unauthorized("the access token is invalid"))?;
-            Ok(AuthUser(Caller {
-                user_id: user.id,
-                is_operator: user.is_operator,
-            }))
+            Ok(AuthUser(user.caller()))
         })
     }
 }

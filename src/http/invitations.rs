@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{extract::AuthUser, paths::OrgPath, state::AppState};
 use crate::{
     domain::role::{Access, Role},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult, ErrorCode, Problem},
     store::{self, invitations::Invitation},
 };
 
@@ -108,6 +108,7 @@ pub async fn revoke_invitation(
     responses(
         (status = 200, description = "The caller is now a member", body = AcceptedInvitation),
         (status = 401, body = Problem),
+        (status = 403, description = "`email_not_verified`: confirm the address first", body = Problem),
         (status = 404, description = "No open invitation for you with this id", body = Problem),
     )
 )]
@@ -121,6 +122,13 @@ pub async fn accept_invitation(
     let user = store::users::find(&mut conn, caller.0.user_id)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
+    // An invitation is addressed to an email: only its proven owner may take it.
+    if !user.email_verified() {
+        return Err(AppError::new(
+            ErrorCode::EmailNotVerified,
+            "confirm your email address before accepting invitations",
+        ));
+    }
     let accepted = store::invitations::accept(&mut conn, path.invitation_id, user.id, &user.email).await?;
     tracing::info!(org_id = %accepted.org_id, user_id = %user.id, "invitation accepted");
     Ok(web::Json(AcceptedInvitation {

@@ -220,10 +220,7 @@ async fn caller(req: &HttpRequest, state: &AppState, ticket: Option<&str>, org_i
     let user = store::users::find(&mut conn, grant.user_id)
         .await?
         .ok_or_else(|| AppError::unauthorized("the stream ticket is invalid, used or expired"))?;
-    Ok(Caller {
-        user_id: user.id,
-        is_operator: user.is_operator,
-    })
+    Ok(user.caller())
 }
 
 /// One open stream: what it waits for and what it sends.

@@ -140,10 +140,15 @@ pub async fn add_member(
         display_name: name.map(Name::into_string).unwrap_or_default(),
         password_hash,
     };
-    Ok(match store::members::add(&mut conn, &access, new).await? {
-        Added::Member(member) => HttpResponse::Created().json(MemberView::from(member)),
-        Added::Invited(invitation) => HttpResponse::Accepted().json(InvitationView::from(invitation)),
-    })
+    Ok(
+        match store::members::add(&mut conn, &access, new, &state.config.auth.account_mail).await? {
+            Added::Member(member) => {
+                state.outbox.notify();
+                HttpResponse::Created().json(MemberView::from(member))
+            }
+            Added::Invited(invitation) => HttpResponse::Accepted().json(InvitationView::from(invitation)),
+        },
+    )
 }
 
 /// Changes a member's role. An organization always keeps at least one owner.

@@ -2,6 +2,7 @@
 //! Handlers parse input into domain types, call the store, and shape the response;
 //! they hold no SQL and no business rules.
 
+pub mod account;
 pub mod activity;
 pub mod admin;
 pub mod alerts;
@@ -66,6 +67,10 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(auth::signup)
                 .service(auth::login)
                 .service(auth::me)
+                .service(account::verify_email)
+                .service(account::request_password_reset)
+                .service(account::confirm_password_reset)
+                .service(account::change_password)
                 .service(orgs::create_organization)
                 .service(orgs::list_organizations)
                 .service(orgs::get_organization)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 
 use crate::{
-    auth::{jwt::JwtService, key_resolver::ApiKeyResolver},
+    auth::{jwt::JwtService, key_resolver::ApiKeyResolver, throttle::LoginThrottle},
     config::Config,
     enforcement::Enforcer,
     error::AppResult,
@@ -28,6 +28,8 @@ pub struct AppState {
     pub background_db: DbPool,
     pub redis: ConnectionManager,
     pub jwt: JwtService,
+    /// Failed sign-ins counted across instances (Redis).
+    pub login_throttle: LoginThrottle,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
     pub enforcer: Enforcer,

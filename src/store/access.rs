@@ -4,13 +4,16 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::{schema::memberships, DbConn};
+use super::{
+    schema::{memberships, organizations},
+    DbConn,
+};
 use crate::{
     domain::{
         identity::Caller,
         role::{Access, Role},
     },
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, ErrorCode},
 };
 
 /// Proof that a caller is a member of `org_id` with a role that allows the requested
@@ -54,6 +57,20 @@ pub async fn authorize(conn: &mut DbConn, caller: &Caller, org_id: Uuid, access:
         .await
         .optional()?;
     let role = role.ok_or_else(|| AppError::not_found("organization"))?;
+    if !caller.email_verified {
+        // Read only for the unverified: verified callers, nearly all, pay nothing.
+        let created_by: Option<Uuid> = organizations::table
+            .find(org_id)
+            .select(organizations::created_by)
+            .first(conn)
+            .await?;
+        if created_by != Some(caller.user_id) {
+            return Err(AppError::new(
+                ErrorCode::EmailNotVerified,
+                "confirm your email address first: until then you can act only on organizations you created",
+            ));
+        }
+    }
     if !role.allows(access) {
         return Err(forbidden(role));
     }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{
     access::OrgAccess,
+    account_tokens,
     invitations::{self, Invitation},
     schema::{memberships, users},
     users::{self as user_store, NewUser},
@@ -14,6 +15,7 @@ use super::{
 };
 use crate::{
     domain::{
+        account_email::{AccountEmail, AccountMailSettings},
         email::EmailAddress,
         role::{Access, Role},
     },
@@ -84,7 +86,15 @@ pub enum Added {
     Invited(Invitation),
 }
 
-pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppResult<Added> {
+/// A provisioned account gets a verification email (wake the outbox worker after):
+/// its address is the admin's word until its owner confirms it, and until then it
+/// cannot act on the organization.
+pub async fn add(
+    conn: &mut DbConn,
+    access: &OrgAccess,
+    new: NewMember,
+    mail: &AccountMailSettings,
+) -> AppResult<Added> {
     access.require(new.role.access_to_assign())?;
     let org_id = access.org_id();
     conn.transaction(
@@ -118,6 +128,7 @@ pub async fn add(conn: &mut DbConn, access: &OrgAccess, new: NewMember) -> AppRe
                     ))
                     .execute(conn)
                     .await?;
+                account_tokens::send(conn, &user, AccountEmail::Verify, mail).await?;
                 Ok(Added::Member(get(conn, org_id, user.id).await?))
             }
             (None, None) => Ok(Added::Invited(

@@ -5,6 +5,7 @@
 //! forget the tenancy check.
 
 pub mod access;
+pub mod account_tokens;
 pub mod activity;
 pub mod api_keys;
 pub mod budgets;

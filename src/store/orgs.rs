@@ -65,6 +65,7 @@ pub async fn create(conn: &mut DbConn, owner_id: Uuid, new: NewOrganization) -> 
                     organizations::name.eq(new.name.as_str()),
                     organizations::slug.eq(slug.as_str()),
                     organizations::alert_emails.eq(emails(&new.alert_emails)),
+                    organizations::created_by.eq(owner_id),
                 ))
                 .returning(Organization::as_returning())
                 .get_result(conn)

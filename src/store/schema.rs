@@ -14,6 +14,20 @@ diesel::table! {
         is_operator -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_verified_at -> Nullable<Timestamptz>,
+        token_version -> Int4,
+    }
+}
+
+diesel::table! {
+    account_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        purpose -> Text,
+        token_hash -> Bytea,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -27,6 +41,7 @@ diesel::table! {
         alert_emails -> Array<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        created_by -> Nullable<Uuid>,
     }
 }
 
@@ -213,8 +228,11 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(api_keys -> projects (project_id));
 
+diesel::joinable!(account_tokens -> users (user_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    account_tokens,
     organizations,
     memberships,
     projects,

@@ -343,6 +343,7 @@ async fn account_emails_use_the_same_outbox_stay_out_of_alert_history_and_drop_t
     let _worker = app.start_outbox_worker();
 
     let mail = sink.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(mail.subject(), "Reset your Meterplane password");
     assert_eq!(mail.rcpt_to, [tenant.owner.email.as_str()]);
     assert!(mail.text_body().unwrap().contains("secret-token-123"));
     assert!(mail.html_body().is_none(), "text-only emails have no HTML part");

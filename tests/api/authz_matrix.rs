@@ -27,12 +27,16 @@ const PUBLIC: &[&str] = &[
     "GET /readyz",
     "POST /v1/auth/signup",
     "POST /v1/auth/login",
+    "POST /v1/auth/verify-email",
+    "POST /v1/auth/password-reset",
+    "POST /v1/auth/password-reset/confirm",
 ];
 /// Tenant operations that create nothing the organization keeps and need only read
 /// access (a viewer may do them).
 const READS_BY_POST: &[&str] = &["POST /v1/orgs/{orgId}/stream-tickets"];
 const USER_SCOPED: &[&str] = &[
     "GET /v1/me",
+    "POST /v1/auth/password",
     "GET /v1/orgs",
     "POST /v1/orgs",
     "GET /v1/prices",

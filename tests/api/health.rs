@@ -72,15 +72,19 @@ async fn readiness_fails_when_postgres_is_unreachable() {
 }
 
 #[tokio::test]
-async fn metrics_count_requests_per_route_pattern() {
+async fn metrics_count_requests_per_route_pattern_on_their_own_address_only() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     for _ in 0..3 {
         app.get_json(&tenant.owner, &format!("/v1/orgs/{}/projects", tenant.org_id))
             .await;
     }
+    // Not on the API's address: whoever reaches the API does not read the metrics.
+    let on_api = app.request(Method::GET, "/metrics").send().await.unwrap();
+    crate::helpers::expect_problem(on_api, StatusCode::NOT_FOUND, "route_not_found").await;
     let text = app
-        .request(Method::GET, "/metrics")
+        .client
+        .get(format!("{}/metrics", app.metrics_address))
         .send()
         .await
         .unwrap()

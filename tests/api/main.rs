@@ -2,6 +2,7 @@
 //! One binary with a module per capability, so the crate links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_emails;
 mod activity;
 mod alert_emails;
 mod api_keys;
@@ -17,6 +18,7 @@ mod helpers;
 mod ledger;
 mod litellm;
 mod live;
+mod login_throttle;
 mod openapi;
 mod pricing;
 mod processes;

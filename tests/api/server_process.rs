@@ -34,6 +34,8 @@ impl ServerProcess {
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("MP_BIND", format!("127.0.0.1:{port}"))
                 .env("MP_WORKERS", "2")
+                // Several processes on one machine: each its own metrics port.
+                .env("MP_METRICS_ADDR", "127.0.0.1:0")
                 .env("DATABASE_URL", &app.database_url)
                 .env("MP_DB_POOL_SIZE", "4")
                 .env("REDIS_URL", redis.url.expose())
