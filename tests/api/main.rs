@@ -18,6 +18,7 @@ mod ledger;
 mod litellm;
 mod live;
 mod openapi;
+mod price_components;
 mod pricing;
 mod processes;
 mod purge;
