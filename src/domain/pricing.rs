@@ -59,6 +59,23 @@ pub struct Price {
     pub reasoning_per_mtok: Option<Decimal>,
     pub audio_input_per_mtok: Option<Decimal>,
     pub audio_output_per_mtok: Option<Decimal>,
+    /// Other prices for calls whose prompt is longer than a threshold.
+    pub long_context: Option<LongContext>,
+}
+
+/// Prices for long prompts (Gemini 2.5 Pro and Claude Sonnet 4/4.5 above 200,000 input
+/// tokens): a call whose `prompt_tokens` — every input token, cached and cache writes
+/// included — exceeds `above_tokens` is charged these prices for all its tokens, not
+/// only for those past the threshold, the way the providers bill it. A cache write
+/// without a price of its own here is charged at this input price.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LongContext {
+    pub above_tokens: i64,
+    pub input_per_mtok: Decimal,
+    pub output_per_mtok: Decimal,
+    pub cached_input_per_mtok: Decimal,
+    pub cache_write_5m_per_mtok: Option<Decimal>,
+    pub cache_write_1h_per_mtok: Option<Decimal>,
 }
 
 /// The per-million-token prices a call is charged at, every fallback resolved.
@@ -75,21 +92,41 @@ pub struct Rates {
 }
 
 impl Price {
-    /// The prices a call is charged at. A price the version leaves out is the one
-    /// providers that do not distinguish it charge: reasoning tokens and audio output
-    /// are output, audio input is input, a 1-hour cache write costs what a 5-minute one
-    /// does, and a cache write without a price of its own is input.
-    pub fn rates(&self) -> Rates {
-        let cache_write_5m = self.cache_write_5m_per_mtok.unwrap_or(self.input_per_mtok);
+    /// The prices a call with `prompt_tokens` is charged at: the long-context prices
+    /// when the prompt is past their threshold ([`LongContext`]), else the base ones. A
+    /// price the version leaves out is the one providers that do not distinguish it
+    /// charge: reasoning tokens and audio output are output, audio input is input, a
+    /// 1-hour cache write costs what a 5-minute one does, and a cache write without a
+    /// price of its own is input. Reasoning and audio prices, when named, are not
+    /// tiered; when not, they follow the (tiered) output and input prices.
+    pub fn rates(&self, prompt_tokens: i64) -> Rates {
+        let long = self.long_context.as_ref().filter(|t| prompt_tokens > t.above_tokens);
+        let (input, output, cached_input, write_5m, write_1h) = match long {
+            Some(t) => (
+                t.input_per_mtok,
+                t.output_per_mtok,
+                t.cached_input_per_mtok,
+                t.cache_write_5m_per_mtok,
+                t.cache_write_1h_per_mtok,
+            ),
+            None => (
+                self.input_per_mtok,
+                self.output_per_mtok,
+                self.cached_input_per_mtok,
+                self.cache_write_5m_per_mtok,
+                self.cache_write_1h_per_mtok,
+            ),
+        };
+        let cache_write_5m = write_5m.unwrap_or(input);
         Rates {
-            input: self.input_per_mtok,
-            cached_input: self.cached_input_per_mtok,
+            input,
+            cached_input,
             cache_write_5m,
-            cache_write_1h: self.cache_write_1h_per_mtok.unwrap_or(cache_write_5m),
-            output: self.output_per_mtok,
-            reasoning: self.reasoning_per_mtok.unwrap_or(self.output_per_mtok),
-            audio_input: self.audio_input_per_mtok.unwrap_or(self.input_per_mtok),
-            audio_output: self.audio_output_per_mtok.unwrap_or(self.output_per_mtok),
+            cache_write_1h: write_1h.unwrap_or(cache_write_5m),
+            output,
+            reasoning: self.reasoning_per_mtok.unwrap_or(output),
+            audio_input: self.audio_input_per_mtok.unwrap_or(input),
+            audio_output: self.audio_output_per_mtok.unwrap_or(output),
         }
     }
 }
@@ -230,7 +267,7 @@ pub fn compute_cost(
             .map(|d| round_money(d / PER_MILLION))
             .ok_or_else(|| Invalid::new("token count too large to price"))
     };
-    let rates = price.rates();
+    let rates = price.rates(q.prompt_tokens);
     let input = per_token(q.plain_input(), rates.input)?;
     let cached_input = per_token(q.cached_tokens, rates.cached_input)?;
     let cache_write_5m = per_token(q.cache_write_5m_tokens, rates.cache_write_5m)?;
@@ -491,9 +528,73 @@ mod tests {
         );
     }
 
+    /// Gemini 2.5 Pro: 1.25/10 up to 200,000 prompt tokens, 2.50/15 above; context cache
+    /// reads 0.31/0.625.
+    fn gemini_pro() -> Price {
+        Price {
+            input_per_mtok: dec!(1.25),
+            output_per_mtok: dec!(10),
+            cached_input_per_mtok: dec!(0.31),
+            long_context: Some(LongContext {
+                above_tokens: 200_000,
+                input_per_mtok: dec!(2.5),
+                output_per_mtok: dec!(15),
+                cached_input_per_mtok: dec!(0.625),
+                ..LongContext::default()
+            }),
+            ..Price::default()
+        }
+    }
+
+    #[test]
+    fn a_prompt_past_the_threshold_is_charged_the_long_context_prices_for_every_token() {
+        let call = |prompt_tokens| Quantities {
+            prompt_tokens,
+            completion_tokens: 2_000,
+            cached_tokens: 100_000,
+            reasoning_tokens: 500,
+            ..Default::default()
+        };
+        // 200,000 is not above 200,000: input 100,000 × 1.25/M = 0.125; cached 100,000 ×
+        // 0.31/M = 0.031; output 1,500 × 10/M = 0.015; reasoning 500 × 10/M = 0.005.
+        let below = compute_cost(&call(200_000), Some(&gemini_pro()), dec!(0), dec!(0)).unwrap();
+        assert_eq!(
+            (
+                below.input,
+                below.cached_input,
+                below.output,
+                below.reasoning,
+                below.total
+            ),
+            (dec!(0.125), dec!(0.031), dec!(0.015), dec!(0.005), dec!(0.176))
+        );
+        // One more token: 100,001 × 2.5/M = 0.2500025; 100,000 × 0.625/M = 0.0625;
+        // 1,500 × 15/M = 0.0225; 500 × 15/M = 0.0075.
+        let above = compute_cost(&call(200_001), Some(&gemini_pro()), dec!(0), dec!(0)).unwrap();
+        assert_eq!(
+            (
+                above.input,
+                above.cached_input,
+                above.output,
+                above.reasoning,
+                above.total
+            ),
+            (
+                dec!(0.2500025),
+                dec!(0.0625),
+                dec!(0.0225),
+                dec!(0.0075),
+                dec!(0.3425025)
+            )
+        );
+        // Long-context cache writes without a price of their own are long-context input.
+        let rates = gemini_pro().rates(200_001);
+        assert_eq!((rates.cache_write_5m, rates.cache_write_1h), (dec!(2.5), dec!(2.5)));
+    }
+
     #[test]
     fn missing_prices_fall_back_to_the_nearest_one_named() {
-        let rates = sonnet().rates();
+        let rates = sonnet().rates(0);
         assert_eq!(
             (
                 rates.cache_write_5m,
@@ -508,8 +609,8 @@ mod tests {
             cache_write_5m_per_mtok: Some(dec!(3.75)),
             ..sonnet()
         };
-        assert_eq!(only_5m.rates().cache_write_1h, dec!(3.75));
-        assert_eq!(claude().rates().cache_write_1h, dec!(6));
+        assert_eq!(only_5m.rates(0).cache_write_1h, dec!(3.75));
+        assert_eq!(claude().rates(0).cache_write_1h, dec!(6));
     }
 
     #[test]
@@ -793,6 +894,8 @@ mod tests {
             images in 0i32..1000, input_images in 0i32..1000, stored in proptest::bool::ANY,
             base in proptest::array::uniform6(money()), extra in proptest::array::uniform5(proptest::option::of(money())),
             storage in money(), pct_bp in 0u32..=10_000,
+            long in proptest::option::of((0i64..2_000_000_000, proptest::array::uniform3(money()),
+                proptest::array::uniform2(proptest::option::of(money())))),
         ) {
             let share = |total: i64, pct: u8| total * i64::from(pct) / 100;
             let q = Quantities {
@@ -810,7 +913,10 @@ mod tests {
             let price = Price { id: Uuid::nil(), input_per_mtok: input, output_per_mtok: output,
                 cached_input_per_mtok: cached, per_request, per_image, per_input_image,
                 cache_write_5m_per_mtok: extra[0], cache_write_1h_per_mtok: extra[1], reasoning_per_mtok: extra[2],
-                audio_input_per_mtok: extra[3], audio_output_per_mtok: extra[4] };
+                audio_input_per_mtok: extra[3], audio_output_per_mtok: extra[4],
+                long_context: long.map(|(above, [input, output, cached], writes)| LongContext {
+                    above_tokens: above, input_per_mtok: input, output_per_mtok: output, cached_input_per_mtok: cached,
+                    cache_write_5m_per_mtok: writes[0], cache_write_1h_per_mtok: writes[1] }) };
             let percent = Decimal::new(i64::from(pct_bp), 2);
             let cost = compute_cost(&q, Some(&price), storage, percent).unwrap();
             let parts = [cost.input, cost.output, cost.cached_input, cost.cache_write_5m, cost.cache_write_1h,
@@ -826,7 +932,7 @@ mod tests {
                 prop_assert!(part.scale() <= super::super::money::MONEY_SCALE);
             }
             // Every token is charged once: at a price of its kind, never twice.
-            let rates = price.rates();
+            let rates = price.rates(q.prompt_tokens);
             let exact = |count: i64, per_mtok: Decimal| Decimal::from(count) * per_mtok / PER_MILLION;
             let unrounded = exact(q.plain_input(), rates.input) + exact(q.cached_tokens, rates.cached_input)
                 + exact(q.cache_write_5m_tokens, rates.cache_write_5m) + exact(q.cache_write_1h_tokens, rates.cache_write_1h)

@@ -16,7 +16,11 @@ use super::{
     validate::{query_text, Fields},
 };
 use crate::{
-    domain::{role::Access, usage::bounded_text, Invalid},
+    domain::{
+        role::Access,
+        usage::{bounded_text, MAX_TOKENS},
+        Invalid,
+    },
     error::{AppError, AppResult, FieldError, Problem},
     store::{
         self,
@@ -67,6 +71,8 @@ pub struct PriceView {
     /// USD per million audio output tokens; `null`: the output price.
     #[schema(value_type = Option<Money>, example = "80")]
     audio_output_per_mtok: Option<Decimal>,
+    /// Prices for calls whose prompt is longer than `aboveTokens`; `null`: none.
+    long_context: Option<LongContextPrices>,
     valid_from: DateTime<Utc>,
     /// When the next version of this model's price takes over; absent for the latest.
     valid_until: Option<DateTime<Utc>>,
@@ -81,6 +87,7 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
                 previous.valid_until = Some(row.valid_from);
             }
         }
+        let long_context = LongContextPrices::of(&row);
         views.push(PriceView {
             id: row.id,
             provider: row.provider,
@@ -97,6 +104,7 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
             reasoning_per_mtok: row.reasoning_per_mtok.map(|d| d.normalize()),
             audio_input_per_mtok: row.audio_input_per_mtok.map(|d| d.normalize()),
             audio_output_per_mtok: row.audio_output_per_mtok.map(|d| d.normalize()),
+            long_context,
             valid_from: row.valid_from,
             valid_until: None,
         });
@@ -164,7 +172,60 @@ pub struct CreatePrice {
     #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
     #[schema(value_type = Option<PriceAmount>, example = "80")]
     audio_output_per_mtok: Option<Decimal>,
+    /// Other prices for calls whose prompt (every input token) is longer than
+    /// `aboveTokens`, applied to all of the call's tokens.
+    #[serde(default)]
+    long_context: Option<LongContextPrices>,
     valid_from: DateTime<Utc>,
+}
+
+/// Long-context prices: a call whose `promptTokens` (cached tokens and cache writes
+/// included) exceed `aboveTokens` is charged these for every token, not only those past
+/// the threshold, as Google and Anthropic bill it. Cache writes without a price here
+/// cost this input price; reasoning and audio prices of the version are not tiered
+/// (when the version names none, they follow this output and input price).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"aboveTokens": 200000, "inputPerMtok": "2.5", "outputPerMtok": "15", "cachedInputPerMtok": "0.625"}))]
+pub struct LongContextPrices {
+    #[schema(minimum = 1, maximum = 100_000_000, example = 200000)]
+    above_tokens: i64,
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount, example = "2.5")]
+    input_per_mtok: Decimal,
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount, example = "15")]
+    output_per_mtok: Decimal,
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount, example = "0.625")]
+    cached_input_per_mtok: Decimal,
+    #[serde(
+        default,
+        deserialize_with = "schemas::optional_decimal_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<PriceAmount>, example = "7.5")]
+    cache_write_5m_per_mtok: Option<Decimal>,
+    #[serde(
+        default,
+        deserialize_with = "schemas::optional_decimal_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<PriceAmount>, example = "12")]
+    cache_write_1h_per_mtok: Option<Decimal>,
+}
+
+impl LongContextPrices {
+    fn of(row: &PriceRow) -> Option<Self> {
+        Some(Self {
+            above_tokens: row.long_context_above_tokens?,
+            input_per_mtok: row.long_context_input_per_mtok?.normalize(),
+            output_per_mtok: row.long_context_output_per_mtok?.normalize(),
+            cached_input_per_mtok: row.long_context_cached_input_per_mtok?.normalize(),
+            cache_write_5m_per_mtok: row.long_context_cache_write_5m_per_mtok.map(|d| d.normalize()),
+            cache_write_1h_per_mtok: row.long_context_cache_write_1h_per_mtok.map(|d| d.normalize()),
+        })
+    }
 }
 
 fn amount(value: Decimal) -> Result<Decimal, Invalid> {
@@ -206,6 +267,24 @@ impl CreatePrice {
         let reasoning_per_mtok = optional("reasoningPerMtok", self.reasoning_per_mtok);
         let audio_input_per_mtok = optional("audioInputPerMtok", self.audio_input_per_mtok);
         let audio_output_per_mtok = optional("audioOutputPerMtok", self.audio_output_per_mtok);
+        // The long-context columns: all `None` without long-context prices.
+        let long = self.long_context.as_ref();
+        let mut long_amount = |name: &str, value: Option<Decimal>| optional(&format!("longContext.{name}"), value);
+        let long_context_input_per_mtok = long_amount("inputPerMtok", long.map(|l| l.input_per_mtok));
+        let long_context_output_per_mtok = long_amount("outputPerMtok", long.map(|l| l.output_per_mtok));
+        let long_context_cached_input_per_mtok =
+            long_amount("cachedInputPerMtok", long.map(|l| l.cached_input_per_mtok));
+        let long_context_cache_write_5m_per_mtok =
+            long_amount("cacheWrite5mPerMtok", long.and_then(|l| l.cache_write_5m_per_mtok));
+        let long_context_cache_write_1h_per_mtok =
+            long_amount("cacheWrite1hPerMtok", long.and_then(|l| l.cache_write_1h_per_mtok));
+        let long_context_above_tokens = match long.map(|l| l.above_tokens) {
+            Some(n) if !(1..=MAX_TOKENS).contains(&n) => {
+                f.push("longContext.aboveTokens", format!("must be 1 to {MAX_TOKENS}"));
+                None
+            }
+            above => Some(above),
+        };
         let row = (|| {
             Some(NewPrice {
                 id: Uuid::nil(),
@@ -224,6 +303,12 @@ impl CreatePrice {
                 reasoning_per_mtok: reasoning_per_mtok?,
                 audio_input_per_mtok: audio_input_per_mtok?,
                 audio_output_per_mtok: audio_output_per_mtok?,
+                long_context_above_tokens: long_context_above_tokens?,
+                long_context_input_per_mtok: long_context_input_per_mtok?,
+                long_context_output_per_mtok: long_context_output_per_mtok?,
+                long_context_cached_input_per_mtok: long_context_cached_input_per_mtok?,
+                long_context_cache_write_5m_per_mtok: long_context_cache_write_5m_per_mtok?,
+                long_context_cache_write_1h_per_mtok: long_context_cache_write_1h_per_mtok?,
             })
         })();
         row.ok_or_else(|| f.into_errors())

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use diesel::{
-    sql_types::{Array, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, Int8, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid},
     OptionalExtension,
 };
 use diesel_async::RunQueryDsl;
@@ -17,7 +17,7 @@ use super::{
     DbConn,
 };
 use crate::{
-    domain::pricing::{Catalog, CatalogEntry, Price},
+    domain::pricing::{Catalog, CatalogEntry, LongContext, Price},
     error::{AppResult, OrConflict},
 };
 
@@ -48,6 +48,14 @@ columns! {
         reasoning_per_mtok: Option<Decimal> => Nullable<Numeric>,
         audio_input_per_mtok: Option<Decimal> => Nullable<Numeric>,
         audio_output_per_mtok: Option<Decimal> => Nullable<Numeric>,
+        /// The long-context prices (`domain::pricing::LongContext`): all four of the
+        /// threshold and the input, output and cached input prices, or none.
+        long_context_above_tokens: Option<i64> => Nullable<Int8>,
+        long_context_input_per_mtok: Option<Decimal> => Nullable<Numeric>,
+        long_context_output_per_mtok: Option<Decimal> => Nullable<Numeric>,
+        long_context_cached_input_per_mtok: Option<Decimal> => Nullable<Numeric>,
+        long_context_cache_write_5m_per_mtok: Option<Decimal> => Nullable<Numeric>,
+        long_context_cache_write_1h_per_mtok: Option<Decimal> => Nullable<Numeric>,
     }
 }
 
@@ -70,6 +78,7 @@ impl From<PriceRow> for CatalogEntry {
                 reasoning_per_mtok: row.reasoning_per_mtok,
                 audio_input_per_mtok: row.audio_input_per_mtok,
                 audio_output_per_mtok: row.audio_output_per_mtok,
+                long_context: long_context_of(&row),
             },
             provider: row.provider,
             model: row.model,
@@ -77,6 +86,18 @@ impl From<PriceRow> for CatalogEntry {
             valid_from: row.valid_from,
         }
     }
+}
+
+/// The long-context prices of a row; a CHECK keeps their required parts together.
+fn long_context_of(row: &PriceRow) -> Option<LongContext> {
+    Some(LongContext {
+        above_tokens: row.long_context_above_tokens?,
+        input_per_mtok: row.long_context_input_per_mtok?,
+        output_per_mtok: row.long_context_output_per_mtok?,
+        cached_input_per_mtok: row.long_context_cached_input_per_mtok?,
+        cache_write_5m_per_mtok: row.long_context_cache_write_5m_per_mtok,
+        cache_write_1h_per_mtok: row.long_context_cache_write_1h_per_mtok,
+    })
 }
 
 fn column_list() -> &'static str {

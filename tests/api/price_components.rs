@@ -322,3 +322,74 @@ async fn optional_prices_are_checked_like_the_others() {
         .collect();
     assert_eq!(fields, ["cacheWrite5mPerMtok", "audioOutputPerMtok"]);
 }
+
+#[tokio::test]
+async fn a_gemini_pro_call_just_below_and_just_above_the_long_context_threshold() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    // Gemini 2.5 Pro: 1.25/10 up to 200,000 prompt tokens, 2.50/15 above; cache reads
+    // 0.31/0.625.
+    let view = add_price(
+        &app,
+        &operator,
+        json!({"provider": "google", "model": "gemini-2.5-pro", "inputPerMtok": "1.25", "outputPerMtok": "10",
+               "cachedInputPerMtok": "0.31",
+               "longContext": {"aboveTokens": 200_000, "inputPerMtok": "2.50", "outputPerMtok": "15",
+                               "cachedInputPerMtok": "0.625"}}),
+    )
+    .await;
+    assert_eq!(
+        view["longContext"],
+        json!({"aboveTokens": 200_000, "inputPerMtok": "2.5", "outputPerMtok": "15", "cachedInputPerMtok": "0.625"})
+    );
+    let tenant = app.tenant().await;
+    let call = |prompt: i64| {
+        json!({"provider": "google", "model": "gemini-2.5-pro", "promptTokens": prompt, "completionTokens": 2_000,
+               "cachedTokens": 50_000, "reasoningTokens": 500})
+    };
+    let below = detail(&app, &tenant, app.record_event(&tenant, call(200_000)).await).await;
+    // 200,000 is not above the threshold: input 150,000 × 1.25/M = 0.1875; cached 50,000
+    // × 0.31/M = 0.0155; output 1,500 × 10/M = 0.015; reasoning 500 × 10/M = 0.005.
+    assert_eq!(
+        pick(
+            &below["costBreakdown"],
+            &["input", "cachedInput", "output", "reasoning"]
+        ),
+        [json!("0.1875"), json!("0.0155"), json!("0.015"), json!("0.005")]
+    );
+    assert_eq!(below["cost"], "0.223");
+    // One token more: every token at the long-context prices. Input 150,001 × 2.5/M =
+    // 0.3750025; cached 50,000 × 0.625/M = 0.03125; output 1,500 × 15/M = 0.0225;
+    // reasoning 500 × 15/M = 0.0075.
+    let above = detail(&app, &tenant, app.record_event(&tenant, call(200_001)).await).await;
+    assert_eq!(
+        pick(
+            &above["costBreakdown"],
+            &["input", "cachedInput", "output", "reasoning"]
+        ),
+        [json!("0.3750025"), json!("0.03125"), json!("0.0225"), json!("0.0075")]
+    );
+    assert_eq!(above["cost"], "0.4362525");
+    assert_parts_add_up(&above);
+    assert_eq!(below["priceId"], above["priceId"], "one price version, two tiers");
+
+    let response = app
+        .as_user(Method::POST, "/v1/admin/prices", &operator)
+        .json(
+            &json!({"provider": "google", "model": "gemini-x", "inputPerMtok": "1", "outputPerMtok": "2",
+                      "cachedInputPerMtok": "0.5", "validFrom": Utc::now().to_rfc3339(),
+                      "longContext": {"aboveTokens": 0, "inputPerMtok": "-2", "outputPerMtok": "4",
+                                      "cachedInputPerMtok": "1"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["longContext.inputPerMtok", "longContext.aboveTokens"]);
+}
