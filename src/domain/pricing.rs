@@ -1,13 +1,27 @@
 //! The cost engine: what one call costs, from its token counts, the price in force
 //! and the applicable discount.
 //!
+//! Token counts follow the OpenAI convention, which is also LiteLLM's: `promptTokens`
+//! counts every input token — cached reads, cache writes and audio input included —
+//! and `completionTokens` every output token, reasoning and audio output included.
+//! The parts are disjoint: cached + cache writes (5-minute and 1-hour) + audio input
+//! never exceed `promptTokens`, reasoning + audio output never exceed
+//! `completionTokens` ([`Quantities::check`]). A gateway whose provider counts
+//! otherwise (Anthropic's `input_tokens` leaves cache reads and writes out) adds them
+//! in before reporting.
+//!
 //! Rules (all amounts in USD):
-//! - `promptTokens` includes `cachedTokens` (as providers report them); cached tokens
-//!   are charged at the cached-input price, the rest at the input price;
+//! - each kind of token is charged at its own price: plain input (prompt minus the
+//!   parts named above), cached input, cache writes by duration, plain output
+//!   (completion minus reasoning and audio output), reasoning, audio input and output;
+//! - a price a version does not name falls back to the nearest one it does
+//!   ([`Price::rates`]): reasoning and audio output to the output price, audio input to
+//!   the input price, a 1-hour cache write to the 5-minute write price and that to the
+//!   input price — the way providers without such a distinction bill them;
 //! - each component is rounded once, by [`round_money`]; the total before discount
 //!   is the sum of the rounded components, so components always add up exactly;
-//! - the discount applies to the model charges (input, output, cached input, request,
-//!   image), not to the data-storage charge, and its savings are rounded once;
+//! - the discount applies to the model charges (every component but data storage),
+//!   and its savings are rounded once;
 //! - images are charged per image: those sent with the request (`input_images`) at
 //!   the input-image price, those the call generated (`images`) at the image price;
 //!   `image` is the sum of the two rounded parts;
@@ -24,8 +38,9 @@ use super::{
 const PER_MILLION: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 const HUNDRED: Decimal = Decimal::ONE_HUNDRED;
 
-/// One version of a model's price, in USD.
-#[derive(Debug, Clone, PartialEq)]
+/// One version of a model's price, in USD (per million tokens unless named otherwise).
+/// The optional prices fall back as [`Price::rates`] says.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Price {
     pub id: Uuid,
     pub input_per_mtok: Decimal,
@@ -36,15 +51,105 @@ pub struct Price {
     pub per_image: Decimal,
     /// Per image sent with the request.
     pub per_input_image: Decimal,
+    /// Tokens written to a prompt cache that lives 5 minutes (Anthropic's default).
+    pub cache_write_5m_per_mtok: Option<Decimal>,
+    /// Tokens written to a prompt cache that lives 1 hour.
+    pub cache_write_1h_per_mtok: Option<Decimal>,
+    /// Reasoning ("thinking") tokens, part of the completion tokens.
+    pub reasoning_per_mtok: Option<Decimal>,
+    pub audio_input_per_mtok: Option<Decimal>,
+    pub audio_output_per_mtok: Option<Decimal>,
+    /// Other prices for calls whose prompt is longer than a threshold.
+    pub long_context: Option<LongContext>,
+}
+
+/// Prices for long prompts (Gemini 2.5 Pro and Claude Sonnet 4/4.5 above 200,000 input
+/// tokens): a call whose `prompt_tokens` — every input token, cached and cache writes
+/// included — exceeds `above_tokens` is charged these prices for all its tokens, not
+/// only for those past the threshold, the way the providers bill it. A cache write
+/// without a price of its own here is charged at this input price.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LongContext {
+    pub above_tokens: i64,
+    pub input_per_mtok: Decimal,
+    pub output_per_mtok: Decimal,
+    pub cached_input_per_mtok: Decimal,
+    pub cache_write_5m_per_mtok: Option<Decimal>,
+    pub cache_write_1h_per_mtok: Option<Decimal>,
+}
+
+/// The per-million-token prices a call is charged at, every fallback resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub input: Decimal,
+    pub cached_input: Decimal,
+    pub cache_write_5m: Decimal,
+    pub cache_write_1h: Decimal,
+    pub output: Decimal,
+    pub reasoning: Decimal,
+    pub audio_input: Decimal,
+    pub audio_output: Decimal,
+}
+
+impl Price {
+    /// The prices a call with `prompt_tokens` is charged at: the long-context prices
+    /// when the prompt is past their threshold ([`LongContext`]), else the base ones. A
+    /// price the version leaves out is the one providers that do not distinguish it
+    /// charge: reasoning tokens and audio output are output, audio input is input, a
+    /// 1-hour cache write costs what a 5-minute one does, and a cache write without a
+    /// price of its own is input. Reasoning and audio prices, when named, are not
+    /// tiered; when not, they follow the (tiered) output and input prices.
+    pub fn rates(&self, prompt_tokens: i64) -> Rates {
+        let long = self.long_context.as_ref().filter(|t| prompt_tokens > t.above_tokens);
+        let (input, output, cached_input, write_5m, write_1h) = match long {
+            Some(t) => (
+                t.input_per_mtok,
+                t.output_per_mtok,
+                t.cached_input_per_mtok,
+                t.cache_write_5m_per_mtok,
+                t.cache_write_1h_per_mtok,
+            ),
+            None => (
+                self.input_per_mtok,
+                self.output_per_mtok,
+                self.cached_input_per_mtok,
+                self.cache_write_5m_per_mtok,
+                self.cache_write_1h_per_mtok,
+            ),
+        };
+        let cache_write_5m = write_5m.unwrap_or(input);
+        Rates {
+            input,
+            cached_input,
+            cache_write_5m,
+            cache_write_1h: write_1h.unwrap_or(cache_write_5m),
+            output,
+            reasoning: self.reasoning_per_mtok.unwrap_or(output),
+            audio_input: self.audio_input_per_mtok.unwrap_or(input),
+            audio_output: self.audio_output_per_mtok.unwrap_or(output),
+        }
+    }
 }
 
 /// What a call consumed. `stored_tokens` is set when its bodies are kept, and is
-/// charged at the data-storage price.
+/// charged at the data-storage price. See the module documentation for what
+/// `prompt_tokens` and `completion_tokens` include.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Quantities {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Prompt tokens read from a cache.
     pub cached_tokens: i64,
+    /// Prompt tokens written to a 5-minute cache.
+    pub cache_write_5m_tokens: i64,
+    /// Prompt tokens written to a 1-hour cache.
+    pub cache_write_1h_tokens: i64,
+    /// Completion tokens spent reasoning.
+    pub reasoning_tokens: i64,
+    /// Prompt tokens of audio.
+    pub audio_input_tokens: i64,
+    /// Completion tokens of audio.
+    pub audio_output_tokens: i64,
     /// Images the call generated.
     pub images: i32,
     /// Images sent with the request.
@@ -52,11 +157,83 @@ pub struct Quantities {
     pub stored_tokens: i64,
 }
 
+/// Which count a breach of [`Quantities::check`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breach {
+    /// Cached tokens alone exceed the prompt.
+    Cached,
+    /// Cached, cache-write and audio input tokens together exceed the prompt.
+    Prompt,
+    /// Reasoning and audio output tokens together exceed the completion.
+    Completion,
+}
+
+impl Breach {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Cached => "cachedTokens cannot exceed promptTokens",
+            Self::Prompt => {
+                "cachedTokens + cacheWrite5mTokens + cacheWrite1hTokens + audioInputTokens cannot exceed \
+                 promptTokens (promptTokens counts every input token)"
+            }
+            Self::Completion => {
+                "reasoningTokens + audioOutputTokens cannot exceed completionTokens (completionTokens counts \
+                 every output token)"
+            }
+        }
+    }
+}
+
+impl Quantities {
+    /// The parts of the prompt and of the completion fit in them (see the module
+    /// documentation). Counts are non-negative, which callers check first.
+    pub fn check(&self) -> Result<(), Breach> {
+        let prompt_parts = [
+            self.cached_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.audio_input_tokens,
+        ];
+        let completion_parts = [self.reasoning_tokens, self.audio_output_tokens];
+        let sum = |parts: &[i64]| parts.iter().try_fold(0i64, |acc, n| acc.checked_add(*n));
+        if self.cached_tokens > self.prompt_tokens {
+            Err(Breach::Cached)
+        } else if sum(&prompt_parts).is_none_or(|s| s > self.prompt_tokens) {
+            Err(Breach::Prompt)
+        } else if sum(&completion_parts).is_none_or(|s| s > self.completion_tokens) {
+            Err(Breach::Completion)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Prompt tokens charged at the plain input price.
+    fn plain_input(&self) -> i64 {
+        self.prompt_tokens
+            - self.cached_tokens
+            - self.cache_write_5m_tokens
+            - self.cache_write_1h_tokens
+            - self.audio_input_tokens
+    }
+
+    /// Completion tokens charged at the plain output price.
+    fn plain_output(&self) -> i64 {
+        self.completion_tokens - self.reasoning_tokens - self.audio_output_tokens
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cost {
+    /// Plain input tokens (see [`Quantities`]).
     pub input: Decimal,
+    /// Plain output tokens.
     pub output: Decimal,
     pub cached_input: Decimal,
+    pub cache_write_5m: Decimal,
+    pub cache_write_1h: Decimal,
+    pub reasoning: Decimal,
+    pub audio_input: Decimal,
+    pub audio_output: Decimal,
     pub request: Decimal,
     /// `image_input + image_output`.
     pub image: Decimal,
@@ -80,9 +257,7 @@ pub fn compute_cost(
         return Ok(Cost::default());
     };
     let q = quantities;
-    if q.cached_tokens > q.prompt_tokens {
-        return Err(Invalid::new("cachedTokens cannot exceed promptTokens"));
-    }
+    q.check().map_err(|breach| Invalid::new(breach.message()))?;
     if !(Decimal::ZERO..=HUNDRED).contains(&discount_percent) {
         return Err(Invalid::new("discount must be between 0 and 100 percent"));
     }
@@ -92,9 +267,15 @@ pub fn compute_cost(
             .map(|d| round_money(d / PER_MILLION))
             .ok_or_else(|| Invalid::new("token count too large to price"))
     };
-    let input = per_token(q.prompt_tokens - q.cached_tokens, price.input_per_mtok)?;
-    let cached_input = per_token(q.cached_tokens, price.cached_input_per_mtok)?;
-    let output = per_token(q.completion_tokens, price.output_per_mtok)?;
+    let rates = price.rates(q.prompt_tokens);
+    let input = per_token(q.plain_input(), rates.input)?;
+    let cached_input = per_token(q.cached_tokens, rates.cached_input)?;
+    let cache_write_5m = per_token(q.cache_write_5m_tokens, rates.cache_write_5m)?;
+    let cache_write_1h = per_token(q.cache_write_1h_tokens, rates.cache_write_1h)?;
+    let audio_input = per_token(q.audio_input_tokens, rates.audio_input)?;
+    let output = per_token(q.plain_output(), rates.output)?;
+    let reasoning = per_token(q.reasoning_tokens, rates.reasoning)?;
+    let audio_output = per_token(q.audio_output_tokens, rates.audio_output)?;
     let data_storage = per_token(q.stored_tokens, storage_per_mtok)?;
     let request = round_money(price.per_request);
     let per_image = |count: i32, price: Decimal| {
@@ -107,7 +288,16 @@ pub fn compute_cost(
     let image_input = per_image(q.input_images, price.per_input_image)?;
     let image = image_input + image_output;
 
-    let model_charges = input + cached_input + output + request + image;
+    let model_charges = input
+        + cached_input
+        + cache_write_5m
+        + cache_write_1h
+        + audio_input
+        + output
+        + reasoning
+        + audio_output
+        + request
+        + image;
     if model_charges + data_storage >= MAX_EVENT_AMOUNT {
         return Err(Invalid::new(format!(
             "the cost of this event exceeds {MAX_EVENT_AMOUNT} USD"
@@ -119,6 +309,11 @@ pub fn compute_cost(
         input,
         output,
         cached_input,
+        cache_write_5m,
+        cache_write_1h,
+        reasoning,
+        audio_input,
+        audio_output,
         request,
         image,
         image_input,
@@ -130,7 +325,6 @@ pub fn compute_cost(
         total: before_discount - discount_savings,
     })
 }
-
 /// One model's price from a given instant on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogEntry {
@@ -235,9 +429,251 @@ mod tests {
             output_per_mtok: dec!(15),
             cached_input_per_mtok: dec!(0.30),
             per_request: dec!(0),
-            per_image: dec!(0),
-            per_input_image: dec!(0),
+            ..Price::default()
         }
+    }
+
+    /// Claude Sonnet 4.5's list prices: cache reads 0.1×, 5-minute writes 1.25× and
+    /// 1-hour writes 2× the input price.
+    fn claude() -> Price {
+        Price {
+            cache_write_5m_per_mtok: Some(dec!(3.75)),
+            cache_write_1h_per_mtok: Some(dec!(6)),
+            ..sonnet()
+        }
+    }
+
+    #[test]
+    fn a_claude_call_with_cache_writes_of_both_durations_and_cache_reads() {
+        // 50,000 prompt tokens: 30,000 read from the cache, 8,000 written for 5 minutes,
+        // 2,000 written for an hour, 10,000 plain; 1,000 completion tokens.
+        let q = Quantities {
+            prompt_tokens: 50_000,
+            completion_tokens: 1_000,
+            cached_tokens: 30_000,
+            cache_write_5m_tokens: 8_000,
+            cache_write_1h_tokens: 2_000,
+            ..Default::default()
+        };
+        let cost = compute_cost(&q, Some(&claude()), dec!(0), dec!(0)).unwrap();
+        // 10,000 × 3/M = 0.03; 30,000 × 0.30/M = 0.009; 8,000 × 3.75/M = 0.03;
+        // 2,000 × 6/M = 0.012; 1,000 × 15/M = 0.015; total 0.096.
+        assert_eq!(
+            (
+                cost.input,
+                cost.cached_input,
+                cost.cache_write_5m,
+                cost.cache_write_1h,
+                cost.output
+            ),
+            (dec!(0.03), dec!(0.009), dec!(0.03), dec!(0.012), dec!(0.015))
+        );
+        assert_eq!(cost.total, dec!(0.096));
+    }
+
+    #[test]
+    fn a_reasoning_call_is_charged_at_the_reasoning_price_or_else_as_output() {
+        // o3-like: 2,000 prompt tokens, 5,000 completion tokens of which 4,200 reasoning.
+        let o3 = Price {
+            input_per_mtok: dec!(2),
+            output_per_mtok: dec!(8),
+            cached_input_per_mtok: dec!(0.5),
+            ..Price::default()
+        };
+        let q = Quantities {
+            prompt_tokens: 2_000,
+            completion_tokens: 5_000,
+            reasoning_tokens: 4_200,
+            ..Default::default()
+        };
+        let cost = compute_cost(&q, Some(&o3), dec!(0), dec!(0)).unwrap();
+        // input 2,000 × 2/M = 0.004; output 800 × 8/M = 0.0064; reasoning 4,200 × 8/M = 0.0336.
+        assert_eq!(
+            (cost.input, cost.output, cost.reasoning, cost.total),
+            (dec!(0.004), dec!(0.0064), dec!(0.0336), dec!(0.044))
+        );
+        // A reasoning price of its own replaces the output price for those tokens only.
+        let priced = Price {
+            reasoning_per_mtok: Some(dec!(3.5)),
+            ..o3
+        };
+        let cost = compute_cost(&q, Some(&priced), dec!(0), dec!(0)).unwrap();
+        assert_eq!((cost.reasoning, cost.total), (dec!(0.0147), dec!(0.0251)));
+    }
+
+    #[test]
+    fn an_audio_call_charges_audio_tokens_apart() {
+        // gpt-4o-audio-preview-like: text 2.50/10, audio 40/80 per million.
+        let audio = Price {
+            input_per_mtok: dec!(2.5),
+            output_per_mtok: dec!(10),
+            cached_input_per_mtok: dec!(1.25),
+            audio_input_per_mtok: Some(dec!(40)),
+            audio_output_per_mtok: Some(dec!(80)),
+            ..Price::default()
+        };
+        // 1,500 prompt tokens of which 1,200 audio; 900 completion of which 700 audio.
+        let q = Quantities {
+            prompt_tokens: 1_500,
+            completion_tokens: 900,
+            audio_input_tokens: 1_200,
+            audio_output_tokens: 700,
+            ..Default::default()
+        };
+        let cost = compute_cost(&q, Some(&audio), dec!(0), dec!(0)).unwrap();
+        // 300 × 2.5/M = 0.00075; 1,200 × 40/M = 0.048; 200 × 10/M = 0.002; 700 × 80/M = 0.056.
+        assert_eq!(
+            (cost.input, cost.audio_input, cost.output, cost.audio_output, cost.total),
+            (dec!(0.00075), dec!(0.048), dec!(0.002), dec!(0.056), dec!(0.10675))
+        );
+    }
+
+    /// Gemini 2.5 Pro: 1.25/10 up to 200,000 prompt tokens, 2.50/15 above; context cache
+    /// reads 0.31/0.625.
+    fn gemini_pro() -> Price {
+        Price {
+            input_per_mtok: dec!(1.25),
+            output_per_mtok: dec!(10),
+            cached_input_per_mtok: dec!(0.31),
+            long_context: Some(LongContext {
+                above_tokens: 200_000,
+                input_per_mtok: dec!(2.5),
+                output_per_mtok: dec!(15),
+                cached_input_per_mtok: dec!(0.625),
+                ..LongContext::default()
+            }),
+            ..Price::default()
+        }
+    }
+
+    #[test]
+    fn a_prompt_past_the_threshold_is_charged_the_long_context_prices_for_every_token() {
+        let call = |prompt_tokens| Quantities {
+            prompt_tokens,
+            completion_tokens: 2_000,
+            cached_tokens: 100_000,
+            reasoning_tokens: 500,
+            ..Default::default()
+        };
+        // 200,000 is not above 200,000: input 100,000 × 1.25/M = 0.125; cached 100,000 ×
+        // 0.31/M = 0.031; output 1,500 × 10/M = 0.015; reasoning 500 × 10/M = 0.005.
+        let below = compute_cost(&call(200_000), Some(&gemini_pro()), dec!(0), dec!(0)).unwrap();
+        assert_eq!(
+            (
+                below.input,
+                below.cached_input,
+                below.output,
+                below.reasoning,
+                below.total
+            ),
+            (dec!(0.125), dec!(0.031), dec!(0.015), dec!(0.005), dec!(0.176))
+        );
+        // One more token: 100,001 × 2.5/M = 0.2500025; 100,000 × 0.625/M = 0.0625;
+        // 1,500 × 15/M = 0.0225; 500 × 15/M = 0.0075.
+        let above = compute_cost(&call(200_001), Some(&gemini_pro()), dec!(0), dec!(0)).unwrap();
+        assert_eq!(
+            (
+                above.input,
+                above.cached_input,
+                above.output,
+                above.reasoning,
+                above.total
+            ),
+            (
+                dec!(0.2500025),
+                dec!(0.0625),
+                dec!(0.0225),
+                dec!(0.0075),
+                dec!(0.3425025)
+            )
+        );
+        // Long-context cache writes without a price of their own are long-context input.
+        let rates = gemini_pro().rates(200_001);
+        assert_eq!((rates.cache_write_5m, rates.cache_write_1h), (dec!(2.5), dec!(2.5)));
+    }
+
+    #[test]
+    fn missing_prices_fall_back_to_the_nearest_one_named() {
+        let rates = sonnet().rates(0);
+        assert_eq!(
+            (
+                rates.cache_write_5m,
+                rates.cache_write_1h,
+                rates.reasoning,
+                rates.audio_input,
+                rates.audio_output
+            ),
+            (dec!(3), dec!(3), dec!(15), dec!(3), dec!(15))
+        );
+        let only_5m = Price {
+            cache_write_5m_per_mtok: Some(dec!(3.75)),
+            ..sonnet()
+        };
+        assert_eq!(only_5m.rates(0).cache_write_1h, dec!(3.75));
+        assert_eq!(claude().rates(0).cache_write_1h, dec!(6));
+    }
+
+    #[test]
+    fn the_parts_of_a_prompt_and_a_completion_fit_in_them() {
+        let fits = Quantities {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 4,
+            cache_write_5m_tokens: 3,
+            cache_write_1h_tokens: 2,
+            audio_input_tokens: 1,
+            reasoning_tokens: 3,
+            audio_output_tokens: 2,
+            ..Default::default()
+        };
+        assert_eq!(fits.check(), Ok(()));
+        let breach = |q: Quantities| q.check().unwrap_err();
+        assert_eq!(
+            breach(Quantities {
+                cached_tokens: 11,
+                ..fits
+            }),
+            Breach::Cached
+        );
+        assert_eq!(
+            breach(Quantities {
+                audio_input_tokens: 2,
+                ..fits
+            }),
+            Breach::Prompt
+        );
+        assert_eq!(
+            breach(Quantities {
+                cache_write_1h_tokens: 3,
+                ..fits
+            }),
+            Breach::Prompt
+        );
+        assert_eq!(
+            breach(Quantities {
+                reasoning_tokens: 4,
+                ..fits
+            }),
+            Breach::Completion
+        );
+        assert_eq!(
+            breach(Quantities {
+                cache_write_5m_tokens: i64::MAX,
+                ..fits
+            }),
+            Breach::Prompt,
+            "no overflow"
+        );
+        assert!(compute_cost(
+            &Quantities {
+                audio_output_tokens: 3,
+                ..fits
+            },
+            Some(&sonnet()),
+            dec!(0),
+            dec!(0)
+        )
+        .is_err());
     }
 
     #[test]
@@ -453,30 +889,59 @@ mod tests {
     proptest! {
         #[test]
         fn components_sum_and_discounts_stay_in_bounds(
-            prompt in 0i64..2_000_000_000, completion in 0i64..2_000_000_000, cached_share in 0u8..=100,
+            prompt in 0i64..2_000_000_000, completion in 0i64..2_000_000_000,
+            prompt_shares in proptest::array::uniform4(0u8..=25), completion_shares in proptest::array::uniform2(0u8..=50),
             images in 0i32..1000, input_images in 0i32..1000, stored in proptest::bool::ANY,
-            input in money(), output in money(), cached in money(), per_request in money(), per_image in money(),
-            per_input_image in money(), storage in money(), pct_bp in 0u32..=10_000,
+            base in proptest::array::uniform6(money()), extra in proptest::array::uniform5(proptest::option::of(money())),
+            storage in money(), pct_bp in 0u32..=10_000,
+            long in proptest::option::of((0i64..2_000_000_000, proptest::array::uniform3(money()),
+                proptest::array::uniform2(proptest::option::of(money())))),
         ) {
-            let cached_tokens = prompt * i64::from(cached_share) / 100;
+            let share = |total: i64, pct: u8| total * i64::from(pct) / 100;
             let q = Quantities {
-                prompt_tokens: prompt, completion_tokens: completion, cached_tokens, images, input_images,
+                prompt_tokens: prompt, completion_tokens: completion,
+                cached_tokens: share(prompt, prompt_shares[0]),
+                cache_write_5m_tokens: share(prompt, prompt_shares[1]),
+                cache_write_1h_tokens: share(prompt, prompt_shares[2]),
+                audio_input_tokens: share(prompt, prompt_shares[3]),
+                reasoning_tokens: share(completion, completion_shares[0]),
+                audio_output_tokens: share(completion, completion_shares[1]),
+                images, input_images,
                 stored_tokens: if stored { prompt + completion } else { 0 },
             };
+            let [input, output, cached, per_request, per_image, per_input_image] = base;
             let price = Price { id: Uuid::nil(), input_per_mtok: input, output_per_mtok: output,
-                cached_input_per_mtok: cached, per_request, per_image, per_input_image };
+                cached_input_per_mtok: cached, per_request, per_image, per_input_image,
+                cache_write_5m_per_mtok: extra[0], cache_write_1h_per_mtok: extra[1], reasoning_per_mtok: extra[2],
+                audio_input_per_mtok: extra[3], audio_output_per_mtok: extra[4],
+                long_context: long.map(|(above, [input, output, cached], writes)| LongContext {
+                    above_tokens: above, input_per_mtok: input, output_per_mtok: output, cached_input_per_mtok: cached,
+                    cache_write_5m_per_mtok: writes[0], cache_write_1h_per_mtok: writes[1] }) };
             let percent = Decimal::new(i64::from(pct_bp), 2);
             let cost = compute_cost(&q, Some(&price), storage, percent).unwrap();
-            let parts = cost.input + cost.output + cost.cached_input + cost.request + cost.image + cost.data_storage;
-            prop_assert_eq!(parts, cost.before_discount);
+            let parts = [cost.input, cost.output, cost.cached_input, cost.cache_write_5m, cost.cache_write_1h,
+                cost.reasoning, cost.audio_input, cost.audio_output, cost.request, cost.image, cost.data_storage];
+            prop_assert_eq!(parts.iter().sum::<Decimal>(), cost.before_discount);
             prop_assert_eq!(cost.image_input + cost.image_output, cost.image);
             prop_assert_eq!(cost.total, cost.before_discount - cost.discount_savings);
             prop_assert!(cost.discount_savings >= Decimal::ZERO);
             prop_assert!(cost.total >= Decimal::ZERO);
             prop_assert!(cost.total <= cost.before_discount);
-            for part in [cost.input, cost.output, cost.cached_input, cost.request, cost.image_input, cost.image_output, cost.data_storage, cost.discount_savings] {
+            for part in parts.iter().chain([&cost.image_input, &cost.image_output, &cost.discount_savings]) {
+                prop_assert!(*part >= Decimal::ZERO);
                 prop_assert!(part.scale() <= super::super::money::MONEY_SCALE);
             }
+            // Every token is charged once: at a price of its kind, never twice.
+            let rates = price.rates(q.prompt_tokens);
+            let exact = |count: i64, per_mtok: Decimal| Decimal::from(count) * per_mtok / PER_MILLION;
+            let unrounded = exact(q.plain_input(), rates.input) + exact(q.cached_tokens, rates.cached_input)
+                + exact(q.cache_write_5m_tokens, rates.cache_write_5m) + exact(q.cache_write_1h_tokens, rates.cache_write_1h)
+                + exact(q.audio_input_tokens, rates.audio_input) + exact(q.plain_output(), rates.output)
+                + exact(q.reasoning_tokens, rates.reasoning) + exact(q.audio_output_tokens, rates.audio_output);
+            let rounded_tokens = cost.input + cost.cached_input + cost.cache_write_5m + cost.cache_write_1h
+                + cost.audio_input + cost.output + cost.reasoning + cost.audio_output;
+            // Eight components, each rounded by at most half a unit of the last place.
+            prop_assert!((rounded_tokens - unrounded).abs() <= Decimal::new(4, 10));
         }
     }
 }

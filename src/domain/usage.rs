@@ -95,6 +95,13 @@ pub struct NewUsageEvent {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
+    /// The parts of `prompt_tokens` and `completion_tokens` priced apart; see
+    /// `domain::pricing` for the convention.
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub audio_input_tokens: i64,
+    pub audio_output_tokens: i64,
     /// Images the call generated.
     pub images: i32,
     /// Images sent with the request.
@@ -137,7 +144,8 @@ impl NewUsageEvent {
     /// customer, agent, status, error code, token and image counts, latencies, cache
     /// hit, retries, start and end times, metadata, the bodies (as stored: cut to the
     /// cap, absent when redacted), billing source, call type, model id, API base,
-    /// client address (redacted), tags, gateway overhead — except the request id itself and
+    /// client address (redacted), tags, gateway overhead, cache-write, reasoning and
+    /// audio token counts — except the request id itself and
     /// the event time when the event gives neither `startedAt` nor `endedAt` (it is the
     /// time of receipt, which a retry cannot repeat). Names compare as names do
     /// (case-insensitively); metadata compares as JSON (key order does not matter).
@@ -181,6 +189,20 @@ impl NewUsageEvent {
             f.text(Some(tag));
         }
         f.int(self.gateway_overhead_ms.map(i64::from));
+        // Counts added later are fed only when one is set, so an event that reports none
+        // keeps the fingerprint it had before they existed (a retry of it is no conflict).
+        let later = [
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.reasoning_tokens,
+            self.audio_input_tokens,
+            self.audio_output_tokens,
+        ];
+        if later.iter().any(|n| *n != 0) {
+            for count in later {
+                f.int(Some(count));
+            }
+        }
         f.finish()
     }
 }
@@ -446,6 +468,11 @@ pub fn price_event(event: NewUsageEvent, ctx: &PricingContext<'_>) -> Result<Pri
         prompt_tokens: event.prompt_tokens,
         completion_tokens: event.completion_tokens,
         cached_tokens: event.cached_tokens,
+        cache_write_5m_tokens: event.cache_write_5m_tokens,
+        cache_write_1h_tokens: event.cache_write_1h_tokens,
+        reasoning_tokens: event.reasoning_tokens,
+        audio_input_tokens: event.audio_input_tokens,
+        audio_output_tokens: event.audio_output_tokens,
         images: event.images,
         input_images: event.input_images,
         stored_tokens: if event.stores_bodies() {
@@ -533,6 +560,11 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 5,
             cached_tokens: 0,
+            cache_write_5m_tokens: 0,
+            cache_write_1h_tokens: 0,
+            reasoning_tokens: 0,
+            audio_input_tokens: 0,
+            audio_output_tokens: 0,
             images: 0,
             latency_ms: Some(100),
             ttft_ms: None,
@@ -613,10 +645,25 @@ mod tests {
                 gateway_overhead_ms: None,
                 ..original.clone()
             },
+            NewUsageEvent {
+                reasoning_tokens: 1,
+                ..original.clone()
+            },
+            NewUsageEvent {
+                audio_output_tokens: 1,
+                ..original.clone()
+            },
         ];
         for other in others {
             assert_ne!(original.fingerprint(), other.fingerprint(), "{other:?}");
         }
+    }
+
+    #[test]
+    fn an_event_without_the_later_counts_keeps_the_fingerprint_it_had_before_them() {
+        // The value the encoding gave `sample()` before cache writes, reasoning and
+        // audio were counted: a retry of an event recorded then is no conflict.
+        assert_eq!(sample().fingerprint(), 2_912_422_923_620_735_229);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{
     paging,
     paths::OrgPath,
     schemas::{FilterText, Money},
+    spend_logs::TokenParts,
     state::AppState,
     validate::query_text,
 };
@@ -81,8 +82,9 @@ pub struct ActivityResponse {
     activity: Vec<DayActivity>,
 }
 
-/// One UTC day. Token counts: `inputTokens` includes `cachedTokens`; `totalTokens` is
-/// input plus output. Costs are what was charged (after discounts) unless named
+/// One UTC day. Token counts: `inputTokens` includes `cachedTokens`, the cache writes
+/// and `audioInputTokens`; `outputTokens` includes `reasoningTokens` and
+/// `audioOutputTokens`; `totalTokens` is input plus output. Costs are what was charged (after discounts) unless named
 /// otherwise; `discountSavings` is what discounts took off.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -92,6 +94,8 @@ pub struct DayActivity {
     input_tokens: i64,
     output_tokens: i64,
     cached_tokens: i64,
+    #[serde(flatten)]
+    token_parts: TokenParts,
     total_tokens: i64,
     #[schema(value_type = Money)]
     cost: Decimal,
@@ -103,6 +107,19 @@ pub struct DayActivity {
     request_cost: Decimal,
     #[schema(value_type = Money)]
     cached_input_cost: Decimal,
+    /// Prompt tokens written to 5-minute caches.
+    #[schema(value_type = Money, example = "0.03")]
+    cache_write_5m_cost: Decimal,
+    /// Prompt tokens written to 1-hour caches.
+    #[schema(value_type = Money, example = "0.012")]
+    cache_write_1h_cost: Decimal,
+    /// Reasoning tokens.
+    #[schema(value_type = Money, example = "0.006")]
+    reasoning_cost: Decimal,
+    #[schema(value_type = Money, example = "0")]
+    audio_input_cost: Decimal,
+    #[schema(value_type = Money, example = "0")]
+    audio_output_cost: Decimal,
     /// Images sent with the requests (`inputImages` × the price's `perInputImage`).
     #[schema(value_type = Money)]
     image_input_cost: Decimal,
@@ -323,12 +340,24 @@ fn day_activity(date: NaiveDate, s: &RollupSums) -> DayActivity {
         input_tokens: s.prompt_tokens,
         output_tokens: s.completion_tokens,
         cached_tokens: s.cached_tokens,
+        token_parts: TokenParts {
+            cache_write_5m_tokens: s.cache_write_5m_tokens,
+            cache_write_1h_tokens: s.cache_write_1h_tokens,
+            reasoning_tokens: s.reasoning_tokens,
+            audio_input_tokens: s.audio_input_tokens,
+            audio_output_tokens: s.audio_output_tokens,
+        },
         total_tokens: s.prompt_tokens + s.completion_tokens,
         cost: s.cost.normalize(),
         input_cost: s.input_cost.normalize(),
         output_cost: s.output_cost.normalize(),
         request_cost: s.request_cost.normalize(),
         cached_input_cost: s.cached_input_cost.normalize(),
+        cache_write_5m_cost: s.cache_write_5m_cost.normalize(),
+        cache_write_1h_cost: s.cache_write_1h_cost.normalize(),
+        reasoning_cost: s.reasoning_cost.normalize(),
+        audio_input_cost: s.audio_input_cost.normalize(),
+        audio_output_cost: s.audio_output_cost.normalize(),
         image_input_cost: s.image_input_cost.normalize(),
         image_output_cost: s.image_output_cost.normalize(),
         data_storage_cost: s.data_storage_cost.normalize(),

@@ -211,6 +211,48 @@ fn reasoning_tokens_of(usage: Option<&Map<String, Value>>) -> i64 {
     count(field(details(usage, "completion_tokens_details"), "reasoning_tokens"))
 }
 
+/// The parts of a call's prompt and completion that are priced apart, as event fields.
+/// LiteLLM counts as Meterplane does (`promptTokens` includes cache reads and writes
+/// and audio, `completionTokens` reasoning and audio). Each part is fitted into what its
+/// total has left, in this order, so a payload that counts otherwise cannot make the
+/// event invalid. Cache writes are split by duration when the usage says
+/// (`cache_creation_token_details` or Anthropic's `cache_creation`); a write of unknown
+/// duration is a 5-minute write, the providers' default.
+fn token_parts(usage: Option<&Map<String, Value>>, prompt: i64, completion: i64) -> [(&'static str, i64); 6] {
+    let prompt_details = details(usage, "prompt_tokens_details");
+    let durations = object(field(prompt_details, "cache_creation_token_details")).or(details(usage, "cache_creation"));
+    let (mut write_5m, write_1h) = (
+        count(field(durations, "ephemeral_5m_input_tokens")),
+        count(field(durations, "ephemeral_1h_input_tokens")),
+    );
+    if write_5m == 0 && write_1h == 0 {
+        write_5m = cache_write_tokens_of(usage);
+    }
+    let fit = |left: &mut i64, wanted: i64| {
+        let part = wanted.min(*left);
+        *left -= part;
+        part
+    };
+    let (mut prompt_left, mut completion_left) = (prompt, completion);
+    [
+        ("cachedTokens", fit(&mut prompt_left, cached_tokens_of(usage))),
+        ("cacheWrite5mTokens", fit(&mut prompt_left, write_5m)),
+        ("cacheWrite1hTokens", fit(&mut prompt_left, write_1h)),
+        (
+            "audioInputTokens",
+            fit(&mut prompt_left, count(field(prompt_details, "audio_tokens"))),
+        ),
+        ("reasoningTokens", fit(&mut completion_left, reasoning_tokens_of(usage))),
+        (
+            "audioOutputTokens",
+            fit(
+                &mut completion_left,
+                count(field(details(usage, "completion_tokens_details"), "audio_tokens")),
+            ),
+        ),
+    ]
+}
+
 fn route_of(p: &Value) -> Option<String> {
     text(field(object(p.get("metadata")), "user_api_key_request_route"))
 }
@@ -274,7 +316,7 @@ fn compact_size(value: &Value) -> usize {
     serde_json::to_string(value).map(|s| s.len()).unwrap_or(usize::MAX)
 }
 
-fn litellm_metadata(p: &Value, usage: Option<&Map<String, Value>>, request_id: &str) -> Map<String, Value> {
+fn litellm_metadata(p: &Value, request_id: &str) -> Map<String, Value> {
     let metadata = object(p.get("metadata"));
     let hidden = object(p.get("hidden_params"));
     let headers = object(field(hidden, "additional_headers"));
@@ -313,17 +355,9 @@ fn litellm_metadata(p: &Value, usage: Option<&Map<String, Value>>, request_id: &
     if let Some(cost) = number(p.get("response_cost")).filter(|c| *c > 0.0) {
         out.insert("cost".into(), json!(cost));
     }
-    for (key, value) in [
-        ("reasoningTokens", reasoning_tokens_of(usage)),
-        ("cacheWriteTokens", cache_write_tokens_of(usage)),
-        (
-            "attemptedFallbacks",
-            count(field(headers, "x-litellm-attempted-fallbacks")),
-        ),
-    ] {
-        if value != 0 {
-            out.insert(key.into(), json!(value));
-        }
+    let fallbacks = count(field(headers, "x-litellm-attempted-fallbacks"));
+    if fallbacks != 0 {
+        out.insert("attemptedFallbacks".into(), json!(fallbacks));
     }
     let requester = object(field(metadata, "requester_metadata"));
     put_text(&mut out, "agentId", text(field(requester, "agent_id")));
@@ -337,8 +371,8 @@ fn litellm_metadata(p: &Value, usage: Option<&Map<String, Value>>, request_id: &
 }
 
 /// The client's metadata plus ours under "litellm", within the 16 KiB events allow.
-fn event_metadata(p: &Value, usage: Option<&Map<String, Value>>, request_id: &str) -> Value {
-    let ours = litellm_metadata(p, usage, request_id);
+fn event_metadata(p: &Value, request_id: &str) -> Value {
+    let ours = litellm_metadata(p, request_id);
     let mut merged = client_metadata(object(p.get("metadata")));
     merged.insert("litellm".into(), Value::Object(ours.clone()));
     let merged = Value::Object(merged);
@@ -358,7 +392,8 @@ fn event_metadata(p: &Value, usage: Option<&Map<String, Value>>, request_id: &st
 
 /// One StandardLoggingPayload as a usage event: the JSON object `POST /v1/usage/batch`
 /// takes. The call id is the request id; the model loses its provider prefix; cached
-/// tokens come from the usage object; time to first token only for streaming calls.
+/// tokens, cache writes, reasoning and audio tokens come from the usage object
+/// ([`token_parts`]); time to first token only for streaming calls.
 pub fn map_payload(p: &Value, store_bodies: bool) -> Value {
     let metadata = object(p.get("metadata"));
     let hidden = object(p.get("hidden_params"));
@@ -372,7 +407,7 @@ pub fn map_payload(p: &Value, store_bodies: bool) -> Value {
     let model = model_of(p, &provider);
     let usage = usage_object(p);
     let prompt = count(p.get("prompt_tokens"));
-    let cached = cached_tokens_of(usage).min(prompt);
+    let completion = count(p.get("completion_tokens"));
     let mut event = Map::new();
     event.insert("requestId".into(), json!(request_id));
     event.insert("endpoint".into(), json!(endpoint_of(p)));
@@ -391,8 +426,13 @@ pub fn map_payload(p: &Value, store_bodies: bool) -> Value {
         event.insert("errorCode".into(), json!(cut(&code, 200)));
     }
     event.insert("promptTokens".into(), json!(prompt));
-    event.insert("completionTokens".into(), json!(count(p.get("completion_tokens"))));
-    event.insert("cachedTokens".into(), json!(cached));
+    event.insert("completionTokens".into(), json!(completion));
+    for (key, value) in token_parts(usage, prompt, completion) {
+        // Cached tokens always; the other parts only when the call had them.
+        if key == "cachedTokens" || value != 0 {
+            event.insert(key.into(), json!(value));
+        }
+    }
     let (start, end) = (number(p.get("startTime")), number(p.get("endTime")));
     if let (Some(start), Some(end)) = (start, end) {
         if end >= start {
@@ -421,7 +461,7 @@ pub fn map_payload(p: &Value, store_bodies: bool) -> Value {
     if let (Some(ended), true) = (timestamp(end), ordered) {
         event.insert("endedAt".into(), json!(ended));
     }
-    event.insert("metadata".into(), event_metadata(p, usage, &request_id));
+    event.insert("metadata".into(), event_metadata(p, &request_id));
     if store_bodies {
         if let Some(messages) = p.get("messages").filter(|m| !m.is_null()) {
             event.insert("requestBody".into(), messages.clone());
@@ -944,6 +984,69 @@ mod tests {
             (Some(2000), Some(1500))
         );
         assert_eq!(e["metadata"]["litellm"]["modelGroup"], "cached");
+    }
+
+    #[test]
+    fn cache_writes_reasoning_and_audio_tokens_come_from_the_usage_object() {
+        let with_usage = |prompt: i64, completion: i64, usage: Value| {
+            let mut p = payload("cached");
+            p["prompt_tokens"] = json!(prompt);
+            p["completion_tokens"] = json!(completion);
+            p["metadata"]["usage_object"] = usage;
+            map_payload(&p, false)
+        };
+        let claude = with_usage(
+            50_000,
+            1_000,
+            json!({
+                "prompt_tokens_details": {
+                    "cached_tokens": 30000, "cache_creation_tokens": 10000,
+                    "cache_creation_token_details": {"ephemeral_5m_input_tokens": 8000, "ephemeral_1h_input_tokens": 2000},
+                },
+                "completion_tokens_details": {"reasoning_tokens": 400},
+            }),
+        );
+        let parts = |e: &Value, keys: &[&str]| {
+            keys.iter()
+                .map(|k| e.get(*k).and_then(Value::as_i64))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            parts(
+                &claude,
+                &[
+                    "cachedTokens",
+                    "cacheWrite5mTokens",
+                    "cacheWrite1hTokens",
+                    "reasoningTokens",
+                    "audioInputTokens"
+                ]
+            ),
+            [Some(30_000), Some(8_000), Some(2_000), Some(400), None]
+        );
+        // Without durations, a cache write is a 5-minute write; parts never exceed their total.
+        let audio = with_usage(
+            1_500,
+            900,
+            json!({
+                "cache_creation_input_tokens": 100,
+                "prompt_tokens_details": {"audio_tokens": 1600},
+                "completion_tokens_details": {"audio_tokens": 700, "reasoning_tokens": 300},
+            }),
+        );
+        assert_eq!(
+            parts(
+                &audio,
+                &[
+                    "cachedTokens",
+                    "cacheWrite5mTokens",
+                    "audioInputTokens",
+                    "reasoningTokens",
+                    "audioOutputTokens"
+                ]
+            ),
+            [Some(0), Some(100), Some(1_400), Some(300), Some(600)]
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ use super::{
     validate::{query_text, Fields},
 };
 use crate::{
-    domain::{role::Access, usage::bounded_text, Invalid},
+    domain::{
+        role::Access,
+        usage::{bounded_text, MAX_TOKENS},
+        Invalid,
+    },
     error::{AppError, AppResult, FieldError, Problem},
     store::{
         self,
@@ -52,6 +56,23 @@ pub struct PriceView {
     /// USD per image sent with the request.
     #[schema(value_type = Money)]
     per_input_image: Decimal,
+    /// USD per million tokens written to a 5-minute prompt cache; `null`: charged as input.
+    #[schema(value_type = Option<Money>, example = "3.75")]
+    cache_write_5m_per_mtok: Option<Decimal>,
+    /// USD per million tokens written to a 1-hour prompt cache; `null`: the 5-minute price.
+    #[schema(value_type = Option<Money>, example = "6")]
+    cache_write_1h_per_mtok: Option<Decimal>,
+    /// USD per million reasoning tokens; `null`: the output price.
+    #[schema(value_type = Option<Money>, example = "15")]
+    reasoning_per_mtok: Option<Decimal>,
+    /// USD per million audio input tokens; `null`: the input price.
+    #[schema(value_type = Option<Money>, example = "40")]
+    audio_input_per_mtok: Option<Decimal>,
+    /// USD per million audio output tokens; `null`: the output price.
+    #[schema(value_type = Option<Money>, example = "80")]
+    audio_output_per_mtok: Option<Decimal>,
+    /// Prices for calls whose prompt is longer than `aboveTokens`; `null`: none.
+    long_context: Option<LongContextPrices>,
     valid_from: DateTime<Utc>,
     /// When the next version of this model's price takes over; absent for the latest.
     valid_until: Option<DateTime<Utc>>,
@@ -66,6 +87,7 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
                 previous.valid_until = Some(row.valid_from);
             }
         }
+        let long_context = LongContextPrices::of(&row);
         views.push(PriceView {
             id: row.id,
             provider: row.provider,
@@ -77,6 +99,12 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
             per_request: row.per_request.normalize(),
             per_image: row.per_image.normalize(),
             per_input_image: row.per_input_image.normalize(),
+            cache_write_5m_per_mtok: row.cache_write_5m_per_mtok.map(|d| d.normalize()),
+            cache_write_1h_per_mtok: row.cache_write_1h_per_mtok.map(|d| d.normalize()),
+            reasoning_per_mtok: row.reasoning_per_mtok.map(|d| d.normalize()),
+            audio_input_per_mtok: row.audio_input_per_mtok.map(|d| d.normalize()),
+            audio_output_per_mtok: row.audio_output_per_mtok.map(|d| d.normalize()),
+            long_context,
             valid_from: row.valid_from,
             valid_until: None,
         });
@@ -84,13 +112,16 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
     views
 }
 
-/// A price version. Amounts are decimal strings in USD.
+/// A price version. Amounts are decimal strings in USD. The optional token prices
+/// (cache writes, reasoning, audio) fall back when absent: cache writes to the input
+/// price (a 1-hour write to the 5-minute price first), reasoning and audio output to
+/// the output price, audio input to the input price.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({
-    "provider": "openai", "model": "gpt-4o", "providerModelName": "gpt-4o-2024-08-06",
-    "inputPerMtok": "2.50", "outputPerMtok": "10.00", "cachedInputPerMtok": "1.25",
-    "validFrom": "2026-12-01T00:00:00Z"
+    "provider": "anthropic", "model": "claude-sonnet-4-5", "providerModelName": "claude-sonnet-4-5-20250929",
+    "inputPerMtok": "3", "outputPerMtok": "15", "cachedInputPerMtok": "0.30",
+    "cacheWrite5mPerMtok": "3.75", "cacheWrite1hPerMtok": "6", "validFrom": "2026-12-01T00:00:00Z"
 }))]
 pub struct CreatePrice {
     #[schema(value_type = ProviderName)]
@@ -121,7 +152,80 @@ pub struct CreatePrice {
     #[serde(default, deserialize_with = "schemas::decimal_text")]
     #[schema(value_type = PriceAmount)]
     per_input_image: Decimal,
+    /// USD per million prompt tokens written to a 5-minute cache (`cacheWrite5mTokens`).
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<PriceAmount>, example = "3.75")]
+    cache_write_5m_per_mtok: Option<Decimal>,
+    /// USD per million prompt tokens written to a 1-hour cache (`cacheWrite1hTokens`).
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<PriceAmount>, example = "6")]
+    cache_write_1h_per_mtok: Option<Decimal>,
+    /// USD per million reasoning tokens (`reasoningTokens`).
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<PriceAmount>, example = "15")]
+    reasoning_per_mtok: Option<Decimal>,
+    /// USD per million audio input tokens (`audioInputTokens`).
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<PriceAmount>, example = "40")]
+    audio_input_per_mtok: Option<Decimal>,
+    /// USD per million audio output tokens (`audioOutputTokens`).
+    #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
+    #[schema(value_type = Option<PriceAmount>, example = "80")]
+    audio_output_per_mtok: Option<Decimal>,
+    /// Other prices for calls whose prompt (every input token) is longer than
+    /// `aboveTokens`, applied to all of the call's tokens.
+    #[serde(default)]
+    long_context: Option<LongContextPrices>,
     valid_from: DateTime<Utc>,
+}
+
+/// Long-context prices: a call whose `promptTokens` (cached tokens and cache writes
+/// included) exceed `aboveTokens` is charged these for every token, not only those past
+/// the threshold, as Google and Anthropic bill it. Cache writes without a price here
+/// cost this input price; reasoning and audio prices of the version are not tiered
+/// (when the version names none, they follow this output and input price).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"aboveTokens": 200000, "inputPerMtok": "2.5", "outputPerMtok": "15", "cachedInputPerMtok": "0.625"}))]
+pub struct LongContextPrices {
+    #[schema(minimum = 1, maximum = 100_000_000, example = 200000)]
+    above_tokens: i64,
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount, example = "2.5")]
+    input_per_mtok: Decimal,
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount, example = "15")]
+    output_per_mtok: Decimal,
+    #[serde(deserialize_with = "schemas::decimal_text")]
+    #[schema(value_type = PriceAmount, example = "0.625")]
+    cached_input_per_mtok: Decimal,
+    #[serde(
+        default,
+        deserialize_with = "schemas::optional_decimal_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<PriceAmount>, example = "7.5")]
+    cache_write_5m_per_mtok: Option<Decimal>,
+    #[serde(
+        default,
+        deserialize_with = "schemas::optional_decimal_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<PriceAmount>, example = "12")]
+    cache_write_1h_per_mtok: Option<Decimal>,
+}
+
+impl LongContextPrices {
+    fn of(row: &PriceRow) -> Option<Self> {
+        Some(Self {
+            above_tokens: row.long_context_above_tokens?,
+            input_per_mtok: row.long_context_input_per_mtok?.normalize(),
+            output_per_mtok: row.long_context_output_per_mtok?.normalize(),
+            cached_input_per_mtok: row.long_context_cached_input_per_mtok?.normalize(),
+            cache_write_5m_per_mtok: row.long_context_cache_write_5m_per_mtok.map(|d| d.normalize()),
+            cache_write_1h_per_mtok: row.long_context_cache_write_1h_per_mtok.map(|d| d.normalize()),
+        })
+    }
 }
 
 fn amount(value: Decimal) -> Result<Decimal, Invalid> {
@@ -146,48 +250,68 @@ impl CreatePrice {
             Some(name) => f.take("providerModelName", bounded_text(name, 200)),
             None => model.clone(),
         };
-        let input = f.take("inputPerMtok", amount(self.input_per_mtok));
-        let output = f.take("outputPerMtok", amount(self.output_per_mtok));
-        let cached = f.take("cachedInputPerMtok", amount(self.cached_input_per_mtok));
-        let per_request = f.take("perRequest", amount(self.per_request));
-        let per_image = f.take("perImage", amount(self.per_image));
-        let per_input_image = f.take("perInputImage", amount(self.per_input_image));
-        let (
-            Some(provider),
-            Some(model),
-            Some(provider_model_name),
-            Some(input_per_mtok),
-            Some(output_per_mtok),
-            Some(cached_input_per_mtok),
-            Some(per_request),
-            Some(per_image),
-            Some(per_input_image),
-        ) = (
-            provider,
-            model,
-            provider_model_name,
-            input,
-            output,
-            cached,
-            per_request,
-            per_image,
-            per_input_image,
-        )
-        else {
-            return Err(f.into_errors());
+        let mut amount = |name: &str, value: Decimal| f.take(name, amount(value));
+        let input_per_mtok = amount("inputPerMtok", self.input_per_mtok);
+        let output_per_mtok = amount("outputPerMtok", self.output_per_mtok);
+        let cached_input_per_mtok = amount("cachedInputPerMtok", self.cached_input_per_mtok);
+        let per_request = amount("perRequest", self.per_request);
+        let per_image = amount("perImage", self.per_image);
+        let per_input_image = amount("perInputImage", self.per_input_image);
+        // An optional price is `Some(None)` when absent, `None` when invalid.
+        let mut optional = |name: &str, value: Option<Decimal>| match value {
+            Some(v) => amount(name, v).map(Some),
+            None => Some(None),
         };
-        Ok(NewPrice {
-            provider,
-            model,
-            provider_model_name,
-            input_per_mtok,
-            output_per_mtok,
-            cached_input_per_mtok,
-            per_request,
-            per_image,
-            per_input_image,
-            valid_from: self.valid_from,
-        })
+        let cache_write_5m_per_mtok = optional("cacheWrite5mPerMtok", self.cache_write_5m_per_mtok);
+        let cache_write_1h_per_mtok = optional("cacheWrite1hPerMtok", self.cache_write_1h_per_mtok);
+        let reasoning_per_mtok = optional("reasoningPerMtok", self.reasoning_per_mtok);
+        let audio_input_per_mtok = optional("audioInputPerMtok", self.audio_input_per_mtok);
+        let audio_output_per_mtok = optional("audioOutputPerMtok", self.audio_output_per_mtok);
+        // The long-context columns: all `None` without long-context prices.
+        let long = self.long_context.as_ref();
+        let mut long_amount = |name: &str, value: Option<Decimal>| optional(&format!("longContext.{name}"), value);
+        let long_context_input_per_mtok = long_amount("inputPerMtok", long.map(|l| l.input_per_mtok));
+        let long_context_output_per_mtok = long_amount("outputPerMtok", long.map(|l| l.output_per_mtok));
+        let long_context_cached_input_per_mtok =
+            long_amount("cachedInputPerMtok", long.map(|l| l.cached_input_per_mtok));
+        let long_context_cache_write_5m_per_mtok =
+            long_amount("cacheWrite5mPerMtok", long.and_then(|l| l.cache_write_5m_per_mtok));
+        let long_context_cache_write_1h_per_mtok =
+            long_amount("cacheWrite1hPerMtok", long.and_then(|l| l.cache_write_1h_per_mtok));
+        let long_context_above_tokens = match long.map(|l| l.above_tokens) {
+            Some(n) if !(1..=MAX_TOKENS).contains(&n) => {
+                f.push("longContext.aboveTokens", format!("must be 1 to {MAX_TOKENS}"));
+                None
+            }
+            above => Some(above),
+        };
+        let row = (|| {
+            Some(NewPrice {
+                id: Uuid::nil(),
+                provider: provider?,
+                model: model?,
+                provider_model_name: provider_model_name?,
+                valid_from: self.valid_from,
+                input_per_mtok: input_per_mtok?,
+                output_per_mtok: output_per_mtok?,
+                cached_input_per_mtok: cached_input_per_mtok?,
+                per_request: per_request?,
+                per_image: per_image?,
+                per_input_image: per_input_image?,
+                cache_write_5m_per_mtok: cache_write_5m_per_mtok?,
+                cache_write_1h_per_mtok: cache_write_1h_per_mtok?,
+                reasoning_per_mtok: reasoning_per_mtok?,
+                audio_input_per_mtok: audio_input_per_mtok?,
+                audio_output_per_mtok: audio_output_per_mtok?,
+                long_context_above_tokens: long_context_above_tokens?,
+                long_context_input_per_mtok: long_context_input_per_mtok?,
+                long_context_output_per_mtok: long_context_output_per_mtok?,
+                long_context_cached_input_per_mtok: long_context_cached_input_per_mtok?,
+                long_context_cache_write_5m_per_mtok: long_context_cache_write_5m_per_mtok?,
+                long_context_cache_write_1h_per_mtok: long_context_cache_write_1h_per_mtok?,
+            })
+        })();
+        row.ok_or_else(|| f.into_errors())
     }
 }
 

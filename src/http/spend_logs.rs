@@ -64,6 +64,27 @@ pub struct SpendLogPath {
     event_id: Uuid,
 }
 
+/// The parts of the prompt and completion tokens priced apart (see the usage event).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenParts {
+    /// Prompt tokens written to a 5-minute cache (part of `promptTokens`).
+    #[schema(example = 8000)]
+    pub(super) cache_write_5m_tokens: i64,
+    /// Prompt tokens written to a 1-hour cache (part of `promptTokens`).
+    #[schema(example = 2000)]
+    pub(super) cache_write_1h_tokens: i64,
+    /// Completion tokens spent reasoning (part of `completionTokens`).
+    #[schema(example = 400)]
+    pub(super) reasoning_tokens: i64,
+    /// Prompt tokens of audio (part of `promptTokens`).
+    #[schema(example = 0)]
+    pub(super) audio_input_tokens: i64,
+    /// Completion tokens of audio (part of `completionTokens`).
+    #[schema(example = 0)]
+    pub(super) audio_output_tokens: i64,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpendLogEntry {
@@ -82,6 +103,8 @@ pub struct SpendLogEntry {
     prompt_tokens: i64,
     completion_tokens: i64,
     cached_tokens: i64,
+    #[serde(flatten)]
+    token_parts: TokenParts,
     total_tokens: i64,
     latency_ms: Option<i32>,
     cache_hit: bool,
@@ -119,6 +142,13 @@ impl From<&LogRow> for SpendLogEntry {
             prompt_tokens: e.prompt_tokens,
             completion_tokens: e.completion_tokens,
             cached_tokens: e.cached_tokens,
+            token_parts: TokenParts {
+                cache_write_5m_tokens: e.cache_write_5m_tokens,
+                cache_write_1h_tokens: e.cache_write_1h_tokens,
+                reasoning_tokens: e.reasoning_tokens,
+                audio_input_tokens: e.audio_input_tokens,
+                audio_output_tokens: e.audio_output_tokens,
+            },
             latency_ms: e.latency_ms,
             cache_hit: e.cache_hit,
             billing_source: e.billing_source,
@@ -142,6 +172,10 @@ pub struct SpendLogPage {
     clamped: bool,
 }
 
+/// What each kind of token and each charge cost, before the discount. The parts add
+/// up exactly to `costBeforeDiscount`. `input` is the prompt tokens that are none of
+/// cached, cache writes or audio; `output` the completion tokens that are neither
+/// reasoning nor audio.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CostBreakdown {
@@ -151,6 +185,19 @@ pub struct CostBreakdown {
     output: Decimal,
     #[schema(value_type = Money)]
     cached_input: Decimal,
+    /// Prompt tokens written to a 5-minute cache.
+    #[schema(value_type = Money, example = "0.03")]
+    cache_write_5m: Decimal,
+    /// Prompt tokens written to a 1-hour cache.
+    #[schema(value_type = Money, example = "0.012")]
+    cache_write_1h: Decimal,
+    /// Reasoning tokens.
+    #[schema(value_type = Money, example = "0.006")]
+    reasoning: Decimal,
+    #[schema(value_type = Money, example = "0")]
+    audio_input: Decimal,
+    #[schema(value_type = Money, example = "0")]
+    audio_output: Decimal,
     #[schema(value_type = Money)]
     request: Decimal,
     /// Every image charge: `imageInput + imageOutput`.
@@ -226,6 +273,11 @@ impl From<LogRow> for SpendLogDetail {
                 input: e.input_cost.normalize(),
                 output: e.output_cost.normalize(),
                 cached_input: e.cached_input_cost.normalize(),
+                cache_write_5m: e.cache_write_5m_cost.normalize(),
+                cache_write_1h: e.cache_write_1h_cost.normalize(),
+                reasoning: e.reasoning_cost.normalize(),
+                audio_input: e.audio_input_cost.normalize(),
+                audio_output: e.audio_output_cost.normalize(),
                 request: e.request_cost.normalize(),
                 image: e.image_cost.normalize(),
                 image_input: e.image_input_cost.normalize(),

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     domain::identity::KeyIdentity,
+    domain::pricing::{Breach, Quantities},
     domain::usage::{
         agent_from_endpoint, api_base as usage_api_base, bounded_count, bounded_text, cap_body, json_has_nul,
         redact_ip, tags as usage_tags, without_nul, BillingSource, EventStatus, NewUsageEvent, MAX_DURATION_MS,
@@ -28,14 +29,19 @@ use crate::{
 
 pub const MAX_BATCH: usize = 1_000;
 
-/// One call as the gateway reports it. Token counts follow the providers' convention:
-/// `promptTokens` includes `cachedTokens`.
+/// One call as the gateway reports it. Token counts follow OpenAI's convention (also
+/// LiteLLM's): `promptTokens` counts every input token, including `cachedTokens`, the
+/// cache writes and `audioInputTokens`; `completionTokens` counts every output token,
+/// including `reasoningTokens` and `audioOutputTokens`. Those parts are priced apart
+/// and together never exceed the total they belong to. (Anthropic's own `input_tokens`
+/// leaves cache reads and writes out: add them in.)
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({
-    "requestId": "req_01J9Z3K4", "endpoint": "/chat/completions", "provider": "openai", "model": "gpt-4o",
-    "user": "customer-42", "status": "success", "promptTokens": 1200, "completionTokens": 300,
-    "cachedTokens": 200, "latencyMs": 840, "timeToFirstTokenMs": 210, "cacheHit": false,
+    "requestId": "req_01J9Z3K4", "endpoint": "/chat/completions", "provider": "anthropic",
+    "model": "claude-sonnet-4-5", "user": "customer-42", "status": "success", "promptTokens": 50000,
+    "completionTokens": 1000, "cachedTokens": 30000, "cacheWrite5mTokens": 8000, "cacheWrite1hTokens": 2000,
+    "reasoningTokens": 400, "latencyMs": 840, "timeToFirstTokenMs": 210, "cacheHit": false,
     "startedAt": "2026-11-23T10:00:00Z", "metadata": {"feature": "search"}
 }))]
 pub struct UsageEventRequest {
@@ -71,6 +77,28 @@ pub struct UsageEventRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100_000_000)]
     cached_tokens: i64,
+    /// Prompt tokens written to a prompt cache that lives 5 minutes (Anthropic's
+    /// `cache_creation.ephemeral_5m_input_tokens`; a provider that does not tell the
+    /// duration writes for 5 minutes).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000, example = 8000)]
+    cache_write_5m_tokens: i64,
+    /// Prompt tokens written to a prompt cache that lives 1 hour.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000, example = 2000)]
+    cache_write_1h_tokens: i64,
+    /// Completion tokens spent reasoning (`completion_tokens_details.reasoning_tokens`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000, example = 400)]
+    reasoning_tokens: i64,
+    /// Prompt tokens of audio (`prompt_tokens_details.audio_tokens`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000, example = 1200)]
+    audio_input_tokens: i64,
+    /// Completion tokens of audio (`completion_tokens_details.audio_tokens`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000_000, example = 700)]
+    audio_output_tokens: i64,
     /// Images the call generated (charged at the price's `perImage`).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10_000)]
@@ -242,9 +270,34 @@ pub fn parse_event(
     let prompt_tokens = f.take("promptTokens", bounded_count(req.prompt_tokens, MAX_TOKENS));
     let completion_tokens = f.take("completionTokens", bounded_count(req.completion_tokens, MAX_TOKENS));
     let cached_tokens = f.take("cachedTokens", bounded_count(req.cached_tokens, MAX_TOKENS));
-    if let (Some(cached), Some(prompt)) = (cached_tokens, prompt_tokens) {
-        if cached > prompt {
-            f.push("cachedTokens", "cannot exceed promptTokens");
+    let mut count = |name: &str, value: i64| f.take(name, bounded_count(value, MAX_TOKENS));
+    let cache_write_5m_tokens = count("cacheWrite5mTokens", req.cache_write_5m_tokens);
+    let cache_write_1h_tokens = count("cacheWrite1hTokens", req.cache_write_1h_tokens);
+    let reasoning_tokens = count("reasoningTokens", req.reasoning_tokens);
+    let audio_input_tokens = count("audioInputTokens", req.audio_input_tokens);
+    let audio_output_tokens = count("audioOutputTokens", req.audio_output_tokens);
+    // The parts must fit in the totals they belong to (checked once every count is valid).
+    let quantities = (|| {
+        Some(Quantities {
+            prompt_tokens: prompt_tokens?,
+            completion_tokens: completion_tokens?,
+            cached_tokens: cached_tokens?,
+            cache_write_5m_tokens: cache_write_5m_tokens?,
+            cache_write_1h_tokens: cache_write_1h_tokens?,
+            reasoning_tokens: reasoning_tokens?,
+            audio_input_tokens: audio_input_tokens?,
+            audio_output_tokens: audio_output_tokens?,
+            ..Quantities::default()
+        })
+    })();
+    if let Some(quantities) = quantities {
+        if let Err(breach) = quantities.check() {
+            let field = match breach {
+                Breach::Cached => "cachedTokens",
+                Breach::Prompt => "promptTokens",
+                Breach::Completion => "completionTokens",
+            };
+            f.push(field, breach.message());
         }
     }
     let images = f.take("images", bounded_count(req.images, i64::from(MAX_IMAGES)));
@@ -295,6 +348,11 @@ pub fn parse_event(
         Some(prompt_tokens),
         Some(completion_tokens),
         Some(cached_tokens),
+        Some(cache_write_5m_tokens),
+        Some(cache_write_1h_tokens),
+        Some(reasoning_tokens),
+        Some(audio_input_tokens),
+        Some(audio_output_tokens),
         Some(images),
         Some(input_images),
         Some(retries),
@@ -307,6 +365,11 @@ pub fn parse_event(
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_write_5m_tokens,
+        cache_write_1h_tokens,
+        reasoning_tokens,
+        audio_input_tokens,
+        audio_output_tokens,
         images,
         input_images,
         retries,
@@ -335,6 +398,11 @@ pub fn parse_event(
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_write_5m_tokens,
+        cache_write_1h_tokens,
+        reasoning_tokens,
+        audio_input_tokens,
+        audio_output_tokens,
         images: as_i32(images),
         latency_ms: latency_ms.map(as_i32),
         ttft_ms: ttft_ms.map(as_i32),

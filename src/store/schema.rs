@@ -3,7 +3,9 @@
 // `as_select()`, so the HTTP tests fail on any column that is missing or mistyped.
 // The wide usage tables (`usage_events`, `usage_daily`) and the spend ledger are
 // written and read with SQL in `store::usage`, `store::spend_logs` and
-// `store::spend_ledger` instead: bulk writes go through `unnest`.
+// `store::spend_ledger` instead: bulk writes go through `unnest`. So is the price
+// catalog (`model_prices`, in `store::prices`): it has more columns than diesel's
+// default table size.
 
 diesel::table! {
     users (id) {
@@ -80,23 +82,6 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
         replaced_by -> Nullable<Uuid>,
-    }
-}
-
-diesel::table! {
-    model_prices (id) {
-        id -> Uuid,
-        provider -> Text,
-        model -> Text,
-        provider_model_name -> Text,
-        input_per_mtok -> Numeric,
-        output_per_mtok -> Numeric,
-        cached_input_per_mtok -> Numeric,
-        per_request -> Numeric,
-        per_image -> Numeric,
-        per_input_image -> Numeric,
-        valid_from -> Timestamptz,
-        created_at -> Timestamptz,
     }
 }
 
@@ -238,7 +223,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     projects,
     api_keys,
     invitations,
-    model_prices,
     discounts,
     customers,
     agents,

@@ -141,19 +141,28 @@ impl Fixture {
     }
 }
 
+/// Adds the parts no call of these fixtures has (cache writes, reasoning, audio), at zero.
+fn without_priced_apart_parts(mut day: Value) -> Value {
+    for part in ["cacheWrite5m", "cacheWrite1h", "reasoning", "audioInput", "audioOutput"] {
+        day[format!("{part}Tokens")] = json!(0);
+        day[format!("{part}Cost")] = json!("0");
+    }
+    day
+}
+
 fn zero_day(date: NaiveDate) -> Value {
-    json!({
+    without_priced_apart_parts(json!({
         "date": date, "requestCount": 0, "inputTokens": 0, "outputTokens": 0, "cachedTokens": 0,
         "totalTokens": 0, "cost": "0", "inputCost": "0", "outputCost": "0", "requestCost": "0",
         "cachedInputCost": "0", "imageInputCost": "0", "imageOutputCost": "0", "dataStorageCost": "0",
         "creditsRequestCount": 0, "apiKeysRequestCount": 0, "creditsCost": "0", "apiKeysCost": "0",
         "creditsDataStorageCost": "0", "apiKeysDataStorageCost": "0", "discountSavings": "0",
         "errorCount": 0, "errorRate": 0.0, "cacheCount": 0, "cacheRate": 0.0, "modelBreakdown": [],
-    })
+    }))
 }
 
 fn today_expected(date: NaiveDate) -> Value {
-    json!({
+    without_priced_apart_parts(json!({
         "date": date, "requestCount": 3, "inputTokens": 4000, "outputTokens": 1500, "cachedTokens": 200,
         "totalTokens": 5500,
         // 0.005815 + 0.004 + 0.018
@@ -168,11 +177,11 @@ fn today_expected(date: NaiveDate) -> Value {
             {"id": "act-a", "provider": "openai", "requestCount": 2, "inputTokens": 3000, "outputTokens": 500,
              "totalTokens": 3500, "cost": "0.009815"},
         ],
-    })
+    }))
 }
 
 fn yesterday_expected(date: NaiveDate) -> Value {
-    json!({
+    without_priced_apart_parts(json!({
         "date": date, "requestCount": 1, "inputTokens": 10000, "outputTokens": 2000, "cachedTokens": 0,
         "totalTokens": 12000,
         // 0.03 + 0.03 + storage 12,000 × 0.01 / 10^6
@@ -185,7 +194,7 @@ fn yesterday_expected(date: NaiveDate) -> Value {
             {"id": "act-b", "provider": "anthropic", "requestCount": 1, "inputTokens": 10000, "outputTokens": 2000,
              "totalTokens": 12000, "cost": "0.06012"},
         ],
-    })
+    }))
 }
 
 #[tokio::test]

@@ -420,6 +420,7 @@ impl TestApp {
             per_image: rust_decimal::Decimal::ZERO,
             per_input_image: rust_decimal::Decimal::ZERO,
             valid_from: "2020-01-01T00:00:00Z".parse().unwrap(),
+            ..Default::default()
         };
         let mut conn = self.state.db.get().await.unwrap();
         meterplane::store::prices::insert(&mut conn, &new).await.unwrap();

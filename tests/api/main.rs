@@ -20,6 +20,7 @@ mod litellm;
 mod live;
 mod login_throttle;
 mod openapi;
+mod price_components;
 mod pricing;
 mod processes;
 mod purge;

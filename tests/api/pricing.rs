@@ -311,7 +311,9 @@ async fn a_price_change_applies_to_events_from_its_valid_from() {
     // output 300 × 15 / 1e6 = 0.0045; total 0.00756.
     assert_eq!(
         old["costBreakdown"],
-        json!({"input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"})
+        json!({"input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "cacheWrite5m": "0", "cacheWrite1h": "0",
+               "reasoning": "0", "audioInput": "0", "audioOutput": "0", "request": "0", "image": "0", "imageInput": "0",
+               "imageOutput": "0", "dataStorage": "0"})
     );
     assert_eq!(
         money(&old),
@@ -327,7 +329,9 @@ async fn a_price_change_applies_to_events_from_its_valid_from() {
     // total 0.0021234568 + 0.00004 + 0.0024 = 0.0045634568.
     assert_eq!(
         new["costBreakdown"],
-        json!({"input": "0.0021234568", "output": "0.0024", "cachedInput": "0.00004", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"})
+        json!({"input": "0.0021234568", "output": "0.0024", "cachedInput": "0.00004", "cacheWrite5m": "0",
+               "cacheWrite1h": "0", "reasoning": "0", "audioInput": "0", "audioOutput": "0", "request": "0",
+               "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"})
     );
     assert_eq!(
         money(&new),
@@ -791,7 +795,9 @@ async fn an_unknown_model_is_recorded_unpriced_at_zero_cost_without_discount() {
         // Not even the data-storage charge.
         assert_eq!(
             logged["costBreakdown"],
-            json!({"input": "0", "output": "0", "cachedInput": "0", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"}),
+            json!({"input": "0", "output": "0", "cachedInput": "0", "cacheWrite5m": "0", "cacheWrite1h": "0",
+                   "reasoning": "0", "audioInput": "0", "audioOutput": "0", "request": "0", "image": "0",
+                   "imageInput": "0", "imageOutput": "0", "dataStorage": "0"}),
             "{provider}/{model}"
         );
         assert!(logged["priceId"].is_null(), "{logged}");

@@ -101,11 +101,21 @@ fn recomputed_columns() -> Vec<(String, String)> {
         ("prompt_tokens", "sum(prompt_tokens)"),
         ("completion_tokens", "sum(completion_tokens)"),
         ("cached_tokens", "sum(cached_tokens)"),
+        ("cache_write_5m_tokens", "sum(cache_write_5m_tokens)"),
+        ("cache_write_1h_tokens", "sum(cache_write_1h_tokens)"),
+        ("reasoning_tokens", "sum(reasoning_tokens)"),
+        ("audio_input_tokens", "sum(audio_input_tokens)"),
+        ("audio_output_tokens", "sum(audio_output_tokens)"),
         ("images", "sum(images)"),
         ("input_images", "sum(input_images)"),
         ("input_cost", "sum(input_cost)"),
         ("output_cost", "sum(output_cost)"),
         ("cached_input_cost", "sum(cached_input_cost)"),
+        ("cache_write_5m_cost", "sum(cache_write_5m_cost)"),
+        ("cache_write_1h_cost", "sum(cache_write_1h_cost)"),
+        ("reasoning_cost", "sum(reasoning_cost)"),
+        ("audio_input_cost", "sum(audio_input_cost)"),
+        ("audio_output_cost", "sum(audio_output_cost)"),
         ("request_cost", "sum(request_cost)"),
         ("image_cost", "sum(image_cost)"),
         ("image_input_cost", "sum(image_input_cost)"),
@@ -326,9 +336,18 @@ const MODELS: [Model; 6] = [
 ];
 
 /// Prices: input, output and cached input per million tokens, per request, per image
-/// generated, per image sent.
-async fn add_price(app: &TestApp, provider: &str, names: (&str, &str), prices: [&str; 6], from: DateTime<Utc>) {
+/// generated, per image sent; then the optional ones: cache writes (5-minute, 1-hour),
+/// reasoning, audio input and output per million tokens.
+async fn add_price(
+    app: &TestApp,
+    provider: &str,
+    names: (&str, &str),
+    prices: [&str; 6],
+    optional: [Option<&str>; 5],
+    from: DateTime<Utc>,
+) {
     let d = |s: &str| s.parse::<Decimal>().unwrap();
+    let o = |i: usize| optional[i].map(d);
     let new = meterplane::store::prices::NewPrice {
         provider: provider.into(),
         model: names.0.into(),
@@ -339,7 +358,13 @@ async fn add_price(app: &TestApp, provider: &str, names: (&str, &str), prices: [
         per_request: d(prices[3]),
         per_image: d(prices[4]),
         per_input_image: d(prices[5]),
+        cache_write_5m_per_mtok: o(0),
+        cache_write_1h_per_mtok: o(1),
+        reasoning_per_mtok: o(2),
+        audio_input_per_mtok: o(3),
+        audio_output_per_mtok: o(4),
         valid_from: from,
+        ..Default::default()
     };
     let mut conn = app.state.db.get().await.unwrap();
     meterplane::store::prices::insert(&mut conn, &new).await.unwrap();
@@ -375,6 +400,13 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
             "0.0012345678",
             "0.0003333333",
         ],
+        [
+            None,
+            None,
+            Some("7.7777777777"),
+            Some("40.0000000003"),
+            Some("80.0000000001"),
+        ],
         long_ago,
     )
     .await;
@@ -390,6 +422,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
             "0.0400000001",
             "0",
         ],
+        [None, None, None, Some("41.1111111111"), None],
         start + Duration::hours(30),
     )
     .await;
@@ -398,6 +431,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
         "openai",
         ("gpt-4o-mini", "gpt-4o-mini"),
         ["0.1500000001", "0.6000000007", "0.0750000003", "0", "0", "0.0000012345"],
+        [None, None, None, None, None],
         long_ago,
     )
     .await;
@@ -413,6 +447,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
             "0",
             "0.0048000001",
         ],
+        [Some("3.7500000003"), Some("6.0000000007"), None, None, None],
         start + Duration::hours(20),
     )
     .await;
@@ -428,6 +463,7 @@ async fn catalog(app: &TestApp, org_a: Uuid, start: DateTime<Utc>) {
             "0.0390000001",
             "0.0025000003",
         ],
+        [Some("0.3833333333"), None, Some("2.5000000001"), None, None],
         long_ago,
     )
     .await;
@@ -498,6 +534,22 @@ fn random_event(
     } else {
         rng.random_range(1..250_000)
     };
+    let completion: i64 = rng.random_range(0..40_000);
+    // The parts priced apart, each within what its total has left.
+    let mut part = |left: &mut i64, chance: f64| {
+        let n = if *left > 0 && rng.random_bool(chance) {
+            rng.random_range(0..=*left)
+        } else {
+            0
+        };
+        *left -= n;
+        n
+    };
+    let (mut prompt_left, mut completion_left) = (prompt, completion);
+    let cached = part(&mut prompt_left, 0.4);
+    let (write_5m, write_1h) = (part(&mut prompt_left, 0.3), part(&mut prompt_left, 0.2));
+    let audio_input = part(&mut prompt_left, 0.15);
+    let (reasoning, audio_output) = (part(&mut completion_left, 0.3), part(&mut completion_left, 0.15));
     let mut event = json!({
         "requestId": request_id,
         "endpoint": endpoint,
@@ -505,8 +557,13 @@ fn random_event(
         "model": random_case(rng, name),
         "status": if rng.random_bool(0.15) { "error" } else { "success" },
         "promptTokens": prompt,
-        "completionTokens": rng.random_range(0..40_000),
-        "cachedTokens": if prompt > 0 && rng.random_bool(0.4) { rng.random_range(0..=prompt) } else { 0 },
+        "completionTokens": completion,
+        "cachedTokens": cached,
+        "cacheWrite5mTokens": write_5m,
+        "cacheWrite1hTokens": write_1h,
+        "audioInputTokens": audio_input,
+        "reasoningTokens": reasoning,
+        "audioOutputTokens": audio_output,
         "images": if rng.random_bool(0.2) { rng.random_range(1..5) } else { 0 },
         "inputImages": if rng.random_bool(0.2) { rng.random_range(1..9) } else { 0 },
         "cacheHit": rng.random_bool(0.2),
@@ -763,6 +820,12 @@ async fn every_roll_up_column_equals_the_sums_over_raw_events() {
             "image_cost",
             "image_input_cost",
             "image_output_cost",
+            "cache_write_5m_cost",
+            "cache_write_1h_cost",
+            "reasoning_cost",
+            "audio_input_cost",
+            "audio_output_cost",
+            "reasoning_tokens",
             "request_cost",
             "data_storage_cost",
             "errors",

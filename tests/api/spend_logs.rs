@@ -223,6 +223,7 @@ async fn the_detail_shows_what_the_gateway_reported_with_the_client_address_reda
             per_image: "0.04".parse().unwrap(),
             per_input_image: "0.0025".parse().unwrap(),
             valid_from: "2020-01-01T00:00:00Z".parse().unwrap(),
+            ..Default::default()
         };
         let mut conn = app.state.db.get().await.unwrap();
         meterplane::store::prices::insert(&mut conn, &new).await.unwrap();
@@ -264,7 +265,8 @@ async fn the_detail_shows_what_the_gateway_reported_with_the_client_address_reda
     // 0.08; 3 sent images × 0.0025 = 0.0075; total 0.092.
     assert_eq!(
         detail["costBreakdown"],
-        json!({"input": "0.003", "output": "0.0015", "cachedInput": "0", "request": "0", "image": "0.0875",
+        json!({"input": "0.003", "output": "0.0015", "cachedInput": "0", "cacheWrite5m": "0", "cacheWrite1h": "0",
+               "reasoning": "0", "audioInput": "0", "audioOutput": "0", "request": "0", "image": "0.0875",
                "imageInput": "0.0075", "imageOutput": "0.08", "dataStorage": "0"})
     );
     assert_eq!(detail["cost"], "0.092");

@@ -69,7 +69,9 @@ async fn an_event_is_priced_exactly_and_shows_in_the_log() {
     assert_eq!(
         detail["costBreakdown"],
         json!({
-            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "request": "0", "image": "0", "imageInput": "0", "imageOutput": "0", "dataStorage": "0"
+            "input": "0.003", "output": "0.0045", "cachedInput": "0.00006", "cacheWrite5m": "0", "cacheWrite1h": "0",
+            "reasoning": "0", "audioInput": "0", "audioOutput": "0", "request": "0", "image": "0", "imageInput": "0",
+            "imageOutput": "0", "dataStorage": "0"
         })
     );
     assert_eq!(

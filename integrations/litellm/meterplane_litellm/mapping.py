@@ -19,6 +19,15 @@ The event is the JSON object `POST /v1/usage/batch` takes (camelCase fields):
     promptTokens, completionTokens
     cachedTokens       metadata.usage_object.prompt_tokens_details.cached_tokens
                        (or cache_read_input_tokens), at most promptTokens
+    cacheWrite5mTokens, cacheWrite1hTokens
+                       prompt_tokens_details.cache_creation_token_details (or Anthropic's
+                       cache_creation) by duration; else cache_write_tokens (or
+                       cache_creation_input_tokens) as 5-minute writes
+    audioInputTokens   prompt_tokens_details.audio_tokens
+    reasoningTokens    completion_tokens_details.reasoning_tokens
+    audioOutputTokens  completion_tokens_details.audio_tokens
+                       (each part fitted into what promptTokens or completionTokens has
+                       left; sent only when not zero)
     latencyMs          endTime - startTime
     timeToFirstTokenMs completionStartTime - startTime, streaming calls only
     cacheHit           cache_hit
@@ -26,8 +35,8 @@ The event is the JSON object `POST /v1/usage/batch` takes (camelCase fields):
     startedAt, endedAt startTime, endTime (epoch seconds -> RFC 3339, microseconds)
     metadata           the client's own request metadata, and under "litellm": the alias,
                        deployment, call type, trace and session ids, virtual key alias,
-                       team, tags, LiteLLM's own cost figure, reasoning and cache-write
-                       tokens, fallbacks, and for errors the HTTP status and message
+                       team, tags, LiteLLM's own cost figure, fallbacks, and for errors
+                       the HTTP status and message
 """
 
 from __future__ import annotations
@@ -182,6 +191,37 @@ def reasoning_tokens_of(usage: Mapping[str, Any]) -> int:
     return _count(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens"))
 
 
+def token_parts(usage: Mapping[str, Any], prompt: int, completion: int) -> list[tuple[str, int]]:
+    """The parts of a call's prompt and completion that are priced apart, as event
+    fields. LiteLLM counts as Meterplane does (promptTokens includes cache reads and
+    writes and audio, completionTokens reasoning and audio). Each part is fitted into
+    what its total has left, in this order, so a payload that counts otherwise cannot
+    make the event invalid. Cache writes are split by duration when the usage says
+    (cache_creation_token_details or Anthropic's cache_creation); a write of unknown
+    duration is a 5-minute write, the providers' default."""
+    prompt_details = _dict(usage.get("prompt_tokens_details"))
+    durations = _dict(prompt_details.get("cache_creation_token_details")) or _dict(usage.get("cache_creation"))
+    write_5m = _count(durations.get("ephemeral_5m_input_tokens"))
+    write_1h = _count(durations.get("ephemeral_1h_input_tokens"))
+    if write_5m == 0 and write_1h == 0:
+        write_5m = cache_write_tokens_of(usage)
+    left = {"prompt": prompt, "completion": completion}
+
+    def fit(total: str, wanted: int) -> int:
+        part = min(wanted, left[total])
+        left[total] -= part
+        return part
+
+    return [
+        ("cachedTokens", fit("prompt", cached_tokens_of(usage))),
+        ("cacheWrite5mTokens", fit("prompt", write_5m)),
+        ("cacheWrite1hTokens", fit("prompt", write_1h)),
+        ("audioInputTokens", fit("prompt", _count(prompt_details.get("audio_tokens")))),
+        ("reasoningTokens", fit("completion", reasoning_tokens_of(usage))),
+        ("audioOutputTokens", fit("completion", _count(_dict(usage.get("completion_tokens_details")).get("audio_tokens")))),
+    ]
+
+
 def endpoint_of(payload: Mapping[str, Any]) -> str:
     route = _text(_dict(payload.get("metadata")).get("user_api_key_request_route"))
     if route:
@@ -244,7 +284,7 @@ def _compact_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
-def _litellm_metadata(payload: Mapping[str, Any], usage: Mapping[str, Any], request_id: str) -> dict[str, Any]:
+def _litellm_metadata(payload: Mapping[str, Any], request_id: str) -> dict[str, Any]:
     metadata = _dict(payload.get("metadata"))
     hidden = _dict(payload.get("hidden_params"))
     headers = _dict(hidden.get("additional_headers"))
@@ -277,8 +317,6 @@ def _litellm_metadata(payload: Mapping[str, Any], usage: Mapping[str, Any], requ
     cost = _number(payload.get("response_cost"))
     if cost is not None and cost > 0:
         out["cost"] = cost
-    put("reasoningTokens", reasoning_tokens_of(usage))
-    put("cacheWriteTokens", cache_write_tokens_of(usage))
     put("attemptedFallbacks", _count(headers.get("x-litellm-attempted-fallbacks")))
     requester = _dict(metadata.get("requester_metadata"))
     put("agentId", _text(requester.get("agent_id")))
@@ -290,9 +328,9 @@ def _litellm_metadata(payload: Mapping[str, Any], usage: Mapping[str, Any], requ
     return out
 
 
-def event_metadata(payload: Mapping[str, Any], usage: Mapping[str, Any], request_id: str) -> dict[str, Any]:
+def event_metadata(payload: Mapping[str, Any], request_id: str) -> dict[str, Any]:
     """The client's metadata plus ours under "litellm", within Meterplane's 16 KiB."""
-    ours = _litellm_metadata(payload, usage, request_id)
+    ours = _litellm_metadata(payload, request_id)
     merged = {**_client_metadata(_dict(payload.get("metadata"))), "litellm": ours}
     if _compact_size(merged) <= MAX_METADATA_BYTES:
         return merged
@@ -314,7 +352,7 @@ def map_payload(payload: Mapping[str, Any], store_bodies: bool = False) -> dict[
     model = model_of(payload, provider)
     usage = usage_object(payload)
     prompt = _count(payload.get("prompt_tokens"))
-    cached = min(cached_tokens_of(usage), prompt)
+    completion = _count(payload.get("completion_tokens"))
     event: dict[str, Any] = {
         "requestId": request_id,
         "endpoint": endpoint_of(payload),
@@ -330,8 +368,11 @@ def map_payload(payload: Mapping[str, Any], store_bodies: bool = False) -> dict[
         info = _dict(payload.get("error_information"))
         event["errorCode"] = (_text(info.get("error_class")) or _text(info.get("error_code")) or "error")[:200]
     event["promptTokens"] = prompt
-    event["completionTokens"] = _count(payload.get("completion_tokens"))
-    event["cachedTokens"] = cached
+    event["completionTokens"] = completion
+    for key, value in token_parts(usage, prompt, completion):
+        # Cached tokens always; the other parts only when the call had them.
+        if key == "cachedTokens" or value != 0:
+            event[key] = value
     start, end = _number(payload.get("startTime")), _number(payload.get("endTime"))
     if start is not None and end is not None and end >= start:
         event["latencyMs"] = _millis(end - start)
@@ -345,7 +386,7 @@ def map_payload(payload: Mapping[str, Any], store_bodies: bool = False) -> dict[
         event["startedAt"] = started
     if ended and (start is None or end is None or end >= start):
         event["endedAt"] = ended
-    event["metadata"] = event_metadata(payload, usage, request_id)
+    event["metadata"] = event_metadata(payload, request_id)
     if store_bodies:
         if payload.get("messages") is not None:
             event["requestBody"] = payload.get("messages")

@@ -53,6 +53,32 @@ class SinglePayloads(unittest.TestCase):
         event = map_payload(PAYLOADS["cached"])
         self.assertEqual((event["promptTokens"], event["cachedTokens"], event["completionTokens"]), (2000, 1500, 100))
 
+    def test_cache_writes_reasoning_and_audio_tokens_come_from_the_usage_object(self):
+        claude = dict(PAYLOADS["cached"], prompt_tokens=50000, completion_tokens=1000)
+        claude["metadata"] = dict(claude["metadata"], usage_object={
+            "prompt_tokens_details": {
+                "cached_tokens": 30000, "cache_creation_tokens": 10000,
+                "cache_creation_token_details": {"ephemeral_5m_input_tokens": 8000, "ephemeral_1h_input_tokens": 2000},
+            },
+            "completion_tokens_details": {"reasoning_tokens": 400},
+        })
+        event = map_payload(claude)
+        parts = ("cachedTokens", "cacheWrite5mTokens", "cacheWrite1hTokens", "reasoningTokens")
+        self.assertEqual([event[k] for k in parts], [30000, 8000, 2000, 400])
+        self.assertNotIn("audioInputTokens", event)
+        # Without durations, a cache write is a 5-minute write; parts never exceed their total.
+        audio = dict(PAYLOADS["cached"], prompt_tokens=1500, completion_tokens=900)
+        audio["metadata"] = dict(audio["metadata"], usage_object={
+            "cache_creation_input_tokens": 100,
+            "prompt_tokens_details": {"audio_tokens": 1600},
+            "completion_tokens_details": {"audio_tokens": 700, "reasoning_tokens": 300},
+        })
+        event = map_payload(audio)
+        self.assertEqual(
+            [event.get(k) for k in ("cachedTokens", "cacheWrite5mTokens", "audioInputTokens", "reasoningTokens", "audioOutputTokens")],
+            [0, 100, 1400, 300, 600],
+        )
+
     def test_time_to_first_token_only_for_streaming_calls(self):
         stream = PAYLOADS["stream"]
         event = map_payload(stream)
