@@ -56,3 +56,22 @@ ALTER TABLE usage_hourly
     ADD COLUMN reasoning_cost        numeric(30, 10) NOT NULL DEFAULT 0,
     ADD COLUMN audio_input_cost      numeric(30, 10) NOT NULL DEFAULT 0,
     ADD COLUMN audio_output_cost     numeric(30, 10) NOT NULL DEFAULT 0;
+
+-- The coarse daily roll-ups have every column of usage_daily.
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['usage_daily_models', 'usage_daily_customers', 'usage_daily_routes'] LOOP
+        EXECUTE format('ALTER TABLE %I
+            ADD COLUMN cache_write_5m_tokens bigint NOT NULL DEFAULT 0,
+            ADD COLUMN cache_write_1h_tokens bigint NOT NULL DEFAULT 0,
+            ADD COLUMN reasoning_tokens      bigint NOT NULL DEFAULT 0,
+            ADD COLUMN audio_input_tokens    bigint NOT NULL DEFAULT 0,
+            ADD COLUMN audio_output_tokens   bigint NOT NULL DEFAULT 0,
+            ADD COLUMN cache_write_5m_cost   numeric(30, 10) NOT NULL DEFAULT 0,
+            ADD COLUMN cache_write_1h_cost   numeric(30, 10) NOT NULL DEFAULT 0,
+            ADD COLUMN reasoning_cost        numeric(30, 10) NOT NULL DEFAULT 0,
+            ADD COLUMN audio_input_cost      numeric(30, 10) NOT NULL DEFAULT 0,
+            ADD COLUMN audio_output_cost     numeric(30, 10) NOT NULL DEFAULT 0', t);
+    END LOOP;
+END $$;
