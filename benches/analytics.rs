@@ -153,6 +153,7 @@ fn run() -> anyhow::Result<()> {
         ratio_rows * 100.0
     ));
 
+    let token = runtime.block_on(common::login(&client, &server))?;
     let base = format!("{}/v1/orgs/{org}", server.base);
     let customer = "cust-00042";
     let agent = "agent-007";
@@ -216,23 +217,18 @@ fn run() -> anyhow::Result<()> {
     let results = runtime.block_on(async {
         let mut results: Vec<(String, f64, Option<f64>)> = Vec::new();
         for (name, url) in &http_cases {
-            results.push((name.clone(), time_get(&client, url, &tenant.token, runs).await?, None));
+            results.push((name.clone(), time_get(&client, url, &token, runs).await?, None));
         }
         // A cursor 100 pages deep (pages of 50), reached without timing.
         let mut cursor = String::new();
         for _ in 0..100 {
-            let page = get_json(
-                &client,
-                &format!("{base}/spend-logs?limit=50&cursor={cursor}"),
-                &tenant.token,
-            )
-            .await?;
+            let page = get_json(&client, &format!("{base}/spend-logs?limit=50&cursor={cursor}"), &token).await?;
             cursor = string_at(&page, "/nextCursor")?.to_owned();
         }
         let deep = format!("{base}/spend-logs?limit=50&cursor={cursor}");
         results.push((
             "spend log, page 101".into(),
-            time_get(&client, &deep, &tenant.token, runs).await?,
+            time_get(&client, &deep, &token, runs).await?,
             None,
         ));
         let mut conn = AsyncPgConnection::establish(&db_url).await?;

@@ -373,15 +373,30 @@ pub fn string_at<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str>
 /// Signs up and in, creates the organization (on the free plan; an unconfirmed
 /// account may act on the organizations it creates), then a `credits` project and an
 /// API key.
-pub async fn create_tenant(client: &reqwest::Client, server: &Server) -> anyhow::Result<Tenant> {
-    let base = &server.base;
-    let credentials = json!({
+/// The bench user's sign-in (see [`create_tenant`]).
+fn credentials(server: &Server) -> Value {
+    json!({
         "email": format!("bench-{}@example.com", server.tag),
         "password": "bench-password-0123",
-    });
-    post_json(client, format!("{base}/v1/auth/signup"), None, credentials.clone()).await?;
-    let login = post_json(client, format!("{base}/v1/auth/login"), None, credentials).await?;
-    let token = string_at(&login, "/accessToken")?.to_owned();
+    })
+}
+
+/// A fresh access token for the bench user: a long load outlives the first one.
+pub async fn login(client: &reqwest::Client, server: &Server) -> anyhow::Result<String> {
+    let login = post_json(
+        client,
+        format!("{}/v1/auth/login", server.base),
+        None,
+        credentials(server),
+    )
+    .await?;
+    Ok(string_at(&login, "/accessToken")?.to_owned())
+}
+
+pub async fn create_tenant(client: &reqwest::Client, server: &Server) -> anyhow::Result<Tenant> {
+    let base = &server.base;
+    post_json(client, format!("{base}/v1/auth/signup"), None, credentials(server)).await?;
+    let token = login(client, server).await?;
     let org = post_json(
         client,
         format!("{base}/v1/orgs"),
