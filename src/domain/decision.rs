@@ -24,6 +24,9 @@ pub enum DecisionReason {
     AgentBlocked,
     KeyRevoked,
     KeyExpired,
+    /// The call names a model without a price in force, and the organization denies
+    /// those (`unpricedModels: deny`).
+    UnpricedModel,
     /// Redis is unreachable and the policy is to deny (`MP_AUTHORIZE_WHEN_REDIS_DOWN=closed`).
     CountersUnavailable,
 }

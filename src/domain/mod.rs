@@ -28,6 +28,7 @@ pub mod retention;
 pub mod role;
 pub mod rollup;
 pub mod summary;
+pub mod unpriced;
 pub mod usage;
 
 /// A rule a single input value broke; the HTTP layer turns it into a `FieldError`.

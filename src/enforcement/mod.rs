@@ -31,6 +31,7 @@ use crate::{
         identity::KeyIdentity,
         micros::{from_micros, to_micros},
         pricing::{compute_cost, Catalog, Quantities},
+        unpriced::UnpricedModels,
     },
     error::{AppError, AppResult},
     ingest::CommittedSpend,
@@ -69,6 +70,9 @@ pub struct CallRequest {
     pub model: Option<String>,
     pub estimated_cost: Decimal,
     pub estimated_tokens: i64,
+    /// Whether the named model has a price in force; `None` when the call names no
+    /// provider and model.
+    pub model_priced: Option<bool>,
 }
 
 /// One scope of a decided call: its rules and its counters before this call.
@@ -120,6 +124,9 @@ pub struct Enforcer {
     /// provider → its price versions, for estimates only (events are priced from the
     /// database at ingestion), so a minute's staleness is harmless.
     catalogs: Cache<String, Arc<Catalog>>,
+    /// organization → its policy for unpriced models, read only when a call names an
+    /// unpriced model, kept like the rules and forgotten with them.
+    unpriced_policies: Cache<Uuid, UnpricedModels>,
     decisions: DecisionLog,
     /// Wakes this instance's outbox worker when alerts were queued.
     outbox: Wakeup,
@@ -161,6 +168,11 @@ impl Enforcer {
                 .max_capacity(1_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            unpriced_policies: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(settings.rules_ttl)
+                .support_invalidation_closures()
+                .build(),
             decisions,
             outbox,
             settings,
@@ -175,7 +187,8 @@ impl Enforcer {
     }
 
     /// Forgets this instance's cached rules of an organization after a change to its
-    /// budgets, rate limits or blocks (other instances follow within `rules_ttl`).
+    /// budgets, rate limits, blocks or unpriced-model policy (other instances follow
+    /// within `rules_ttl`).
     pub fn forget_rules(&self, org_id: Uuid) {
         self.forgets.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = self
@@ -183,6 +196,12 @@ impl Enforcer {
             .invalidate_entries_if(move |scopes, _| scopes.org_id == org_id)
         {
             tracing::warn!(error = %e, "could not invalidate cached budget rules");
+        }
+        if let Err(e) = self
+            .unpriced_policies
+            .invalidate_entries_if(move |org, _| *org == org_id)
+        {
+            tracing::warn!(error = %e, "could not invalidate a cached unpriced-model policy");
         }
     }
 
@@ -256,7 +275,8 @@ impl Enforcer {
     }
 
     /// What a call of `tokens` on a model is expected to cost, at its list price before
-    /// any discount (a reservation errs on the high side); zero for an unpriced model.
+    /// any discount (a reservation errs on the high side); `None` for a model without
+    /// a price in force.
     pub async fn estimate_cost(
         &self,
         provider: &str,
@@ -264,7 +284,7 @@ impl Enforcer {
         prompt_tokens: i64,
         completion_tokens: i64,
         now: DateTime<Utc>,
-    ) -> AppResult<Decimal> {
+    ) -> AppResult<Option<Decimal>> {
         let pool = self.pool.clone();
         let provider_key = provider.to_owned();
         let catalog = self
@@ -282,10 +302,25 @@ impl Enforcer {
             completion_tokens,
             ..Quantities::default()
         };
-        let price = catalog.lookup(provider, model, now).map(|entry| &entry.price);
-        Ok(compute_cost(&quantities, price, Decimal::ZERO, Decimal::ZERO)
-            .map(|cost| cost.total)
-            .unwrap_or_default())
+        let Some(entry) = catalog.lookup(provider, model, now) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            compute_cost(&quantities, Some(&entry.price), Decimal::ZERO, Decimal::ZERO)
+                .map(|cost| cost.total)
+                .unwrap_or_default(),
+        ))
+    }
+
+    async fn unpriced_policy(&self, org_id: Uuid) -> AppResult<UnpricedModels> {
+        let pool = self.pool.clone();
+        self.unpriced_policies
+            .try_get_with(org_id, async move {
+                let mut conn = pool.get().await?;
+                store::orgs::unpriced_models(&mut conn, org_id).await
+            })
+            .await
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("unpriced-model policy: {e}")))
     }
 
     /// Decides one call: blocks first, then every budget and rate limit of its scopes,
@@ -320,6 +355,18 @@ impl Enforcer {
                 _ => DecisionReason::CustomerBlocked,
             };
             decision.deciding = Some(i);
+            self.log(call, &decision);
+            return Ok(decision);
+        }
+        // Checked before the counters, so a denied call reserves nothing; the policy is
+        // read only for a call to an unpriced model, so priced calls cost no lookup.
+        let unpriced = call.model_priced == Some(false);
+        if unpriced && self.unpriced_policy(call.key.org_id).await?.denies(call.model_priced) {
+            decision.reason = DecisionReason::UnpricedModel;
+            decision.deciding = decision
+                .scopes
+                .iter()
+                .position(|s| s.scope == BudgetScope::Organization);
             self.log(call, &decision);
             return Ok(decision);
         }

@@ -220,7 +220,9 @@ fn parse(req: &AuthorizeRequest) -> AppResult<()> {
 /// estimate is reserved until its usage event (same `requestId`) settles it, or until
 /// the reservation lapses. Every decision answers 200 with `allowed` and a stable
 /// `reason`; a rate-limited call also gets `Retry-After`. A revoked or expired key is
-/// a denial too (`key_revoked`, `key_expired`); an unknown key is 401.
+/// a denial too (`key_revoked`, `key_expired`); an unknown key is 401. A call naming
+/// a model without a price is denied (`unpriced_model`) when the organization's
+/// `unpricedModels` is `deny`.
 #[utoipa::path(
     tag = "gateway",
     security(("api_key" = [])),
@@ -289,9 +291,10 @@ pub async fn authorize(
     };
     let provider = trimmed(&body.provider).map(|p| p.to_lowercase());
     let model = trimmed(&body.model);
-    let estimated_cost = match (body.estimated_cost, provider.as_deref(), model.as_deref()) {
-        (Some(cost), _, _) => cost,
-        (None, Some(provider), Some(model)) => {
+    // The list-price estimate, `None` for a model without a price in force; checked
+    // even when the gateway gives its own estimate, for the unpriced-model policy.
+    let listed = match (provider.as_deref(), model.as_deref()) {
+        (Some(provider), Some(model)) => Some(
             state
                 .enforcer
                 .estimate_cost(
@@ -301,10 +304,12 @@ pub async fn authorize(
                     body.estimated_completion_tokens,
                     now,
                 )
-                .await?
-        }
-        _ => Decimal::ZERO,
+                .await?,
+        ),
+        _ => None,
     };
+    let model_priced = listed.map(|estimate| estimate.is_some());
+    let estimated_cost = body.estimated_cost.or(listed.flatten()).unwrap_or_default();
     let call = CallRequest {
         key,
         request_id: body.request_id.trim().to_owned(),
@@ -315,6 +320,7 @@ pub async fn authorize(
         model,
         estimated_cost,
         estimated_tokens: body.estimated_prompt_tokens + body.estimated_completion_tokens,
+        model_priced,
     };
     let decision = state.enforcer.authorize(&call, now).await?;
     Ok(respond(&call, &decision, now))

@@ -19,6 +19,7 @@ use crate::{
         names::{Name, Slug},
         plan::Plan,
         role::{Access, Role},
+        unpriced::UnpricedModels,
     },
     error::{AppError, AppResult, Problem},
     store::{
@@ -38,6 +39,10 @@ pub struct OrganizationView {
     retention_days: i32,
     /// Where budget alerts are sent.
     alert_emails: Vec<String>,
+    /// Whether the authorize check denies calls to models without a price (`deny`,
+    /// reason `unpriced_model`) or allows them (`allow`, the default). Their usage is
+    /// recorded either way, at zero cost and flagged `unpriced`.
+    unpriced_models: UnpricedModels,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -51,6 +56,7 @@ impl From<Organization> for OrganizationView {
             plan: org.plan,
             retention_days: org.retention_days,
             alert_emails: org.alert_emails,
+            unpriced_models: org.unpriced_models,
             created_at: org.created_at,
             updated_at: org.updated_at,
         }
@@ -84,7 +90,7 @@ pub struct CreateOrganization {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"name": "Acme AI Labs", "alertEmails": ["ops@acme.example"]}))]
+#[schema(example = json!({"name": "Acme AI Labs", "alertEmails": ["ops@acme.example"], "unpricedModels": "deny"}))]
 pub struct UpdateOrganization {
     #[serde(default)]
     #[schema(value_type = Option<DisplayName>)]
@@ -93,6 +99,9 @@ pub struct UpdateOrganization {
     #[serde(default)]
     #[schema(value_type = Option<Vec<Email>>, max_items = 20)]
     alert_emails: Option<Vec<String>>,
+    /// `deny` makes the authorize check refuse calls to models without a price.
+    #[serde(default)]
+    unpriced_models: Option<UnpricedModels>,
 }
 
 const MAX_ALERT_EMAILS: usize = 20;
@@ -186,7 +195,10 @@ pub async fn get_organization(
     Ok(web::Json(store::orgs::get(&mut conn, &access).await?.into()))
 }
 
-/// Renames the organization or changes where alerts go (owners and admins).
+/// Changes the organization's name, alert addresses or unpriced-model policy (owners and admins).
+///
+/// `unpricedModels: deny` makes the authorize check refuse calls to models without a
+/// price (reason `unpriced_model`); `allow`, the default, lets them through.
 #[utoipa::path(
     tag = "organizations",
     security(("bearer" = [])),
@@ -217,6 +229,18 @@ pub async fn update_organization(
         .map(parse_alert_emails)
         .transpose()
         .map_err(AppError::validation)?;
-    let org = store::orgs::update(&mut conn, &access, OrganizationChanges { name, alert_emails }).await?;
+    let org = store::orgs::update(
+        &mut conn,
+        &access,
+        OrganizationChanges {
+            name,
+            alert_emails,
+            unpriced_models: body.unpriced_models,
+        },
+    )
+    .await?;
+    if body.unpriced_models.is_some() {
+        state.enforcer.forget_rules(path.org_id);
+    }
     Ok(web::Json(org.into()))
 }

@@ -16,6 +16,7 @@ use crate::{
         names::{Name, Slug},
         plan::Plan,
         role::{Access, Role},
+        unpriced::UnpricedModels,
     },
     error::{AppError, AppResult, OrConflict},
 };
@@ -29,6 +30,7 @@ pub struct Organization {
     pub plan: Plan,
     pub retention_days: i32,
     pub alert_emails: Vec<String>,
+    pub unpriced_models: UnpricedModels,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -44,6 +46,7 @@ pub struct NewOrganization {
 pub struct OrganizationChanges {
     pub name: Option<Name>,
     pub alert_emails: Option<Vec<EmailAddress>>,
+    pub unpriced_models: Option<UnpricedModels>,
 }
 
 fn emails(list: &[EmailAddress]) -> Vec<String> {
@@ -129,11 +132,24 @@ pub async fn update(conn: &mut DbConn, access: &OrgAccess, changes: Organization
         .set((
             name.map(|n| organizations::name.eq(n)),
             alert_emails.map(|a| organizations::alert_emails.eq(a)),
+            changes.unpriced_models.map(|u| organizations::unpriced_models.eq(u)),
             organizations::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Organization::as_returning())
         .get_result(conn)
         .await?)
+}
+
+/// The organization's policy for unpriced models, for the authorize check (the caller
+/// established the organization from an API key, hence no `OrgAccess`).
+pub async fn unpriced_models(conn: &mut DbConn, org_id: Uuid) -> AppResult<UnpricedModels> {
+    Ok(organizations::table
+        .find(org_id)
+        .select(organizations::unpriced_models)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or_default())
 }
 
 /// Operator view: every organization, oldest first.

@@ -44,6 +44,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         created_by -> Nullable<Uuid>,
+        unpriced_models -> Text,
     }
 }
 

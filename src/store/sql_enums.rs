@@ -14,6 +14,7 @@ use crate::domain::{
     plan::Plan,
     project_mode::ProjectMode,
     role::Role,
+    unpriced::UnpricedModels,
     usage::{BillingSource, EventStatus},
 };
 
@@ -43,5 +44,6 @@ text_enum!(
     EmailKind,
     EmailStatus,
     EventStatus,
-    BillingSource
+    BillingSource,
+    UnpricedModels
 );

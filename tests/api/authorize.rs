@@ -544,6 +544,7 @@ async fn a_daily_budget_starts_over_at_midnight_utc() {
         model: None,
         estimated_cost: "0.2".parse().unwrap(),
         estimated_tokens: 0,
+        model_priced: None,
     };
     let before_midnight: chrono::DateTime<chrono::Utc> = "2026-12-02T23:59:59Z".parse().unwrap();
     let enforcer = &app.state.enforcer;

@@ -34,4 +34,5 @@ mod spend_logs;
 mod summary;
 mod tenancy;
 mod tokens;
+mod unpriced_policy;
 mod usage;
