@@ -1,5 +1,9 @@
 //! Meterplane: the control plane beside an LLM gateway. See `ARCHITECTURE.md`.
 
+// The OpenAPI examples of the widest responses (`json!` inside `ToSchema`) nest deeper
+// than the default limit of 128 macro expansions.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod cli;
 pub mod config;

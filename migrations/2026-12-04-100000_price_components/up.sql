@@ -33,35 +33,11 @@ ALTER TABLE usage_events
     ADD CONSTRAINT usage_events_completion_parts CHECK (
         reasoning_tokens + audio_output_tokens <= completion_tokens);
 
-ALTER TABLE usage_daily
-    ADD COLUMN cache_write_5m_tokens bigint NOT NULL DEFAULT 0,
-    ADD COLUMN cache_write_1h_tokens bigint NOT NULL DEFAULT 0,
-    ADD COLUMN reasoning_tokens      bigint NOT NULL DEFAULT 0,
-    ADD COLUMN audio_input_tokens    bigint NOT NULL DEFAULT 0,
-    ADD COLUMN audio_output_tokens   bigint NOT NULL DEFAULT 0,
-    ADD COLUMN cache_write_5m_cost   numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN cache_write_1h_cost   numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN reasoning_cost        numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN audio_input_cost      numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN audio_output_cost     numeric(30, 10) NOT NULL DEFAULT 0;
-
-ALTER TABLE usage_hourly
-    ADD COLUMN cache_write_5m_tokens bigint NOT NULL DEFAULT 0,
-    ADD COLUMN cache_write_1h_tokens bigint NOT NULL DEFAULT 0,
-    ADD COLUMN reasoning_tokens      bigint NOT NULL DEFAULT 0,
-    ADD COLUMN audio_input_tokens    bigint NOT NULL DEFAULT 0,
-    ADD COLUMN audio_output_tokens   bigint NOT NULL DEFAULT 0,
-    ADD COLUMN cache_write_5m_cost   numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN cache_write_1h_cost   numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN reasoning_cost        numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN audio_input_cost      numeric(30, 10) NOT NULL DEFAULT 0,
-    ADD COLUMN audio_output_cost     numeric(30, 10) NOT NULL DEFAULT 0;
-
--- The coarse daily roll-ups have every column of usage_daily.
+-- Every roll-up table (daily, hourly and the coarse daily ones) gets the same columns.
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['usage_daily_models', 'usage_daily_customers', 'usage_daily_routes'] LOOP
+    FOREACH t IN ARRAY ARRAY['usage_daily', 'usage_hourly', 'usage_daily_models', 'usage_daily_customers', 'usage_daily_routes'] LOOP
         EXECUTE format('ALTER TABLE %I
             ADD COLUMN cache_write_5m_tokens bigint NOT NULL DEFAULT 0,
             ADD COLUMN cache_write_1h_tokens bigint NOT NULL DEFAULT 0,

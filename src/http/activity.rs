@@ -63,6 +63,8 @@ pub struct ActivityQuery {
     {"date": "2026-12-02", "requestCount": 150, "inputTokens": 300000, "outputTokens": 45000, "cachedTokens": 20000,
      "totalTokens": 345000, "cost": "0.925", "inputCost": "0.52", "outputCost": "0.4", "requestCost": "0",
      "cachedInputCost": "0.005", "imageInputCost": "0", "imageOutputCost": "0", "dataStorageCost": "0",
+     "cacheWrite5mCost": "0", "cacheWrite1hCost": "0", "reasoningCost": "0", "audioInputCost": "0", "audioOutputCost": "0",
+     "cacheWrite5mTokens": 0, "cacheWrite1hTokens": 0, "reasoningTokens": 0, "audioInputTokens": 0, "audioOutputTokens": 0,
      "creditsRequestCount": 150, "apiKeysRequestCount": 0, "creditsCost": "0.925", "apiKeysCost": "0",
      "creditsDataStorageCost": "0", "apiKeysDataStorageCost": "0", "discountSavings": "0", "errorCount": 3,
      "errorRate": 2.0, "cacheCount": 15, "cacheRate": 10.0, "modelBreakdown": [
@@ -72,6 +74,8 @@ pub struct ActivityQuery {
     {"date": "2026-12-03", "requestCount": 0, "inputTokens": 0, "outputTokens": 0, "cachedTokens": 0,
      "totalTokens": 0, "cost": "0", "inputCost": "0", "outputCost": "0", "requestCost": "0",
      "cachedInputCost": "0", "imageInputCost": "0", "imageOutputCost": "0", "dataStorageCost": "0",
+     "cacheWrite5mCost": "0", "cacheWrite1hCost": "0", "reasoningCost": "0", "audioInputCost": "0", "audioOutputCost": "0",
+     "cacheWrite5mTokens": 0, "cacheWrite1hTokens": 0, "reasoningTokens": 0, "audioInputTokens": 0, "audioOutputTokens": 0,
      "creditsRequestCount": 0, "apiKeysRequestCount": 0, "creditsCost": "0", "apiKeysCost": "0",
      "creditsDataStorageCost": "0", "apiKeysDataStorageCost": "0", "discountSavings": "0", "errorCount": 0,
      "errorRate": 0.0, "cacheCount": 0, "cacheRate": 0.0, "modelBreakdown": []}

@@ -2,8 +2,6 @@
 //! events. Every summed column comes from `RollupSums`, so a column added there is
 //! read here too.
 
-use std::sync::OnceLock;
-
 use chrono::NaiveDate;
 use diesel::{
     sql_types::{BigInt, Date, Nullable, Numeric, Text, Uuid as SqlUuid},
@@ -15,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     access::OrgAccess,
-    usage::{Daily, DailyCustomers, DailyModels, DailyRoutes, Resolution, RollupSums},
+    usage::{summed_select, Daily, DailyCustomers, DailyModels, DailyRoutes, Resolution, RollupSums},
     DbConn,
 };
 use crate::{domain::activity::DayWindow, error::AppResult};
@@ -93,19 +91,6 @@ pub async fn by_day(
     Ok(bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .load(conn)
         .await?)
-}
-
-/// `coalesce(sum(d.col), 0)::type AS col` for every summed roll-up column.
-fn summed_select() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        RollupSums::COLUMNS
-            .iter()
-            .zip(RollupSums::TYPES)
-            .map(|(column, ty)| format!("coalesce(sum(d.{column}), 0)::{ty} AS {column}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    })
 }
 
 /// What the per-entity analytics group by.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     access::OrgAccess,
-    usage::{histogram_columns, Daily, DailyModels, Resolution, RollupSums},
+    usage::{histogram_columns, summed_select, Daily, DailyModels, Resolution, RollupSums},
     DbConn,
 };
 use crate::{
@@ -75,12 +75,7 @@ pub async fn by_bucket_and_model(
         Step::Day if filter.needs_only_models() => (DailyModels::TABLE, DAY_START, DAY_BOUNDS),
         Step::Day => (Daily::TABLE, DAY_START, DAY_BOUNDS),
     };
-    let sums = RollupSums::COLUMNS
-        .iter()
-        .zip(RollupSums::TYPES)
-        .map(|(column, ty)| format!("coalesce(sum(d.{column}), 0)::{ty} AS {column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = summed_select();
     let histogram = |prefix: &str| {
         let sums: Vec<String> = histogram_columns(prefix)
             .iter()

@@ -536,6 +536,20 @@ summed_columns! {
     }
 }
 
+/// `coalesce(sum(d.col), 0)::type AS col` for every summed roll-up column: what the
+/// analytics reads select from a roll-up table aliased `d`.
+pub fn summed_select() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        RollupSums::COLUMNS
+            .iter()
+            .zip(RollupSums::TYPES)
+            .map(|(column, ty)| format!("coalesce(sum(d.{column}), 0)::{ty} AS {column}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 /// One roll-up row: the grain and the sums added to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupRow {

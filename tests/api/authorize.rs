@@ -302,12 +302,7 @@ async fn bad_input_is_a_422_problem_naming_the_field() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::problem_fields(&body);
     assert_eq!(fields, ["requestId", "estimatedPromptTokens", "estimatedCost"]);
 }
 

@@ -113,12 +113,7 @@ async fn validation_reports_every_broken_field() {
         .await
         .unwrap();
     let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::problem_fields(&problem);
     assert_eq!(fields, ["email", "password", "organizationName"]);
 
     let user = app.signup().await;

@@ -272,12 +272,7 @@ async fn bad_budgets_and_limits_are_refused_with_the_field_named() {
     )
     .await;
     let problem = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::problem_fields(&problem);
     assert_eq!(fields, ["budget.amount", "rateLimits.requestsPerMinute"]);
     let r = send(
         &app,

@@ -543,6 +543,16 @@ pub async fn id_of(app: &TestApp, table: &str, org: Uuid, external: &str) -> Uui
     row.id
 }
 
+/// The `field` of each error of a validation problem, in order.
+pub fn problem_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .expect("a validation problem lists its errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("each error names its field"))
+        .collect()
+}
+
 pub fn uuid(value: &Value) -> Uuid {
     value
         .as_str()

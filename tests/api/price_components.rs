@@ -314,12 +314,7 @@ async fn optional_prices_are_checked_like_the_others() {
         .await
         .unwrap();
     let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::problem_fields(&problem);
     assert_eq!(fields, ["cacheWrite5mPerMtok", "audioOutputPerMtok"]);
 }
 
@@ -385,11 +380,6 @@ async fn a_gemini_pro_call_just_below_and_just_above_the_long_context_threshold(
         .await
         .unwrap();
     let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::problem_fields(&problem);
     assert_eq!(fields, ["longContext.inputPerMtok", "longContext.aboveTokens"]);
 }

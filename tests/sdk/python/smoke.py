@@ -164,7 +164,7 @@ def main() -> None:
         base_url=BASE_URL, token=token.access_token, raise_on_unexpected_status=True, timeout=30.0
     )
     profile = expect(me.sync_detailed(client=tenant), 200, MeResponse)
-    check(profile.user.id == signed_up.user.id, "GET /v1/me is another user")
+    check(profile.user.email == email, f"GET /v1/me is another user: {profile.user.email!r}")
     check(profile.memberships == [], "a new account without organization has memberships")
 
     # --- organization, project, key -----------------------------------------------
