@@ -279,6 +279,10 @@ def main() -> None:
     expected_cost = sum(expected_components.values(), Decimal(0))
     # `image` is their sum: images sent and images generated, apart (no images here).
     expected_components.update({"imageInput": Decimal(0), "imageOutput": Decimal(0)})
+    # Components the call does not use are present, at zero: cache writes of both
+    # durations, reasoning and audio tokens.
+    for unused in ("cacheWrite5m", "cacheWrite1h", "reasoning", "audioInput", "audioOutput"):
+        expected_components[unused] = Decimal(0)
     check(cost == expected_cost, f"cost {cost} != expected {expected_cost}")
 
     step("POST /v1/usage again: duplicate (200), same event")
