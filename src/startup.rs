@@ -41,7 +41,7 @@ impl AppState {
             BACKGROUND_POOL_SIZE,
             config.database.acquire_timeout,
         )?;
-        let client = redis::Client::open(config.redis.url.expose()).context("parsing REDIS_URL")?;
+        let client = crate::counters::connect::client(config.redis.url.expose())?;
         // Lazy: the service starts, records usage and answers probes while Redis is
         // down, and the manager reconnects by itself when it is back. A command that
         // finds the connection gone starts one connection attempt and fails; the next
