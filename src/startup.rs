@@ -156,6 +156,8 @@ impl Application {
         let state = web::Data::new(state);
         let mut server = HttpServer::new(move || {
             App::new()
+                // Innermost, so the request log and metrics see what it refuses.
+                .wrap(actix_web::middleware::from_fn(http::head_limits::enforce))
                 .wrap(TracingLogger::default())
                 .wrap(metrics.clone())
                 .app_data(state.clone())
