@@ -18,7 +18,7 @@
 //! means no TLS (libpq's default `prefer` is encryption nobody checks; a URL without
 //! TLS settings keeps connecting as it always has).
 
-use std::{path::PathBuf, str::FromStr, sync::Arc};
+use std::{path::PathBuf, str::FromStr};
 
 use anyhow::{bail, Context};
 use diesel::ConnectionError;
@@ -76,7 +76,7 @@ enum VerifyLevel {
 pub struct PgTarget {
     config: tokio_postgres::Config,
     /// `None`: no TLS.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     mode: TlsMode,
 }
 
@@ -117,7 +117,9 @@ impl PgTarget {
                     VerifyLevel::Chain => Verify::Chain(store),
                     VerifyLevel::Full => Verify::Full(store),
                 };
-                Some(Arc::new(tls::client_config(verify)?))
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(
+                    verify,
+                )?))
             }
         };
         config.ssl_mode(match mode {
@@ -141,8 +143,7 @@ impl PgTarget {
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
             Some(tls) => {
-                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(rustls::ClientConfig::clone(tls));
-                let (client, connection) = self.config.connect(connector).await.map_err(refused)?;
+                let (client, connection) = self.config.connect(tls.clone()).await.map_err(refused)?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         }
