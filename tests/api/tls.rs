@@ -368,7 +368,8 @@ async fn postgres_and_redis_over_tls_from_the_urls() {
 
     // A certificate from a CA the URL does not trust is refused, clearly, and so is
     // one for another name under verify-full; verify-ca checks only the chain, and
-    // require (without a CA) checks nothing.
+    // require and prefer (without a CA) check nothing, yet encrypt (the server takes
+    // nothing else).
     let wrong_ca = connection_error(&verified("127.0.0.1", &other_ca)).await;
     assert!(
         wrong_ca.contains("invalid peer certificate: UnknownIssuer"),
@@ -382,27 +383,46 @@ async fn postgres_and_redis_over_tls_from_the_urls() {
     );
     let chain_only = postgres.url("127.0.0.2", &format!("sslmode=verify-ca&sslrootcert={}", ca.display()));
     assert_eq!(connection_error(&chain_only).await, "connected");
-    assert_eq!(
-        connection_error(&postgres.url("127.0.0.1", "sslmode=require")).await,
-        "connected"
-    );
+    for unchecked in ["sslmode=require", "sslmode=prefer"] {
+        assert_eq!(
+            connection_error(&postgres.url("127.0.0.1", unchecked)).await,
+            "connected",
+            "{unchecked}"
+        );
+    }
     // The bundled public roots do not know the test's CA.
     let bundled = connection_error(&postgres.url("127.0.0.1", "sslmode=verify-full")).await;
     assert!(bundled.contains("UnknownIssuer"), "{bundled}");
 
-    // The binary stops at start with the reason when the CA is wrong.
-    let migrate = Command::new(env!("CARGO_BIN_EXE_meterplane"))
-        .arg("migrate")
-        .env_clear()
-        .env("DATABASE_URL", verified("127.0.0.1", &other_ca))
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run meterplane migrate");
-    let stderr = String::from_utf8_lossy(&migrate.stderr);
-    assert!(!migrate.status.success());
+    // The binary stops at start with the reason when the CA is wrong, and migrates
+    // when it is right.
+    let migrate = |database_url: String| {
+        Command::new(env!("CARGO_BIN_EXE_meterplane"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run meterplane migrate")
+    };
+    let refused = migrate(verified("127.0.0.1", &other_ca));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
     assert!(stderr.contains("connecting to PostgreSQL to migrate"), "{stderr}");
     assert!(stderr.contains("invalid peer certificate: UnknownIssuer"), "{stderr}");
     assert!(!stderr.contains(APP_PASSWORD), "{stderr}");
+    let database_url = verified("127.0.0.1", &ca);
+    let migrated = migrate(database_url.clone());
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    // The library's migration run connects the same way and finds nothing left to do.
+    assert_eq!(
+        meterplane::store::run_migrations(&database_url).await.unwrap(),
+        Vec::<String>::new()
+    );
 
     // `serve` opens connections when requests need them: it starts, and readiness
     // says PostgreSQL cannot be reached.
@@ -431,10 +451,25 @@ async fn postgres_and_redis_over_tls_from_the_urls() {
     let plain_redis = redis::Client::open(format!("redis://127.0.0.1:{}", redis_server.port)).unwrap();
     assert!(ping(&plain_redis).await.is_err());
 
-    // Migrations, then the whole service, over verified TLS to both.
-    let database_url = verified("127.0.0.1", &ca);
-    let applied = meterplane::store::run_migrations(&database_url).await.unwrap();
-    assert!(!applied.is_empty());
+    // A Redis whose certificate does not check out counts as Redis down: the service
+    // runs, degraded.
+    let redis_refused = TestApp::spawn_on(database_url.clone(), redis_server.url(&other_ca)).await;
+    let degraded = expect_json(
+        redis_refused.request(Method::GET, "/readyz").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (
+            degraded["status"].as_str(),
+            degraded["postgres"].as_str(),
+            degraded["redis"].as_str()
+        ),
+        (Some("degraded"), Some("up"), Some("down"))
+    );
+    redis_refused.stop().await;
+
+    // The whole service over verified TLS to both.
     let app = TestApp::spawn_on(database_url, redis_server.url(&ca)).await;
     let ready = expect_json(
         app.request(Method::GET, "/readyz").send().await.unwrap(),
