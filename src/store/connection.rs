@@ -16,7 +16,8 @@
 //! The chain leads to `sslrootcert` (a PEM file, or `system` for the operating
 //! system's store), else to the bundled Mozilla roots. Unlike libpq, no `sslmode`
 //! means no TLS (libpq's default `prefer` is encryption nobody checks; a URL without
-//! TLS settings keeps connecting as it always has).
+//! TLS settings keeps connecting as it always has). A `host=… user=…` string is
+//! tokio-postgres's to read: `sslmode=require` there is TLS without a check.
 
 use std::{path::PathBuf, str::FromStr};
 
@@ -96,9 +97,15 @@ impl PgTarget {
         let options = TlsOptions::split(url)?;
         let mut config = tokio_postgres::Config::from_str(&options.rest)
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
-        let mode = match options.sslmode.as_deref() {
-            Some(value) => TlsMode::parse(value)?,
-            None => TlsMode::Disable,
+        let mode = match (options.sslmode.as_deref(), options.url_form) {
+            (Some(value), _) => TlsMode::parse(value)?,
+            (None, true) => TlsMode::Disable,
+            // A `key=value` string: tokio-postgres read its sslmode (disable, prefer,
+            // require; prefer is also its default, so it stays plain as it always was).
+            (None, false) => match config.get_ssl_mode() {
+                SslMode::Require => TlsMode::Require,
+                _ => TlsMode::Disable,
+            },
         };
         let roots = options.sslrootcert.as_deref().map(|value| match value {
             "system" => Roots::System,
@@ -169,6 +176,8 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// The URL with libpq's TLS parameters taken out of its query string.
 #[derive(Debug, PartialEq, Eq)]
 struct TlsOptions {
+    /// `postgres://…` rather than `host=… user=…`.
+    url_form: bool,
     rest: String,
     sslmode: Option<String>,
     sslrootcert: Option<String>,
@@ -176,13 +185,14 @@ struct TlsOptions {
 
 impl TlsOptions {
     /// Only the URL form (`postgres://…?sslmode=…`) is read; a `key=value` connection
-    /// string goes to tokio-postgres as it is, and connects without TLS.
+    /// string goes to tokio-postgres as it is.
     fn split(url: &str) -> anyhow::Result<Self> {
         let url_form = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let (base, query) = match url.split_once('?') {
             Some((base, query)) if url_form => (base, query),
             _ => {
                 return Ok(Self {
+                    url_form,
                     rest: url.to_owned(),
                     sslmode: None,
                     sslrootcert: None,
@@ -216,6 +226,7 @@ impl TlsOptions {
             format!("{base}?{}", kept.join("&"))
         };
         Ok(Self {
+            url_form,
             rest,
             sslmode,
             sslrootcert,
@@ -287,6 +298,17 @@ mod tests {
         let prefer = PgTarget::parse("postgres://u:secret@db/app?sslmode=prefer").unwrap();
         assert_eq!(prefer.config.get_ssl_mode(), SslMode::Prefer);
         assert!(prefer.tls.is_some());
+    }
+
+    #[test]
+    fn a_key_value_string_keeps_its_own_sslmode() {
+        let plain = PgTarget::parse("host=db user=u password=secret dbname=app").unwrap();
+        assert_eq!(plain.mode(), TlsMode::Disable);
+        let required = PgTarget::parse("host=db user=u password=secret dbname=app sslmode=require").unwrap();
+        assert_eq!(required.mode(), TlsMode::Require);
+        assert!(required.tls.is_some());
+        // Certificate checks need the URL form.
+        assert!(PgTarget::parse("host=db user=u sslmode=verify-full").is_err());
     }
 
     #[test]
