@@ -52,6 +52,10 @@ pub enum ErrorCode {
     /// (`earliestAllowedDate` says where it starts).
     RetentionExceeded,
     PayloadTooLarge,
+    /// The request target (path and query) is longer than the server accepts.
+    UriTooLong,
+    /// The request's headers together are larger than the server accepts.
+    HeadersTooLarge,
     UnsupportedMediaType,
     /// The request conflicts with existing state (duplicate, last owner, ...).
     Conflict,
@@ -81,6 +85,8 @@ impl ErrorCode {
             | InvalidToken => StatusCode::BAD_REQUEST,
             ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Conflict => StatusCode::CONFLICT,
             TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,

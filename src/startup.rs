@@ -41,7 +41,7 @@ impl AppState {
             BACKGROUND_POOL_SIZE,
             config.database.acquire_timeout,
         )?;
-        let client = redis::Client::open(config.redis.url.expose()).context("parsing REDIS_URL")?;
+        let client = crate::counters::connect::client(config.redis.url.expose())?;
         // Lazy: the service starts, records usage and answers probes while Redis is
         // down, and the manager reconnects by itself when it is back. A command that
         // finds the connection gone starts one connection attempt and fails; the next
@@ -156,6 +156,8 @@ impl Application {
         let state = web::Data::new(state);
         let mut server = HttpServer::new(move || {
             App::new()
+                // Innermost, so the request log and metrics see what it refuses.
+                .wrap(actix_web::middleware::from_fn(http::head_limits::enforce))
                 .wrap(TracingLogger::default())
                 .wrap(metrics.clone())
                 .app_data(state.clone())

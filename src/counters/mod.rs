@@ -7,6 +7,7 @@
 //! the only code that changes counters; each runs atomically on one slot (see
 //! [`keys`]).
 
+pub mod connect;
 pub mod keys;
 
 use std::{collections::BTreeMap, sync::Arc};

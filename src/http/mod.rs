@@ -14,6 +14,7 @@ pub mod decisions;
 pub mod defaults;
 pub mod extract;
 pub mod gateway;
+pub mod head_limits;
 pub mod health;
 pub mod invitations;
 pub mod litellm;

@@ -93,8 +93,10 @@ fn problem_description(status: &str) -> Option<&'static str> {
         "404" => "No such object in an organization the caller belongs to",
         "409" => "Conflicts with the current state",
         "413" => "The body is too large",
+        "414" => "The request target (path and query) is longer than 16 KiB",
         "415" => "The body is not application/json",
         "422" => "A value breaks a rule; `errors` lists each one",
+        "431" => "The request headers are larger than 32 KiB together",
         "500" => "An unexpected server error; nothing was half-written",
         "503" => "PostgreSQL or Redis is unavailable or saturated; retry later",
         _ => return None,
@@ -106,7 +108,7 @@ fn problem_description(status: &str) -> Option<&'static str> {
 ///   described when the handler gave no words of its own;
 /// - the generic answers the extractors and the server give are listed: 400 on every
 ///   operation with a body or parameters, 413 and 415 on every operation with a body,
-///   500 and 503 everywhere;
+///   414 and 431 (`http::head_limits`), 500 and 503 everywhere;
 /// - operations without credentials say so (`security: []`), so generators do not
 ///   attach a token to them.
 fn complete_operations(doc: &mut utoipa::openapi::OpenApi) {
@@ -143,7 +145,7 @@ fn complete_operations(doc: &mut utoipa::openapi::OpenApi) {
                     }
                 }
             }
-            let mut generic = vec!["500", "503"];
+            let mut generic = vec!["414", "431", "500", "503"];
             if takes_body || takes_parameters {
                 generic.push("400");
             }

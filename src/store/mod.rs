@@ -10,6 +10,7 @@ pub mod activity;
 pub mod api_keys;
 pub mod budgets;
 pub mod columns;
+pub mod connection;
 pub mod decisions;
 pub mod defaults;
 pub mod discounts;
@@ -38,18 +39,29 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel_async::{
-    pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager},
+    pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager, ManagerConfig},
     AsyncPgConnection,
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+pub use connection::PgTarget;
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = AsyncPgConnection;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// A pool of connections to `url` (TLS as its `sslmode` says, see [`connection`]).
+/// Connections open on first use; a bad URL or CA file fails here.
 pub fn connect(url: &str, max_size: usize, acquire_timeout: Duration) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let target = PgTarget::parse(url)?;
+    let mut manager_config = ManagerConfig::default();
+    manager_config.custom_setup = Box::new(move |_url| {
+        let target = target.clone();
+        async move { target.connect().await }.boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
     Pool::builder(manager)
         .max_size(max_size)
         .wait_timeout(Some(acquire_timeout))
@@ -61,14 +73,16 @@ pub fn connect(url: &str, max_size: usize, acquire_timeout: Duration) -> anyhow:
 
 /// Applies pending migrations; returns the names of those applied.
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
-    use diesel::Connection;
     use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 
-    let url = url.to_owned();
-    // The migration harness is synchronous; run it off the async worker threads.
+    let conn = PgTarget::parse(url)?
+        .connect()
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    // The migration harness is synchronous; run it off the async worker threads. The
+    // wrapper drives the connection on this runtime from there.
     tokio::task::spawn_blocking(move || {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .context("connecting to PostgreSQL to migrate")?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;

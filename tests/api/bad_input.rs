@@ -380,3 +380,87 @@ async fn a_rate_limit_given_is_a_number_and_an_empty_cursor_is_the_first_page() 
         expect_problem(r, StatusCode::BAD_REQUEST, "invalid_query_parameter").await;
     }
 }
+
+/// Sends `request` as raw bytes (a client library would refuse to) and reads the
+/// answer until the server closes: status and body.
+async fn raw_exchange(app: &TestApp, request: String) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn overlong_request_heads_answer_in_the_problem_shape_where_the_server_can() {
+    let app = TestApp::spawn().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let problem = |body: &str| serde_json::from_str::<serde_json::Value>(body).expect("a problem document");
+
+    // A 20,000-byte target reaches the server's own limit (16 KiB): 414, problem.
+    let target = format!("/{}", "a".repeat(19_999));
+    let (status, head, body) = raw_exchange(
+        &app,
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 414);
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    let body = problem(&body);
+    assert_eq!(
+        (body["code"].as_str(), body["status"].as_u64()),
+        (Some("uri_too_long"), Some(414))
+    );
+    assert_eq!(
+        body["detail"],
+        "the request target is 20000 bytes long; at most 16384 are accepted"
+    );
+
+    // A 100,000-byte header: 431, problem. Counted as sent: `name: value\r\n`.
+    let filler = "b".repeat(100_000);
+    let (status, head, body) = raw_exchange(
+        &app,
+        format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nX-Filler: {filler}\r\n\r\n"),
+    )
+    .await;
+    let counted =
+        ("host".len() + host.len() + 4) + ("connection".len() + "close".len() + 4) + ("x-filler".len() + 100_000 + 4);
+    assert_eq!(status, 431);
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    let body = problem(&body);
+    assert_eq!(
+        (body["code"].as_str(), body["status"].as_u64()),
+        (Some("headers_too_large"), Some(431))
+    );
+    assert_eq!(
+        body["detail"],
+        format!("the request headers take {counted} bytes; at most 32768 are accepted")
+    );
+
+    // A 100,000-character request line: its target is past the longest URI the HTTP
+    // library represents (65,534 bytes), so actix-web's decoder refuses it before any
+    // application code, with a bare 400 (docs/api.md says so).
+    let target = format!("/{}", "c".repeat(99_986));
+    let line = format!("GET {target} HTTP/1.1");
+    assert_eq!(line.len(), 100_000);
+    let (status, head, body) = raw_exchange(&app, format!("{line}\r\nHost: {host}\r\n\r\n")).await;
+    assert_eq!(status, 400);
+    assert!(head.contains("content-length: 0"), "{head}");
+    assert_eq!(body, "");
+
+    // Ordinary requests are untouched.
+    let ok = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}

@@ -180,6 +180,16 @@ impl TestApp {
         Self::start(database_url, prefix, adjust).await
     }
 
+    /// A server on a database and Redis of the test's own (already migrated), as their
+    /// URLs say: TLS settings included.
+    pub async fn spawn_on(database_url: String, redis_url: String) -> Self {
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        Self::start(database_url, prefix, |c| {
+            c.redis.url = meterplane::config::Secret::new(redis_url);
+        })
+        .await
+    }
+
     /// Another instance of the same deployment: its own server, pools and caches, on
     /// this one's database and Redis (server, key prefix, timeout and policy).
     pub async fn another_instance(&self) -> Self {
@@ -235,8 +245,11 @@ impl TestApp {
             .expect("server stopped cleanly");
     }
 
+    /// A connection of its own to the app's database, opened as the app opens its own.
     pub async fn db(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.database_url)
+        meterplane::store::PgTarget::parse(&self.database_url)
+            .expect("the test database URL")
+            .connect()
             .await
             .expect("connect to the test database")
     }

@@ -33,6 +33,7 @@ mod smtp_sink;
 mod spend_logs;
 mod summary;
 mod tenancy;
+mod tls;
 mod tokens;
 mod unpriced_policy;
 mod usage;

@@ -44,7 +44,7 @@ fn every_operation_is_described_for_sdk_generators() {
                     .is_some_and(|r| r.keys().any(|s| s.starts_with('2'))),
                 "{method} {path} documents no success"
             );
-            for status in ["500", "503"] {
+            for status in ["414", "431", "500", "503"] {
                 assert!(
                     op["responses"].get(status).is_some(),
                     "{method} {path} does not document {status}"
