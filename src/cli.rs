@@ -20,6 +20,14 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PriceFormat {
+    /// A JSON array of `POST /v1/admin/prices` bodies.
+    Meterplane,
+    /// LiteLLM's `model_prices_and_context_window.json`: an object keyed by model.
+    Litellm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API.
@@ -41,10 +49,22 @@ enum Command {
         #[arg(long)]
         write: Option<std::path::PathBuf>,
     },
-    /// Load a price catalog file (default: the bundled `data/prices.json`).
+    /// Load a price catalog file (default: the bundled `data/prices.json`), in
+    /// Meterplane's own shape or in LiteLLM's model-price JSON shape.
     LoadPrices {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value_t = PriceFormat::Meterplane)]
+        format: PriceFormat,
+        /// When LiteLLM's prices take effect (its map carries no dates); default: now.
+        #[arg(long)]
+        valid_from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only these providers (catalog names, comma-separated), for a LiteLLM map.
+        #[arg(long, value_delimiter = ',')]
+        providers: Option<Vec<String>>,
+        /// Print the versions in Meterplane's shape instead of loading them.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Create a demo user, organization, project and API key, and print how to use them.
     Demo,
@@ -86,7 +106,30 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Migrate => migrate_db(&config).await?,
         Command::CreateOperator { email } => create_operator(&config, &email).await?,
-        Command::LoadPrices { file } => load_prices(&config, file.as_deref()).await?,
+        Command::LoadPrices {
+            file,
+            format,
+            valid_from,
+            providers,
+            dry_run,
+        } => {
+            let text = match file {
+                Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                None => BUNDLED_PRICES.to_owned(),
+            };
+            let text = match format {
+                PriceFormat::Meterplane => text,
+                PriceFormat::Litellm => {
+                    from_litellm(&text, valid_from.unwrap_or_else(chrono::Utc::now), providers.as_deref())?
+                }
+            };
+            if dry_run {
+                println!("{text}");
+            } else {
+                let written = load_price_file(&pool(&config)?, &text).await?;
+                println!("loaded {written} price versions");
+            }
+        }
         Command::Demo => crate::demo::run(&config, &pool(&config)?).await?,
         Command::RebuildCounters { org } => rebuild_counters(config, org).await?,
         Command::Purge => purge(&config).await?,
@@ -161,15 +204,33 @@ fn pool(config: &Config) -> anyhow::Result<store::DbPool> {
 /// The catalog shipped with the binary, so `load-prices` works from any directory.
 pub const BUNDLED_PRICES: &str = include_str!("../data/prices.json");
 
-async fn load_prices(config: &Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let text = match file {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        None => BUNDLED_PRICES.to_owned(),
-    };
-    let pool = pool(config)?;
-    let written = load_price_file(&pool, &text).await?;
-    println!("loaded {written} price versions");
-    Ok(())
+/// A LiteLLM price map as a Meterplane price file: the entries the API would accept
+/// (each checked with its rules), the others named on stderr with the reason.
+pub fn from_litellm(
+    text: &str,
+    valid_from: chrono::DateTime<chrono::Utc>,
+    providers: Option<&[String]>,
+) -> anyhow::Result<String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).context("parsing the LiteLLM price map (a JSON object keyed by model)")?;
+    let conversion = crate::domain::litellm_prices::convert(&map, valid_from, providers);
+    let mut accepted = Vec::with_capacity(conversion.prices.len());
+    let mut skipped = conversion.skipped;
+    for price in conversion.prices {
+        let key = format!("{}/{}", price["provider"].as_str().unwrap_or("?"), price["model"].as_str().unwrap_or("?"));
+        let checked = serde_json::from_value::<crate::http::pricing::CreatePrice>(price.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.parse().map(drop).map_err(|errors| format!("{errors:?}")));
+        match checked {
+            Ok(()) => accepted.push(price),
+            Err(reason) => skipped.push(crate::domain::litellm_prices::Skipped { key, reason }),
+        }
+    }
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.key, s.reason);
+    }
+    eprintln!("{} price versions converted, {} entries skipped", accepted.len(), skipped.len());
+    Ok(serde_json::to_string_pretty(&accepted)?)
 }
 
 /// Parses a price file with the API's own rules and upserts every version.

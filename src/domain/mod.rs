@@ -13,6 +13,7 @@ pub mod decision;
 pub mod discount;
 pub mod email;
 pub mod identity;
+pub mod litellm_prices;
 pub mod live;
 pub mod login_throttle;
 pub mod micros;

@@ -411,6 +411,9 @@ pub fn map_payload(p: &Value, store_bodies: bool) -> Value {
     let mut event = Map::new();
     event.insert("requestId".into(), json!(request_id));
     event.insert("endpoint".into(), json!(endpoint_of(p)));
+    // LiteLLM's provider names, in the catalog's words (`gemini` → `google`), after the
+    // model lost LiteLLM's prefix.
+    let provider = crate::domain::litellm_prices::catalog_provider(&provider);
     event.insert("provider".into(), json!(cut(&provider, 100)));
     event.insert("model".into(), json!(cut(&model, 200)));
     if let Some(user) = text(p.get("end_user")).or_else(|| text(field(metadata, "user_api_key_end_user_id"))) {
@@ -984,6 +987,20 @@ mod tests {
             (Some(2000), Some(1500))
         );
         assert_eq!(e["metadata"]["litellm"]["modelGroup"], "cached");
+    }
+
+    #[test]
+    fn gemini_calls_count_under_the_catalogs_google() {
+        let mut gemini = payload("chat");
+        gemini["custom_llm_provider"] = json!("gemini");
+        gemini["model"] = json!("gemini/gemini-2.5-pro");
+        let e = map_payload(&gemini, false);
+        assert_eq!((e["provider"].as_str(), e["model"].as_str()), (Some("google"), Some("gemini-2.5-pro")));
+        let mut other = payload("chat");
+        other["custom_llm_provider"] = json!("Bedrock");
+        other["model"] = json!("bedrock/amazon.nova-pro-v1:0");
+        let e = map_payload(&other, false);
+        assert_eq!((e["provider"].as_str(), e["model"].as_str()), (Some("bedrock"), Some("amazon.nova-pro-v1:0")));
     }
 
     #[test]

@@ -383,3 +383,81 @@ async fn a_gemini_pro_call_just_below_and_just_above_the_long_context_threshold(
     let fields = crate::helpers::problem_fields(&problem);
     assert_eq!(fields, ["longContext.inputPerMtok", "longContext.aboveTokens"]);
 }
+
+/// A price map in LiteLLM's shape, written for this test: per-token numbers, a provider
+/// prefix on a key, an entry priced per second (not importable), the spec entry.
+const LITELLM_SAMPLE: &str = r#"{
+  "sample_spec": {"max_tokens": "LEGACY parameter", "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+                  "litellm_provider": "one of https://docs.litellm.ai/docs/providers", "mode": "one of: chat"},
+  "claude-sonnet-4-5": {"max_input_tokens": 1000000, "litellm_provider": "anthropic", "mode": "chat",
+                        "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+                        "cache_read_input_token_cost": 3e-07, "cache_creation_input_token_cost": 3.75e-06,
+                        "cache_creation_input_token_cost_above_1hr": 6e-06,
+                        "input_cost_per_token_above_200k_tokens": 6e-06, "output_cost_per_token_above_200k_tokens": 2.25e-05,
+                        "cache_read_input_token_cost_above_200k_tokens": 6e-07,
+                        "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
+                        "supports_prompt_caching": true},
+  "gemini/gemini-2.5-pro": {"litellm_provider": "gemini", "mode": "chat",
+                            "input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05,
+                            "cache_read_input_token_cost": 1.25e-07,
+                            "input_cost_per_token_above_200k_tokens": 2.5e-06,
+                            "output_cost_per_token_above_200k_tokens": 1.5e-05,
+                            "cache_read_input_token_cost_above_200k_tokens": 2.5e-07},
+  "whisper-1": {"litellm_provider": "openai", "mode": "audio_transcription", "input_cost_per_second": 0.0001}
+}"#;
+
+#[tokio::test]
+async fn a_litellm_price_map_is_imported_and_prices_calls_as_the_providers_bill_them() {
+    let app = TestApp::spawn().await;
+    let file = meterplane::cli::from_litellm(LITELLM_SAMPLE, Utc::now() - Duration::days(1), None)
+        .expect("the sample converts");
+    let loaded = meterplane::cli::load_price_file(&app.state.db, &file)
+        .await
+        .expect("the converted file loads");
+    assert_eq!(loaded, 2, "claude and gemini; whisper is priced per second: {file}");
+    let tenant = app.tenant().await;
+
+    let claude = app
+        .record_event(
+            &tenant,
+            json!({"provider": "anthropic", "model": "claude-sonnet-4-5", "promptTokens": 50_000,
+                   "completionTokens": 1_000, "cachedTokens": 30_000, "cacheWrite5mTokens": 8_000,
+                   "cacheWrite1hTokens": 2_000}),
+        )
+        .await;
+    let claude = detail(&app, &tenant, claude).await;
+    // As the hand-entered prices above: input 10,000 × 3/M = 0.03, reads 30,000 × 0.3/M
+    // = 0.009, 5-minute writes 8,000 × 3.75/M = 0.03, 1-hour writes 2,000 × 6/M = 0.012,
+    // output 1,000 × 15/M = 0.015: 0.096.
+    assert_eq!(
+        pick(
+            &claude["costBreakdown"],
+            &["input", "cachedInput", "cacheWrite5m", "cacheWrite1h", "output"]
+        ),
+        [json!("0.03"), json!("0.009"), json!("0.03"), json!("0.012"), json!("0.015")]
+    );
+    assert_eq!(claude["cost"], "0.096");
+
+    // LiteLLM's `gemini` is the catalog's `google`. Above 200,000 prompt tokens every token
+    // is at the long-context prices: input 200,000 × 2.5/M = 0.5, cached 50,000 × 0.25/M =
+    // 0.0125, output 1,000 × 15/M = 0.015: 0.5275.
+    let gemini = app
+        .record_event(
+            &tenant,
+            json!({"provider": "google", "model": "gemini-2.5-pro", "promptTokens": 250_000,
+                   "completionTokens": 1_000, "cachedTokens": 50_000}),
+        )
+        .await;
+    let gemini = detail(&app, &tenant, gemini).await;
+    assert_eq!(
+        pick(&gemini["costBreakdown"], &["input", "cachedInput", "output"]),
+        [json!("0.5"), json!("0.0125"), json!("0.015")]
+    );
+    assert_eq!(gemini["cost"], "0.5275");
+    assert_parts_add_up(&gemini);
+
+    let bundled = meterplane::cli::load_price_file(&app.state.db, meterplane::cli::BUNDLED_PRICES)
+        .await
+        .expect("the bundled catalog loads with the API's rules");
+    assert_eq!(bundled, 31);
+}

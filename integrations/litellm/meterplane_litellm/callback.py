@@ -175,7 +175,7 @@ def _deployment(model_group: Any) -> tuple[str | None, str | None, str | None]:
     if not provider:
         return None, None, litellm_model
     model = litellm_model[len(provider) + 1:] if litellm_model.startswith(provider + "/") else litellm_model
-    return provider.lower(), model, litellm_model
+    return mapping.catalog_provider(provider), model, litellm_model
 
 
 def _prompt_estimate(litellm_model: str | None, data: dict[str, Any]) -> int:

@@ -9,7 +9,8 @@ The event is the JSON object `POST /v1/usage/batch` takes (camelCase fields):
     requestId          litellm_call_id (the payload's `id` is the provider's response id
                        on success but the call id on failure)
     endpoint           metadata.user_api_key_request_route, else the call type's route
-    provider           custom_llm_provider, else the model's prefix
+    provider           custom_llm_provider, else the model's prefix; `gemini` becomes
+                       `google`, the price catalog's name (catalog_provider)
     model              `model` without its `provider/` prefix (the alias the client
                        asked for, `model_group`, goes to metadata)
     user               end_user, else metadata.user_api_key_end_user_id
@@ -149,6 +150,17 @@ def provider_of(payload: Mapping[str, Any]) -> str:
         if name and "/" in name:
             return name.split("/", 1)[0].lower()
     return "unknown"
+
+
+# LiteLLM's provider names in the words of Meterplane's price catalog (Google AI Studio
+# is `gemini` in LiteLLM, `google` in the catalog); the same table as the service's
+# import of LiteLLM price maps.
+CATALOG_PROVIDERS = {"gemini": "google", "text-completion-openai": "openai"}
+
+
+def catalog_provider(litellm_provider: str) -> str:
+    provider = litellm_provider.lower()
+    return CATALOG_PROVIDERS.get(provider, provider)
 
 
 def model_of(payload: Mapping[str, Any], provider: str) -> str:
@@ -356,7 +368,7 @@ def map_payload(payload: Mapping[str, Any], store_bodies: bool = False) -> dict[
     event: dict[str, Any] = {
         "requestId": request_id,
         "endpoint": endpoint_of(payload),
-        "provider": provider[:100],
+        "provider": catalog_provider(provider)[:100],
         "model": model[:200],
     }
     user = _text(payload.get("end_user")) or _text(metadata.get("user_api_key_end_user_id"))

@@ -49,6 +49,13 @@ class SinglePayloads(unittest.TestCase):
         self.assertEqual((event["provider"], event["model"]), ("openai", "gpt-4o"))
         self.assertEqual(event["metadata"]["litellm"]["modelGroup"], "cached")
 
+    def test_gemini_calls_count_under_the_catalogs_google(self):
+        gemini = dict(PAYLOADS["chat"], custom_llm_provider="gemini", model="gemini/gemini-2.5-pro")
+        event = map_payload(gemini)
+        self.assertEqual((event["provider"], event["model"]), ("google", "gemini-2.5-pro"))
+        unknown = dict(PAYLOADS["chat"], custom_llm_provider="Bedrock", model="bedrock/amazon.nova-pro-v1:0")
+        self.assertEqual((map_payload(unknown)["provider"], map_payload(unknown)["model"]), ("bedrock", "amazon.nova-pro-v1:0"))
+
     def test_cached_tokens_come_from_the_usage_object(self):
         event = map_payload(PAYLOADS["cached"])
         self.assertEqual((event["promptTokens"], event["cachedTokens"], event["completionTokens"]), (2000, 1500, 100))
