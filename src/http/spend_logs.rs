@@ -234,7 +234,8 @@ pub struct SpendLogDetail {
     /// A body was longer than the storage cap and was cut.
     bodies_truncated: bool,
     cost_breakdown: CostBreakdown,
-    /// The catalog price version used; absent when unpriced.
+    /// The price version used: the catalog's (`GET /v1/prices`) or the organization's
+    /// override (`GET /v1/orgs/{orgId}/prices`); absent when unpriced.
     price_id: Option<Uuid>,
     discount_id: Option<Uuid>,
     #[schema(value_type = Percent)]
