@@ -76,8 +76,9 @@ pub async fn create_organization_price(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// Every version of an organization's price overrides, oldest first per model, with
-/// when each ends (operators only).
+/// Every version of an organization's price overrides (operators only).
+///
+/// Oldest first per model, each with when it ends (`validUntil`).
 #[utoipa::path(
     tag = "operator",
     security(("bearer" = [])),
@@ -102,9 +103,11 @@ pub async fn list_organization_prices_as_operator(
     )))
 }
 
-/// The organization's negotiated prices (owners and admins): every version, oldest
-/// first per model, with when each ends. For the organization's calls a version in
-/// force wins over the catalog's price (`GET /v1/prices`); discounts apply on top.
+/// The organization's negotiated prices (owners and admins).
+///
+/// Every version, oldest first per model, each with when it ends (`validUntil`). For
+/// the organization's calls a version in force wins over the catalog's price
+/// (`GET /v1/prices`); discounts apply on top.
 #[utoipa::path(
     tag = "pricing",
     security(("bearer" = [])),
