@@ -415,22 +415,38 @@ impl Catalog {
 #[derive(Debug, Clone, Default)]
 pub struct OrgPrices {
     entries: Vec<CatalogEntry>,
+    /// The catalog model each entry stands for ([`Catalog::canonical_model`]), when
+    /// worked out ahead by [`OrgPrices::keyed`].
+    keys: Option<Vec<String>>,
 }
 
 impl OrgPrices {
     pub fn new(entries: Vec<CatalogEntry>) -> Self {
-        Self { entries }
+        Self { entries, keys: None }
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Works out once which catalog model each override stands for, so pricing a batch
+    /// of events does not resolve the overrides' names for every event.
+    pub fn keyed(mut self, catalog: &Catalog) -> Self {
+        let keys = self
+            .entries
+            .iter()
+            .map(|e| catalog.canonical_model(&e.provider, &e.model))
+            .collect();
+        self.keys = Some(keys);
+        self
+    }
+
     /// The override in force at `at` for the model a call reports. An override names
     /// a model the way an event does — by the catalog id or the provider's own name,
     /// in any case — so both are taken to the catalog model they stand for
     /// ([`Catalog::canonical_model`]) and compared there; an override of a model the
-    /// catalog does not know also matches by its `provider_model_name`.
+    /// catalog does not know also matches by its `provider_model_name`. `catalog` is
+    /// the one [`OrgPrices::keyed`] was given, if it was.
     pub fn in_force<'a>(
         &'a self,
         catalog: &Catalog,
@@ -442,13 +458,16 @@ impl OrgPrices {
             return None;
         }
         let reported = catalog.canonical_model(provider, model);
+        let stands_for = |i: usize, e: &CatalogEntry| match &self.keys {
+            Some(keys) => keys.get(i).is_some_and(|k| same_name(k, &reported)),
+            None => same_name(&catalog.canonical_model(&e.provider, &e.model), &reported),
+        };
         self.entries
             .iter()
-            .filter(|e| e.valid_from <= at && same_name(&e.provider, provider))
-            .filter(|e| {
-                same_name(&catalog.canonical_model(&e.provider, &e.model), &reported)
-                    || same_name(&e.provider_model_name, model)
-            })
+            .enumerate()
+            .filter(|(_, e)| e.valid_from <= at && same_name(&e.provider, provider))
+            .filter(|(i, e)| stands_for(*i, e) || same_name(&e.provider_model_name, model))
+            .map(|(_, e)| e)
             .max_by_key(|e| e.valid_from)
     }
 }

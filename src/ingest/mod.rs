@@ -167,7 +167,9 @@ impl Ingestor {
         providers.sort();
         providers.dedup();
         let catalog = store::prices::catalog_for(&mut conn, &providers).await?;
-        let overrides = store::org_prices::for_pricing(&mut conn, key.org_id, &providers).await?;
+        let overrides = store::org_prices::for_pricing(&mut conn, key.org_id, &providers)
+            .await?
+            .keyed(&catalog);
         let discounts = store::discounts::rules_for_org(&mut conn, key.org_id).await?;
         let ctx = PricingContext {
             org_id: key.org_id,

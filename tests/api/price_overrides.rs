@@ -193,6 +193,7 @@ async fn an_org_override_beside_a_global_price_with_a_discount_on_top() {
         json!({"costBeforeDiscount": "0.0269", "discountPercent": "10", "discountSavings": "0.00269", "cost": "0.02421"})
     );
     assert_eq!(uuid(&acme_detail["priceId"]), uuid(&negotiated["id"]));
+    assert_eq!(acme_detail["priceSource"], "organization");
     assert_eq!(uuid(&acme_detail["discountId"]), uuid(&acme_discount["id"]));
     assert_eq!(acme_detail["unpriced"], false);
 
@@ -206,6 +207,7 @@ async fn an_org_override_beside_a_global_price_with_a_discount_on_top() {
         json!({"costBeforeDiscount": "0.0396", "discountPercent": "5", "discountSavings": "0.00198", "cost": "0.03762"})
     );
     assert_eq!(uuid(&other_detail["priceId"]), uuid(&global["id"]));
+    assert_eq!(other_detail["priceSource"], "catalog");
     assert_eq!(uuid(&other_detail["discountId"]), uuid(&global_discount["id"]));
 
     // The roll-ups agree with the events: today's activity of each organization.
@@ -269,14 +271,18 @@ async fn a_new_override_version_applies_from_its_instant_and_recorded_events_kee
     // catalog 1,000 × 4 / 1e6 + 500 × 8 / 1e6 = 0.004 + 0.004 = 0.008;
     // v1 1,000 × 2 / 1e6 + 500 × 4 / 1e6 = 0.002 + 0.002 = 0.004;
     // v2 1,000 × 1 / 1e6 + 500 × 2 / 1e6 = 0.001 + 0.001 = 0.002.
-    for (event_id, cost, price_id) in [
-        (before_override, "0.008", &global["id"]),
-        (three_hours_ago, "0.004", &v1["id"]),
-        (an_hour_ago_early, "0.004", &v1["id"]),
-        (an_hour_ago_late, "0.002", &v2["id"]),
+    for (event_id, cost, price_id, source) in [
+        (before_override, "0.008", &global["id"], "catalog"),
+        (three_hours_ago, "0.004", &v1["id"], "organization"),
+        (an_hour_ago_early, "0.004", &v1["id"], "organization"),
+        (an_hour_ago_late, "0.002", &v2["id"], "organization"),
     ] {
         let d = detail(&app, &tenant, event_id).await;
-        assert_eq!((&d["cost"], &d["priceId"]), (&json!(cost), price_id), "{d}");
+        assert_eq!(
+            (&d["cost"], &d["priceId"], &d["priceSource"]),
+            (&json!(cost), price_id, &json!(source)),
+            "{d}"
+        );
     }
 
     // The chain as the operator and the tenant's owner see it: v1 ends where v2 begins.
@@ -341,6 +347,7 @@ async fn the_authorize_estimate_and_the_unpriced_policy_follow_the_override() {
         .await;
     let d = detail(&app, &other, other_event).await;
     assert_eq!((&d["cost"], &d["unpriced"]), (&json!("0"), &json!(true)));
+    assert!(d["priceSource"].is_null() && d["priceId"].is_null(), "{d}");
 
     // A catalog model (of another provider: the instance keeps a provider's catalog for
     // a minute, and pa-ai's was read above): the list price is 4 in, 8 out (estimate 0.004 + 0.004 = 0.008);
