@@ -425,10 +425,6 @@ impl OrgPrices {
         Self { entries, keys: None }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Works out once which catalog model each override stands for, so pricing a batch
     /// of events does not resolve the overrides' names for every event.
     pub fn keyed(mut self, catalog: &Catalog) -> Self {
@@ -1019,6 +1015,21 @@ mod tests {
         assert!(catalog
             .lookup_for(&overrides, "openai", "house-model", day(2))
             .is_none());
+        // Names worked out ahead, as for a batch: the same answers.
+        let keyed = overrides.clone().keyed(&catalog);
+        for (model, d) in [
+            ("claude-sonnet-4-5", 4),
+            ("claude-sonnet-4-5-20250929", 9),
+            ("CLAUDE-SONNET-4-5", 25),
+            ("house-model-v2", 2),
+        ] {
+            assert_eq!(
+                input_at(&keyed, model, d),
+                input_at(&overrides, model, d),
+                "{model} on day {d}"
+            );
+        }
+        assert_eq!(input_at(&keyed, "claude-sonnet-4-5", 9), Some(dec!(2)));
     }
 
     fn money() -> impl Strategy<Value = Decimal> {
