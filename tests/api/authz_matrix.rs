@@ -37,6 +37,7 @@ const READS_BY_POST: &[&str] = &["POST /v1/orgs/{orgId}/stream-tickets"];
 const USER_SCOPED: &[&str] = &[
     "GET /v1/me",
     "POST /v1/auth/password",
+    "POST /v1/auth/verify-email/resend",
     "GET /v1/orgs",
     "POST /v1/orgs",
     "GET /v1/prices",
