@@ -8,6 +8,7 @@ pub mod access;
 pub mod account_tokens;
 pub mod activity;
 pub mod api_keys;
+pub mod billing;
 pub mod budgets;
 pub mod columns;
 pub mod connection;
