@@ -36,6 +36,14 @@ pub enum Currency {
 }
 
 impl Currency {
+    /// The ISO 4217 code; only `USD` for now.
+    pub fn parse(code: &str) -> Result<Self, Invalid> {
+        match code {
+            "USD" => Ok(Currency::Usd),
+            _ => Err(Invalid::new("only USD is supported for now (every price is in USD)")),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Currency::Usd => "USD",
@@ -54,7 +62,9 @@ pub fn line(raw: &str, max: usize) -> Result<String, Invalid> {
 pub fn multiline(raw: &str, max: usize) -> Result<String, Invalid> {
     let normalized = raw.replace("\r\n", "\n").replace('\r', "\n");
     if normalized.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Invalid::new("must not contain control characters other than line breaks"));
+        return Err(Invalid::new(
+            "must not contain control characters other than line breaks",
+        ));
     }
     let trimmed = normalized.trim();
     if trimmed.is_empty() {
@@ -206,10 +216,10 @@ mod tests {
         let s = BillingSettings::default();
         assert_eq!((s.tax_rate, s.markup, s.due_days), (Decimal::ZERO, Decimal::ZERO, 30));
         assert_eq!(s.currency.as_str(), "USD");
-        assert_eq!(
-            serde_json::from_str::<Currency>("\"USD\"").unwrap(),
-            Currency::Usd
-        );
+        assert_eq!(serde_json::from_str::<Currency>("\"USD\"").unwrap(), Currency::Usd);
         assert!(serde_json::from_str::<Currency>("\"EUR\"").is_err());
+        assert_eq!(Currency::parse("USD"), Ok(Currency::Usd));
+        assert!(Currency::parse("EUR").is_err());
+        assert!(Currency::parse("usd").is_err());
     }
 }

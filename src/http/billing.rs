@@ -111,7 +111,8 @@ pub struct PutBillingSettings {
     tax_rate: Option<Decimal>,
     /// Only `USD` for now (the default).
     #[serde(default)]
-    currency: Option<Currency>,
+    #[schema(value_type = Option<Currency>)]
+    currency: Option<String>,
     /// Default 0.
     #[serde(default, deserialize_with = "schemas::optional_decimal_text")]
     #[schema(value_type = Option<schemas::Markup>)]
@@ -141,14 +142,32 @@ impl PutBillingSettings {
         let footer = optional_text(&mut f, "footer", self.footer, |r| {
             billing::multiline(r, billing::MAX_FOOTER_LEN)
         });
+        let currency = optional_text(&mut f, "currency", self.currency, Currency::parse);
         let tax_rate = f.take("taxRate", billing::tax_rate(self.tax_rate.unwrap_or(defaults.tax_rate)));
         let markup = f.take("markup", billing::markup(self.markup.unwrap_or(defaults.markup)));
         let due_days = f.take(
             "dueDays",
             billing::due_days(self.due_days.unwrap_or(i64::from(defaults.due_days))),
         );
-        let (Some(issuer_name), Some(issuer_address), Some(tax_id), Some(footer), Some(tax_rate), Some(markup), Some(due_days)) =
-            (issuer_name, issuer_address, tax_id, footer, tax_rate, markup, due_days)
+        let (
+            Some(issuer_name),
+            Some(issuer_address),
+            Some(tax_id),
+            Some(footer),
+            Some(currency),
+            Some(tax_rate),
+            Some(markup),
+            Some(due_days),
+        ) = (
+            issuer_name,
+            issuer_address,
+            tax_id,
+            footer,
+            currency,
+            tax_rate,
+            markup,
+            due_days,
+        )
         else {
             return Err(AppError::validation(f.into_errors()));
         };
@@ -157,7 +176,7 @@ impl PutBillingSettings {
             issuer_address,
             tax_id,
             tax_rate,
-            currency: self.currency.unwrap_or_default(),
+            currency: currency.unwrap_or_default(),
             markup,
             due_days,
             footer,
@@ -229,7 +248,9 @@ pub async fn put_billing_settings(
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Manage).await?;
     let settings = body.into_inner().parse()?;
     Ok(web::Json(
-        store::billing::set_settings(&mut conn, &access, &settings).await?.into(),
+        store::billing::set_settings(&mut conn, &access, &settings)
+            .await?
+            .into(),
     ))
 }
 
@@ -343,7 +364,9 @@ pub async fn get_customer_billing(
     let mut conn = state.conn().await?;
     let access = store::access::authorize(&mut conn, &caller.0, path.org_id, Access::Read).await?;
     Ok(web::Json(
-        store::billing::profile(&mut conn, &access, path.customer_id).await?.into(),
+        store::billing::profile(&mut conn, &access, path.customer_id)
+            .await?
+            .into(),
     ))
 }
 

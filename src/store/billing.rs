@@ -220,7 +220,10 @@ pub async fn set_profile(
             customer_billing_profiles::customer_id.eq(customer_id),
             values,
         ))
-        .on_conflict((customer_billing_profiles::org_id, customer_billing_profiles::customer_id))
+        .on_conflict((
+            customer_billing_profiles::org_id,
+            customer_billing_profiles::customer_id,
+        ))
         .do_update()
         .set(values)
         .execute(conn)

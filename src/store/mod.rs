@@ -12,6 +12,7 @@ pub mod billing;
 pub mod budgets;
 pub mod columns;
 pub mod connection;
+pub mod customer_costs;
 pub mod decisions;
 pub mod defaults;
 pub mod discounts;
