@@ -223,7 +223,11 @@ pub fn from_litellm(
     let mut accepted = Vec::with_capacity(conversion.prices.len());
     let mut skipped = conversion.skipped;
     for price in conversion.prices {
-        let key = format!("{}/{}", price["provider"].as_str().unwrap_or("?"), price["model"].as_str().unwrap_or("?"));
+        let key = format!(
+            "{}/{}",
+            price["provider"].as_str().unwrap_or("?"),
+            price["model"].as_str().unwrap_or("?")
+        );
         let checked = serde_json::from_value::<crate::http::pricing::CreatePrice>(price.clone())
             .map_err(|e| e.to_string())
             .and_then(|p| p.parse().map(drop).map_err(|errors| format!("{errors:?}")));
@@ -235,7 +239,11 @@ pub fn from_litellm(
     for s in &skipped {
         eprintln!("skipped {}: {}", s.key, s.reason);
     }
-    eprintln!("{} price versions converted, {} entries skipped", accepted.len(), skipped.len());
+    eprintln!(
+        "{} price versions converted, {} entries skipped",
+        accepted.len(),
+        skipped.len()
+    );
     Ok(serde_json::to_string_pretty(&accepted)?)
 }
 

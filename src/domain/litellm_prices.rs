@@ -155,7 +155,10 @@ fn long_context(spec: &Map<String, Value>) -> Result<Option<Value>, String> {
     if let Some(write) = tier("cache_creation_input_token_cost")? {
         prices["cacheWrite5mPerMtok"] = json!(text(write));
     }
-    if let Some(write) = per_million(spec, &format!("cache_creation_input_token_cost_above_1hr_above_{thousands}k_tokens"))? {
+    if let Some(write) = per_million(
+        spec,
+        &format!("cache_creation_input_token_cost_above_1hr_above_{thousands}k_tokens"),
+    )? {
         prices["cacheWrite1hPerMtok"] = json!(text(write));
     }
     Ok(Some(prices))
@@ -307,13 +310,22 @@ mod tests {
     fn audio_embedding_image_and_string_prices_convert_and_missing_cache_prices_follow_input() {
         let conversion = convert(&sample(), at(), None);
         let audio = by_model(&conversion, "gpt-4o-audio-preview");
-        assert_eq!((&audio["audioInputPerMtok"], &audio["audioOutputPerMtok"]), (&json!("40"), &json!("80")));
+        assert_eq!(
+            (&audio["audioInputPerMtok"], &audio["audioOutputPerMtok"]),
+            (&json!("40"), &json!("80"))
+        );
         assert_eq!(audio["cachedInputPerMtok"], "2.5");
         let embedding = by_model(&conversion, "text-embedding-3-small");
-        assert_eq!((&embedding["inputPerMtok"], &embedding["outputPerMtok"]), (&json!("0.02"), &json!("0")));
+        assert_eq!(
+            (&embedding["inputPerMtok"], &embedding["outputPerMtok"]),
+            (&json!("0.02"), &json!("0"))
+        );
         assert_eq!(by_model(&conversion, "dall-e-3")["perImage"], "0.04");
         let mistral = by_model(&conversion, "mistral-small-latest");
-        assert_eq!((&mistral["inputPerMtok"], &mistral["outputPerMtok"]), (&json!("0.1"), &json!("0.3")));
+        assert_eq!(
+            (&mistral["inputPerMtok"], &mistral["outputPerMtok"]),
+            (&json!("0.1"), &json!("0.3"))
+        );
     }
 
     #[test]
@@ -346,7 +358,12 @@ mod tests {
 
     #[test]
     fn per_token_numbers_become_exact_per_million_decimals() {
-        for (number, per_mtok) in [(json!(3e-06), "3"), (json!(1.25e-07), "0.125"), (json!(2.25e-05), "22.5"), (json!(0.0), "0")] {
+        for (number, per_mtok) in [
+            (json!(3e-06), "3"),
+            (json!(1.25e-07), "0.125"),
+            (json!(2.25e-05), "22.5"),
+            (json!(0.0), "0"),
+        ] {
             let spec = json!({"p": number});
             let amount = per_million(spec.as_object().unwrap_or(&Map::new()), "p");
             assert_eq!(amount.map(|a| a.map(text)), Ok(Some(per_mtok.to_owned())), "{number}");

@@ -404,6 +404,87 @@ impl Catalog {
     }
 }
 
+/// One organization's negotiated prices (overrides of the catalog), versioned like the
+/// catalog: a version applies from its `valid_from` until the organization's next
+/// version of the same model.
+///
+/// Precedence for a call of the organization at time `t`: its override version in
+/// force at `t`, if any, else the catalog's version in force at `t`
+/// ([`Catalog::lookup_for`]). An override in force always wins over the catalog, also
+/// over a catalog version that started later. Discounts apply to whichever price won.
+#[derive(Debug, Clone, Default)]
+pub struct OrgPrices {
+    entries: Vec<CatalogEntry>,
+    /// The catalog model each entry stands for ([`Catalog::canonical_model`]), when
+    /// worked out ahead by [`OrgPrices::keyed`].
+    keys: Option<Vec<String>>,
+}
+
+impl OrgPrices {
+    pub fn new(entries: Vec<CatalogEntry>) -> Self {
+        Self { entries, keys: None }
+    }
+
+    /// Works out once which catalog model each override stands for, so pricing a batch
+    /// of events does not resolve the overrides' names for every event.
+    pub fn keyed(mut self, catalog: &Catalog) -> Self {
+        let keys = self
+            .entries
+            .iter()
+            .map(|e| catalog.canonical_model(&e.provider, &e.model))
+            .collect();
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The override in force at `at` for the model a call reports. An override names
+    /// a model the way an event does — by the catalog id or the provider's own name,
+    /// in any case — so both are taken to the catalog model they stand for
+    /// ([`Catalog::canonical_model`]) and compared there; an override of a model the
+    /// catalog does not know also matches by its `provider_model_name`. `catalog` is
+    /// the one [`OrgPrices::keyed`] was given, if it was.
+    pub fn in_force<'a>(
+        &'a self,
+        catalog: &Catalog,
+        provider: &str,
+        model: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<&'a CatalogEntry> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let reported = catalog.canonical_model(provider, model);
+        let stands_for = |i: usize, e: &CatalogEntry| match &self.keys {
+            Some(keys) => keys.get(i).is_some_and(|k| same_name(k, &reported)),
+            None => same_name(&catalog.canonical_model(&e.provider, &e.model), &reported),
+        };
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.valid_from <= at && same_name(&e.provider, provider))
+            .filter(|(i, e)| stands_for(*i, e) || same_name(&e.provider_model_name, model))
+            .map(|(_, e)| e)
+            .max_by_key(|e| e.valid_from)
+    }
+}
+
+impl Catalog {
+    /// The price a call of an organization with `overrides` is charged at: the
+    /// organization's override in force at `at`, else the catalog's version in force
+    /// at `at` ([`OrgPrices`] has the precedence).
+    pub fn lookup_for<'a>(
+        &'a self,
+        overrides: &'a OrgPrices,
+        provider: &str,
+        model: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<&'a CatalogEntry> {
+        overrides
+            .in_force(self, provider, model, at)
+            .or_else(|| self.lookup(provider, model, at))
+    }
+}
+
 /// Provider and model names are case-insensitive: `OpenAI`/`GPT-4o` names the same
 /// model as `openai`/`gpt-4o`. (Unicode lower-casing; ASCII names take a fast path.)
 pub fn same_name(a: &str, b: &str) -> bool {
@@ -880,6 +961,75 @@ mod tests {
         );
         assert_eq!(catalog.filter_names(None, "My-Tune"), ["my-tune"]);
         assert_eq!(Catalog::default().filter_names(None, "X"), ["x"]);
+    }
+
+    #[test]
+    fn an_organizations_override_in_force_wins_over_the_catalog() {
+        use chrono::TimeZone;
+        let day = |d| chrono::Utc.with_ymd_and_hms(2026, 3, d, 0, 0, 0).unwrap();
+        let entry = |model: &str, name: &str, from, input| CatalogEntry {
+            provider: "anthropic".into(),
+            model: model.into(),
+            provider_model_name: name.into(),
+            valid_from: from,
+            price: Price {
+                input_per_mtok: input,
+                ..sonnet()
+            },
+        };
+        let catalog = Catalog::new(vec![
+            entry("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", day(1), dec!(3)),
+            // A catalog change after the override started: the override still wins.
+            entry("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", day(20), dec!(4)),
+        ]);
+        let overrides = OrgPrices::new(vec![
+            // Named by the provider's name, in another case: the same catalog model.
+            entry(
+                "Claude-Sonnet-4-5-20250929",
+                "Claude-Sonnet-4-5-20250929",
+                day(5),
+                dec!(2),
+            ),
+            entry("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", day(10), dec!(1.5)),
+            // A model the catalog does not know, priced for this organization only.
+            entry("house-model", "house-model-v2", day(1), dec!(7)),
+        ]);
+        let input_at = |overrides: &OrgPrices, model: &str, d| {
+            catalog
+                .lookup_for(overrides, "anthropic", model, day(d))
+                .map(|e| e.price.input_per_mtok)
+        };
+        // Before the first override: the catalog's list price.
+        assert_eq!(input_at(&overrides, "claude-sonnet-4-5", 4), Some(dec!(3)));
+        assert_eq!(input_at(&overrides, "CLAUDE-SONNET-4-5", 5), Some(dec!(2)));
+        assert_eq!(input_at(&overrides, "claude-sonnet-4-5-20250929", 9), Some(dec!(2)));
+        assert_eq!(input_at(&overrides, "claude-sonnet-4-5", 10), Some(dec!(1.5)));
+        assert_eq!(input_at(&overrides, "claude-sonnet-4-5", 25), Some(dec!(1.5)));
+        // Another organization (no overrides) pays the catalog's price.
+        assert_eq!(input_at(&OrgPrices::default(), "claude-sonnet-4-5", 25), Some(dec!(4)));
+        // The override makes an unknown model priced, by either of its names.
+        assert_eq!(input_at(&overrides, "house-model", 2), Some(dec!(7)));
+        assert_eq!(input_at(&overrides, "House-Model-V2", 2), Some(dec!(7)));
+        assert_eq!(input_at(&OrgPrices::default(), "house-model", 2), None);
+        // Only the override's provider.
+        assert!(catalog
+            .lookup_for(&overrides, "openai", "house-model", day(2))
+            .is_none());
+        // Names worked out ahead, as for a batch: the same answers.
+        let keyed = overrides.clone().keyed(&catalog);
+        for (model, d) in [
+            ("claude-sonnet-4-5", 4),
+            ("claude-sonnet-4-5-20250929", 9),
+            ("CLAUDE-SONNET-4-5", 25),
+            ("house-model-v2", 2),
+        ] {
+            assert_eq!(
+                input_at(&keyed, model, d),
+                input_at(&overrides, model, d),
+                "{model} on day {d}"
+            );
+        }
+        assert_eq!(input_at(&keyed, "claude-sonnet-4-5", 9), Some(dec!(2)));
     }
 
     fn money() -> impl Strategy<Value = Decimal> {

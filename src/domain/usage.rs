@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     discount::{self, DiscountRule},
-    pricing::{compute_cost, Catalog, Cost, Quantities},
+    pricing::{compute_cost, Catalog, Cost, OrgPrices, Quantities},
     project_mode::ProjectMode,
     Invalid,
 };
@@ -429,6 +429,8 @@ pub struct PricingContext<'a> {
     pub retention_days: i32,
     pub now: DateTime<Utc>,
     pub catalog: &'a Catalog,
+    /// The organization's negotiated prices, which win over the catalog's.
+    pub overrides: &'a OrgPrices,
     pub discounts: &'a [DiscountRule],
     /// USD per million tokens of calls whose bodies are stored.
     pub storage_per_mtok: Decimal,
@@ -438,7 +440,8 @@ pub struct PricingContext<'a> {
 pub struct PricedEvent {
     pub event: NewUsageEvent,
     pub billing_source: BillingSource,
-    /// `None`: the model is not in the catalog; the event costs zero.
+    /// The price version applied: the organization's override or the catalog's.
+    /// `None`: neither prices the model; the event costs zero.
     pub price_id: Option<Uuid>,
     /// The name roll-ups count the call under ([`Catalog::canonical_model`]): the
     /// catalog id whenever the catalog knows the model (so `gpt-4o-2024-08-06` and
@@ -451,7 +454,9 @@ pub struct PricedEvent {
 pub fn price_event(event: NewUsageEvent, ctx: &PricingContext<'_>) -> Result<PricedEvent, Invalid> {
     check_window(event.occurred_at, ctx.now, ctx.retention_days)?;
     let billing_source = BillingSource::resolve(ctx.project_mode, event.billing_source)?;
-    let entry = ctx.catalog.lookup(&event.provider, &event.model, event.occurred_at);
+    let entry = ctx
+        .catalog
+        .lookup_for(ctx.overrides, &event.provider, &event.model, event.occurred_at);
     let names: Vec<&str> = match entry {
         Some(e) => vec![e.model.as_str(), e.provider_model_name.as_str()],
         None => vec![event.model.as_str()],

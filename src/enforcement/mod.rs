@@ -30,7 +30,7 @@ use crate::{
         decision::{DecisionReason, LimitKind, ScopeSnapshot},
         identity::KeyIdentity,
         micros::{from_micros, to_micros},
-        pricing::{compute_cost, Catalog, Quantities},
+        pricing::{compute_cost, Catalog, OrgPrices, Quantities},
         unpriced::UnpricedModels,
     },
     error::{AppError, AppResult},
@@ -124,6 +124,9 @@ pub struct Enforcer {
     /// provider → its price versions, for estimates only (events are priced from the
     /// database at ingestion), so a minute's staleness is harmless.
     catalogs: Cache<String, Arc<Catalog>>,
+    /// organization → its price overrides (every provider), for estimates only, like
+    /// `catalogs`; forgotten on this instance when an operator adds one.
+    org_prices: Cache<Uuid, Arc<OrgPrices>>,
     /// organization → its policy for unpriced models, read only when a call names an
     /// unpriced model, kept like the rules and forgotten with them.
     unpriced_policies: Cache<Uuid, UnpricedModels>,
@@ -166,6 +169,10 @@ impl Enforcer {
             forgets: Arc::default(),
             catalogs: Cache::builder()
                 .max_capacity(1_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            org_prices: Cache::builder()
+                .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             unpriced_policies: Cache::builder()
@@ -274,11 +281,19 @@ impl Enforcer {
         });
     }
 
-    /// What a call of `tokens` on a model is expected to cost, at its list price before
-    /// any discount (a reservation errs on the high side); `None` for a model without
-    /// a price in force.
+    /// Forgets this instance's cached price overrides of an organization after an
+    /// operator added one (other instances follow within a minute).
+    pub async fn forget_org_prices(&self, org_id: Uuid) {
+        self.org_prices.invalidate(&org_id).await;
+    }
+
+    /// What a call of `tokens` on a model is expected to cost for the organization, at
+    /// the price it pays before any discount — its override in force, else the
+    /// catalog's list price — so a reservation errs on the high side; `None` for a model
+    /// with neither in force.
     pub async fn estimate_cost(
         &self,
+        org_id: Uuid,
         provider: &str,
         model: &str,
         prompt_tokens: i64,
@@ -297,12 +312,23 @@ impl Enforcer {
             })
             .await
             .map_err(|e| AppError::unavailable(anyhow::anyhow!("price catalog: {e}")))?;
+        let pool = self.pool.clone();
+        let overrides = self
+            .org_prices
+            .try_get_with(org_id, async move {
+                let mut conn = pool.get().await?;
+                store::org_prices::all_for_pricing(&mut conn, org_id)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("price overrides: {e}")))?;
         let quantities = Quantities {
             prompt_tokens,
             completion_tokens,
             ..Quantities::default()
         };
-        let Some(entry) = catalog.lookup(provider, model, now) else {
+        let Some(entry) = catalog.lookup_for(&overrides, provider, model, now) else {
             return Ok(None);
         };
         Ok(Some(

@@ -291,13 +291,15 @@ pub async fn authorize(
     };
     let provider = trimmed(&body.provider).map(|p| p.to_lowercase());
     let model = trimmed(&body.model);
-    // The list-price estimate, `None` for a model without a price in force; checked
+    // The estimate at the organization's price (its override, else the list price),
+    // `None` for a model without a price in force; checked
     // even when the gateway gives its own estimate, for the unpriced-model policy.
     let listed = match (provider.as_deref(), model.as_deref()) {
         (Some(provider), Some(model)) => Some(
             state
                 .enforcer
                 .estimate_cost(
+                    key.org_id,
                     provider,
                     model,
                     body.estimated_prompt_tokens,

@@ -995,12 +995,18 @@ mod tests {
         gemini["custom_llm_provider"] = json!("gemini");
         gemini["model"] = json!("gemini/gemini-2.5-pro");
         let e = map_payload(&gemini, false);
-        assert_eq!((e["provider"].as_str(), e["model"].as_str()), (Some("google"), Some("gemini-2.5-pro")));
+        assert_eq!(
+            (e["provider"].as_str(), e["model"].as_str()),
+            (Some("google"), Some("gemini-2.5-pro"))
+        );
         let mut other = payload("chat");
         other["custom_llm_provider"] = json!("Bedrock");
         other["model"] = json!("bedrock/amazon.nova-pro-v1:0");
         let e = map_payload(&other, false);
-        assert_eq!((e["provider"].as_str(), e["model"].as_str()), (Some("bedrock"), Some("amazon.nova-pro-v1:0")));
+        assert_eq!(
+            (e["provider"].as_str(), e["model"].as_str()),
+            (Some("bedrock"), Some("amazon.nova-pro-v1:0"))
+        );
     }
 
     #[test]

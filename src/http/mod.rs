@@ -22,6 +22,7 @@ pub mod litellm;
 pub mod live;
 pub mod members;
 pub mod openapi;
+pub mod org_prices;
 pub mod orgs;
 pub mod paging;
 pub mod parties;
@@ -104,6 +105,9 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(pricing::create_discount)
                 .service(pricing::delete_discount)
                 .service(pricing::list_organization_discounts)
+                .service(org_prices::create_organization_price)
+                .service(org_prices::list_organization_prices_as_operator)
+                .service(org_prices::list_organization_prices)
                 .service(budgets::list_budgets)
                 .service(budgets::set_budget)
                 .service(budgets::get_budget)

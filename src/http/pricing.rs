@@ -34,6 +34,14 @@ const MAX_PRICE: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "0193a5e2-7c4f-7b3a-9d2e-5f6a7b8c9d0e", "provider": "anthropic", "model": "claude-sonnet-4-5",
+    "providerModelName": "claude-sonnet-4-5-20250929", "inputPerMtok": "3", "outputPerMtok": "15",
+    "cachedInputPerMtok": "0.3", "perRequest": "0", "perImage": "0", "perInputImage": "0",
+    "cacheWrite5mPerMtok": "3.75", "cacheWrite1hPerMtok": "6", "reasoningPerMtok": null,
+    "audioInputPerMtok": null, "audioOutputPerMtok": null, "longContext": null,
+    "validFrom": "2026-12-01T00:00:00Z", "validUntil": null
+}))]
 pub struct PriceView {
     id: Uuid,
     provider: String,
@@ -78,7 +86,9 @@ pub struct PriceView {
     valid_until: Option<DateTime<Utc>>,
 }
 
-fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
+/// Views of price versions ordered by provider, model, valid_from: each version's
+/// `validUntil` is the start of the next version of the same model.
+pub(super) fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
     let mut views: Vec<PriceView> = Vec::with_capacity(rows.len());
     for row in rows {
         // Rows come ordered by provider, model, valid_from.
@@ -110,6 +120,11 @@ fn price_views(rows: Vec<PriceRow>) -> Vec<PriceView> {
         });
     }
     views
+}
+
+/// The view of version `id` among `rows` (ordered as for [`price_views`]).
+pub(super) fn price_view(rows: Vec<PriceRow>, id: Uuid) -> Option<PriceView> {
+    price_views(rows).into_iter().find(|v| v.id == id)
 }
 
 /// A price version. Amounts are decimal strings in USD. The optional token prices
@@ -241,6 +256,11 @@ fn amount(value: Decimal) -> Result<Decimal, Invalid> {
 }
 
 impl CreatePrice {
+    /// Whether the body names the provider's own name (else it defaults).
+    pub fn names_provider_model(&self) -> bool {
+        self.provider_model_name.is_some()
+    }
+
     /// Checks every field; shared by the API and `meterplane load-prices`.
     pub fn parse(self) -> Result<NewPrice, Vec<FieldError>> {
         let mut f = Fields::default();

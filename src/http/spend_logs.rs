@@ -24,7 +24,7 @@ use crate::{
     ingest::event_time,
     store::{
         self,
-        spend_logs::{Cursor, LogFilter, LogRow},
+        spend_logs::{Cursor, DetailRow, LogFilter, LogRow},
     },
 };
 
@@ -234,8 +234,13 @@ pub struct SpendLogDetail {
     /// A body was longer than the storage cap and was cut.
     bodies_truncated: bool,
     cost_breakdown: CostBreakdown,
-    /// The catalog price version used; absent when unpriced.
+    /// The price version used: the catalog's (`GET /v1/prices`) or the organization's
+    /// override (`GET /v1/orgs/{orgId}/prices`), as `priceSource` says; absent when
+    /// unpriced.
     price_id: Option<Uuid>,
+    /// Where `priceId` comes from: `catalog` or `organization` (a price override);
+    /// absent when unpriced.
+    price_source: Option<PriceSource>,
     discount_id: Option<Uuid>,
     #[schema(value_type = Percent)]
     discount_percent: Decimal,
@@ -252,8 +257,26 @@ pub struct SpendLogDetail {
     gateway_overhead_ms: Option<i32>,
 }
 
-impl From<LogRow> for SpendLogDetail {
-    fn from(row: LogRow) -> Self {
+/// Which price list an event's price version belongs to.
+#[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceSource {
+    /// The global price catalog.
+    Catalog,
+    /// The organization's own price override.
+    Organization,
+}
+
+impl From<DetailRow> for SpendLogDetail {
+    fn from(detail: DetailRow) -> Self {
+        let price_source = detail.log.event.price_id.map(|_| {
+            if detail.price_override {
+                PriceSource::Organization
+            } else {
+                PriceSource::Catalog
+            }
+        });
+        let row = detail.log;
         let entry = SpendLogEntry::from(&row);
         let (c, e) = (row.context, row.event);
         Self {
@@ -285,6 +308,7 @@ impl From<LogRow> for SpendLogDetail {
                 data_storage: e.data_storage_cost.normalize(),
             },
             price_id: e.price_id,
+            price_source,
             discount_id: e.discount_id,
             discount_percent: e.discount_percent.normalize(),
             call_type: e.call_type,

@@ -168,6 +168,9 @@ impl Ingestor {
         providers.sort();
         providers.dedup();
         let catalog = store::prices::catalog_for(&mut conn, &providers).await?;
+        let overrides = store::org_prices::for_pricing(&mut conn, key.org_id, &providers)
+            .await?
+            .keyed(&catalog);
         let discounts = store::discounts::rules_for_org(&mut conn, key.org_id).await?;
         let ctx = PricingContext {
             org_id: key.org_id,
@@ -175,6 +178,7 @@ impl Ingestor {
             retention_days,
             now: Utc::now(),
             catalog: &catalog,
+            overrides: &overrides,
             discounts: &discounts,
             storage_per_mtok: self.settings.storage_per_mtok,
         };

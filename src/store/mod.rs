@@ -20,6 +20,7 @@ pub mod invitations;
 pub mod limits;
 pub mod live;
 pub mod members;
+pub mod org_prices;
 pub mod orgs;
 pub mod outbox;
 pub mod parties;

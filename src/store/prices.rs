@@ -100,7 +100,7 @@ fn long_context_of(row: &PriceRow) -> Option<LongContext> {
     })
 }
 
-fn column_list() -> &'static str {
+pub(super) fn column_list() -> &'static str {
     static LIST: OnceLock<String> = OnceLock::new();
     LIST.get_or_init(|| PriceRow::COLUMNS.join(", "))
 }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Duration, Utc};
 use diesel::{
     pg::Pg,
-    sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
     OptionalExtension, QueryableByName,
 };
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -68,6 +68,16 @@ pub struct LogRow {
     pub event: EventRow,
 }
 
+/// One call as its detail reads it: the row, and whether its price was one of the
+/// organization's overrides (`org_model_prices`) rather than the catalog's.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DetailRow {
+    #[diesel(embed)]
+    pub log: LogRow,
+    #[diesel(sql_type = Bool)]
+    pub price_override: bool,
+}
+
 /// Columns a page of the log does not read (they are `NULL` there; the detail reads them).
 pub const NOT_ON_PAGES: [&str; 3] = ["metadata", "request_body", "response_body"];
 
@@ -98,6 +108,19 @@ pub(super) fn page_columns() -> &'static str {
 fn detail_columns() -> &'static str {
     static LIST: OnceLock<String> = OnceLock::new();
     LIST.get_or_init(select_list)
+}
+
+/// [`detail_columns`] and whether the price was the organization's override ($1 is
+/// the organization).
+fn detail_with_price_source() -> &'static str {
+    static LIST: OnceLock<String> = OnceLock::new();
+    LIST.get_or_init(|| {
+        format!(
+            "{}, EXISTS (SELECT 1 FROM org_model_prices p WHERE p.id = e.price_id AND p.org_id = $1) \
+             AS price_override",
+            select_list()
+        )
+    })
 }
 
 pub(super) const FROM_EVENTS: &str = " FROM usage_events e \
@@ -375,11 +398,11 @@ pub async fn detail(
     event_id: Uuid,
     occurred_ms: DateTime<Utc>,
     not_before: DateTime<Utc>,
-) -> AppResult<LogRow> {
+) -> AppResult<DetailRow> {
     diesel::sql_query(format!(
         "SELECT {}{FROM_EVENTS} AND e.id = $3 \
          AND e.occurred_at >= $4 AND e.occurred_at < $4 + interval '1 millisecond'",
-        detail_columns()
+        detail_with_price_source()
     ))
     .bind::<SqlUuid, _>(access.org_id())
     .bind::<Timestamptz, _>(not_before)

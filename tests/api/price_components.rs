@@ -434,7 +434,13 @@ async fn a_litellm_price_map_is_imported_and_prices_calls_as_the_providers_bill_
             &claude["costBreakdown"],
             &["input", "cachedInput", "cacheWrite5m", "cacheWrite1h", "output"]
         ),
-        [json!("0.03"), json!("0.009"), json!("0.03"), json!("0.012"), json!("0.015")]
+        [
+            json!("0.03"),
+            json!("0.009"),
+            json!("0.03"),
+            json!("0.012"),
+            json!("0.015")
+        ]
     );
     assert_eq!(claude["cost"], "0.096");
 
