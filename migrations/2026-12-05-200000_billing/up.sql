@@ -37,9 +37,11 @@ CREATE TABLE customer_billing_profiles (
 -- provider, model (the catalog id, as in the roll-ups), the price version and the
 -- discount that applied. Written in the ingest transaction (after the spend ledger);
 -- the retention purge keeps it for the billing horizon (MP_BILLING_HORIZON_DAYS), not
--- the plan's retention. `price_id` names a price version (immutable, never deleted), so
--- the unit prices that applied are read from it; NULL for an unpriced call. No foreign
--- key on it: a version may come from another price table than the global catalog.
+-- the plan's retention. `price_id` names the price version that applied, as the event
+-- does: a catalog version (`model_prices`) or an organization's override
+-- (`org_model_prices`), both immutable and never deleted, so the unit prices that
+-- applied are read from it; NULL for an unpriced call. No foreign key on it, since it
+-- points into either table.
 CREATE TABLE customer_cost_daily (
     org_id               uuid NOT NULL,
     day                  date NOT NULL,
