@@ -612,3 +612,54 @@ async fn the_customer_cost_ledger_matches_the_spend_logs_and_outlives_a_three_da
     purge_at(&app, now + Duration::days(500), BILLING_HORIZON_DAYS).await;
     assert_eq!(app.count_rows("customer_cost_daily", tenant.org_id).await, 0);
 }
+
+/// The migration that made the ledger filled it from the raw events still kept: run
+/// again over events that ingest recorded, it writes the same sums (summed over
+/// shards) that ingest did.
+#[tokio::test]
+async fn the_ledger_migration_fills_it_from_the_raw_events_as_ingest_does() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let mut rng = StdRng::seed_from_u64(21);
+    let now = Utc::now();
+    let events: Vec<Value> = (0..90)
+        .map(|i| {
+            let prompt: i64 = rng.random_range(1..9_000);
+            let model = ["gpt-4o", "gpt-4o-mini", "mystery-model"][rng.random_range(0..3)];
+            let user = if rng.random_bool(0.8) {
+                json!(format!("customer-{}", rng.random_range(0..4)))
+            } else {
+                Value::Null
+            };
+            json!({
+                "requestId": format!("m-{i}"), "endpoint": "/chat/completions",
+                "startedAt": now - Duration::minutes(rng.random_range(1..3 * 24 * 60 - 120)),
+                "provider": "openai", "model": model, "user": user,
+                "promptTokens": prompt, "completionTokens": rng.random_range(0..2_000),
+                "cachedTokens": rng.random_range(0..=prompt),
+            })
+        })
+        .collect();
+    for chunk in events.chunks(30) {
+        let (status, body) = app.send_batch(&tenant.key_secret, json!(chunk)).await;
+        assert!(status.is_success(), "{status}: {body}");
+    }
+    let written = ledger(&app, tenant.org_id).await;
+    assert!(written.len() > 4, "{written:?}");
+    assert_eq!(written, from_spend_logs(&app, tenant.org_id).await);
+
+    let up = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/2026-12-05-200000_billing/up.sql"
+    ))
+    .unwrap();
+    let backfill = &up[up.find("INSERT INTO customer_cost_daily").expect("the backfill")..];
+    let mut conn = app.db().await;
+    diesel::sql_query("DELETE FROM customer_cost_daily WHERE org_id = $1")
+        .bind::<SqlUuid, _>(tenant.org_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query(backfill).execute(&mut conn).await.unwrap();
+    assert_eq!(ledger(&app, tenant.org_id).await, written);
+}
