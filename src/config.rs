@@ -523,6 +523,17 @@ mod tests {
     }
 
     #[test]
+    fn the_billing_horizon_defaults_to_400_days_and_keeps_last_month_invoiceable() {
+        assert_eq!(config_with(&[]).unwrap().purge.billing_horizon_days, 400);
+        let set = config_with(&[("MP_BILLING_HORIZON_DAYS", "70")]).unwrap();
+        assert_eq!(set.purge.billing_horizon_days, 70);
+        for wrong in ["69", "3661", "-1", "a year"] {
+            let err = config_with(&[("MP_BILLING_HORIZON_DAYS", wrong)]).unwrap_err();
+            assert!(format!("{err:#}").contains("MP_BILLING_HORIZON_DAYS"), "{wrong}: {err:#}");
+        }
+    }
+
+    #[test]
     fn wrong_values_name_the_variable() {
         let err = config_with(&[("MP_DB_POOL_SIZE", "many")]).unwrap_err();
         assert!(format!("{err:#}").contains("MP_DB_POOL_SIZE"));
