@@ -529,7 +529,10 @@ mod tests {
         assert_eq!(set.purge.billing_horizon_days, 70);
         for wrong in ["69", "3661", "-1", "a year"] {
             let err = config_with(&[("MP_BILLING_HORIZON_DAYS", wrong)]).unwrap_err();
-            assert!(format!("{err:#}").contains("MP_BILLING_HORIZON_DAYS"), "{wrong}: {err:#}");
+            assert!(
+                format!("{err:#}").contains("MP_BILLING_HORIZON_DAYS"),
+                "{wrong}: {err:#}"
+            );
         }
     }
 
