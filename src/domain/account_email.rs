@@ -24,6 +24,10 @@ pub struct AccountMailSettings {
 pub enum AccountEmail {
     /// After sign-up (or a repeated sign-up of an unverified address).
     Verify,
+    /// The same email, asked for again by the signed-in account (`POST
+    /// /v1/auth/verify-email/resend`). Throttled apart from `Verify`, so a resend
+    /// right after sign-up is sent.
+    VerifyAgain,
     /// A sign-up for an address that has a verified account: that account's owner is
     /// told, and offered a password reset, instead of the sign-up being refused.
     AlreadyRegistered,
@@ -32,10 +36,21 @@ pub enum AccountEmail {
 }
 
 impl AccountEmail {
+    /// The name account emails are throttled under ([`crate::store::account_tokens`]
+    /// queues one per name and address every five minutes).
+    pub fn throttle_name(self) -> &'static str {
+        match self {
+            Self::Verify => "email_verification",
+            Self::VerifyAgain => "email_verification_resend",
+            // A repeated sign-up and a reset request both offer a reset: one bucket.
+            Self::AlreadyRegistered | Self::Reset => "password_reset",
+        }
+    }
+
     /// What the token in the email is good for.
     pub fn purpose(self) -> TokenPurpose {
         match self {
-            Self::Verify => TokenPurpose::EmailVerification,
+            Self::Verify | Self::VerifyAgain => TokenPurpose::EmailVerification,
             Self::AlreadyRegistered | Self::Reset => TokenPurpose::PasswordReset,
         }
     }
@@ -46,7 +61,7 @@ impl AccountEmail {
         let api_base = api_base.trim_end_matches('/');
         let expires = expires_at.format("%Y-%m-%d %H:%M UTC");
         let (subject, intro, call, outro) = match self {
-            Self::Verify => (
+            Self::Verify | Self::VerifyAgain => (
                 "Confirm your email address for Meterplane",
                 "Confirm that this address is yours to finish setting up your Meterplane account."
                     .to_owned(),
@@ -100,6 +115,7 @@ mod tests {
         let at: DateTime<Utc> = "2026-12-05T10:30:00Z".parse().unwrap();
         for (email, path) in [
             (AccountEmail::Verify, "/v1/auth/verify-email"),
+            (AccountEmail::VerifyAgain, "/v1/auth/verify-email"),
             (AccountEmail::AlreadyRegistered, "/v1/auth/password-reset/confirm"),
             (AccountEmail::Reset, "/v1/auth/password-reset/confirm"),
         ] {

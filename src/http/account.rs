@@ -90,6 +90,43 @@ pub async fn verify_email(
     Ok(web::Json(user.into()))
 }
 
+/// Sends the signed-in account a new verification email.
+///
+/// For when the first one was lost or its token has expired. Earlier verification tokens keep working until they expire. Resent emails go out
+/// at most once every five minutes (a clock-aligned window): a repeat within it is
+/// answered the same and sends nothing.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A verification email is on its way", body = CheckEmailResponse),
+        (status = 401, body = Problem),
+        (status = 409, description = "`conflict`: the address is already verified", body = Problem),
+    )
+)]
+#[post("/auth/verify-email/resend")]
+pub async fn resend_verification(state: web::Data<AppState>, caller: AuthUser) -> AppResult<HttpResponse> {
+    let settings = &state.config.auth.account_mail;
+    let mut conn = state.conn().await?;
+    let enqueued = diesel_async::AsyncConnection::transaction(&mut *conn, async |conn| {
+        let user = store::users::find(conn, caller.0.user_id)
+            .await?
+            .ok_or_else(|| AppError::unauthorized("the access token is invalid"))?;
+        if user.email_verified() {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "the email address is already verified",
+            ));
+        }
+        store::account_tokens::send(conn, &user, AccountEmail::VerifyAgain, settings).await
+    })
+    .await?;
+    if enqueued.needs_delivery() {
+        state.outbox.notify();
+    }
+    Ok(HttpResponse::Accepted().json(CheckEmailResponse::new("A verification email is on its way.")))
+}
+
 /// Sends a password-reset email with a single-use, expiring token.
 ///
 /// The answer is the same whether or not the address has an account.

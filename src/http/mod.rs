@@ -70,6 +70,7 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(auth::signup)
                 .service(auth::login)
                 .service(auth::me)
+                .service(account::resend_verification)
                 .service(account::verify_email)
                 .service(account::request_password_reset)
                 .service(account::confirm_password_reset)

@@ -64,7 +64,7 @@ pub async fn send(
     let outgoing = OutgoingEmail::new(
         kind,
         None,
-        format!("{}:{}:{bucket}", kind.as_str(), user.id),
+        format!("{}:{}:{bucket}", email.throttle_name(), user.id),
         vec![recipient],
         rendered.subject,
         rendered.text,

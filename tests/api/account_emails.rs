@@ -271,3 +271,61 @@ async fn changing_the_password_retires_every_token_issued_before() {
     assert_eq!(status_with(&app, new_token).await, StatusCode::OK);
     expect_json(app.login(&user.email, "another long passphrase").await, StatusCode::OK).await;
 }
+
+#[tokio::test]
+async fn a_signed_in_unverified_account_can_have_the_verification_email_sent_again() {
+    let sink = SmtpSink::start().await;
+    let (app, _worker) = app_sending_to(&sink).await;
+    let email = "lin@example.com";
+    signup(&app, email, json!({})).await;
+    let first = token_in(&email_to(&sink, email, VERIFY).await);
+    let person = app.sign_in(email).await;
+    let resend = || {
+        app.as_user(Method::POST, "/v1/auth/verify-email/resend", &person)
+            .send()
+    };
+
+    // Resends are throttled per clock-aligned five minutes; the test notes whether it
+    // straddled a boundary (then the repeat below may be sent).
+    let window = || chrono::Utc::now().timestamp().div_euclid(300);
+    let started_in = window();
+
+    // Right after sign-up: a second email, with a new token.
+    let answer = expect_json(resend().await.unwrap(), StatusCode::ACCEPTED).await;
+    assert_eq!(answer["status"], "check_email");
+    let second = eventually("a second verification email", WAIT, || async {
+        let tokens: Vec<String> = sink
+            .received()
+            .iter()
+            .filter(|m| m.rcpt_to == [email] && m.subject() == VERIFY)
+            .map(token_in)
+            .collect();
+        (tokens.len() == 2).then(|| tokens[1].clone())
+    })
+    .await;
+    assert_ne!(first, second);
+
+    // Asked again at once: the same answer, no third email (one resend per five
+    // minutes), even after the worker had time to send it.
+    expect_json(resend().await.unwrap(), StatusCode::ACCEPTED).await;
+    let one_window = window() == started_in;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = sink.received().iter().filter(|m| m.rcpt_to == [email]).count();
+    assert!(sent == 2 || (!one_window && sent == 3), "{sent} emails");
+
+    // The resent token verifies; then there is nothing to resend, and without a
+    // session nothing is sent at all.
+    let verified = expect_json(
+        post(&app, "/v1/auth/verify-email", json!({"token": second})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["emailVerified"], true);
+    expect_problem(resend().await.unwrap(), StatusCode::CONFLICT, "conflict").await;
+    let anonymous = app
+        .request(Method::POST, "/v1/auth/verify-email/resend")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}

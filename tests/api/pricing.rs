@@ -1101,3 +1101,58 @@ async fn a_price_charges_images_sent_and_images_generated_apart() {
     .await;
     assert_eq!(fields(&problem), ["perInputImage"]);
 }
+
+#[tokio::test]
+async fn a_price_change_inside_a_day_prices_each_call_by_its_own_moment_and_the_day_adds_both() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant().await;
+    let yesterday = today() - Duration::days(1);
+    let noon = yesterday + Duration::hours(12);
+    let morning = add_price(
+        &app,
+        &operator,
+        price("day-ai", "day-model", "4", "16", "0.4", yesterday),
+    )
+    .await;
+    let afternoon = add_price(&app, &operator, price("day-ai", "day-model", "1", "2", "0.1", noon)).await;
+
+    let call = |at: DateTime<Utc>, request: &str| {
+        json!({"requestId": request, "provider": "day-ai", "model": "day-model", "promptTokens": 1000,
+               "completionTokens": 500, "startedAt": rfc3339(at)})
+    };
+    let before = app
+        .record_event(&tenant, call(noon - Duration::microseconds(1), "before-noon"))
+        .await;
+    let at_noon = app.record_event(&tenant, call(noon, "at-noon")).await;
+
+    // Up to a microsecond before noon the morning price: 1,000 × 4/M + 500 × 16/M =
+    // 0.004 + 0.008 = 0.012. From noon the afternoon price: 0.001 + 0.001 = 0.002.
+    let before = detail(&app, &tenant, before).await;
+    let at_noon = detail(&app, &tenant, at_noon).await;
+    assert_eq!((&before["cost"], &at_noon["cost"]), (&json!("0.012"), &json!("0.002")));
+    assert_eq!(uuid(&before["priceId"]), uuid(&morning["id"]));
+    assert_eq!(uuid(&at_noon["priceId"]), uuid(&afternoon["id"]));
+
+    // The day's roll-up holds both calls at their own prices: 0.014, inputs 0.005,
+    // outputs 0.009; the model breakdown agrees.
+    let date = yesterday.date_naive().to_string();
+    let activity = app
+        .get_json(
+            &tenant.owner,
+            &format!("/v1/orgs/{}/activity?from={date}&to={date}", tenant.org_id),
+        )
+        .await;
+    let day = &activity["activity"][0];
+    assert_eq!(day["date"], date.as_str());
+    assert_eq!(
+        (
+            &day["requestCount"],
+            &day["cost"],
+            &day["inputCost"],
+            &day["outputCost"]
+        ),
+        (&json!(2), &json!("0.014"), &json!("0.005"), &json!("0.009"))
+    );
+    assert_eq!(day["modelBreakdown"][0]["cost"], "0.014");
+}
