@@ -166,7 +166,13 @@ async fn rebuild_counters(config: Config, org: Option<uuid::Uuid>) -> anyhow::Re
 }
 
 async fn purge(config: &Config) -> anyhow::Result<()> {
-    let outcome = crate::jobs::purge::run_once(&pool(config)?, chrono::Utc::now(), config.purge.batch_rows).await?;
+    let outcome = crate::jobs::purge::run_once(
+        &pool(config)?,
+        chrono::Utc::now(),
+        config.purge.batch_rows,
+        config.purge.billing_horizon_days,
+    )
+    .await?;
     match outcome {
         Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
         Err(crate::jobs::purge::Skipped::Busy) => anyhow::bail!("another instance is purging; try again later"),

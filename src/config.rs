@@ -76,6 +76,9 @@ pub struct PurgeConfig {
     pub interval: Duration,
     /// Rows one delete statement removes at most.
     pub batch_rows: i64,
+    /// How many days the per-customer cost ledger and the daily roll-ups are kept
+    /// (when the plan's retention is shorter): what invoices are made from.
+    pub billing_horizon_days: i32,
 }
 
 /// Outgoing email: the SMTP server, the sender, and how the outbox worker retries.
@@ -405,6 +408,7 @@ impl Config {
                     rows if rows > 0 => rows,
                     _ => bail!("MP_PURGE_BATCH_ROWS must be greater than 0"),
                 },
+                billing_horizon_days: billing_horizon(env.parse("MP_BILLING_HORIZON_DAYS", "400")?)?,
             },
             live: LiveConfig {
                 heartbeat: Duration::from_secs(positive(
@@ -457,6 +461,18 @@ fn login_throttle(env: &Env) -> anyhow::Result<ThrottlePolicy> {
     Ok(policy)
 }
 
+/// `MP_BILLING_HORIZON_DAYS`: long enough that last month can always be invoiced.
+fn billing_horizon(days: i32) -> anyhow::Result<i32> {
+    use crate::domain::retention::{MAX_BILLING_HORIZON_DAYS, MIN_BILLING_HORIZON_DAYS};
+    if !(MIN_BILLING_HORIZON_DAYS..=MAX_BILLING_HORIZON_DAYS).contains(&days) {
+        bail!(
+            "MP_BILLING_HORIZON_DAYS must be from {MIN_BILLING_HORIZON_DAYS} to {MAX_BILLING_HORIZON_DAYS} \
+             (days the per-customer cost data invoices are made from is kept)"
+        );
+    }
+    Ok(days)
+}
+
 fn positive(value: u64, name: &str) -> anyhow::Result<u64> {
     if value == 0 {
         bail!("{name} must be greater than 0");
@@ -504,6 +520,20 @@ mod tests {
     fn production_refuses_development_secrets() {
         let err = config_with(&[("MP_ENV", "production")]).unwrap_err();
         assert!(err.to_string().contains("MP_JWT_SECRET"));
+    }
+
+    #[test]
+    fn the_billing_horizon_defaults_to_400_days_and_keeps_last_month_invoiceable() {
+        assert_eq!(config_with(&[]).unwrap().purge.billing_horizon_days, 400);
+        let set = config_with(&[("MP_BILLING_HORIZON_DAYS", "70")]).unwrap();
+        assert_eq!(set.purge.billing_horizon_days, 70);
+        for wrong in ["69", "3661", "-1", "a year"] {
+            let err = config_with(&[("MP_BILLING_HORIZON_DAYS", wrong)]).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("MP_BILLING_HORIZON_DAYS"),
+                "{wrong}: {err:#}"
+            );
+        }
     }
 
     #[test]

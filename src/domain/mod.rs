@@ -8,6 +8,7 @@ pub mod account_token;
 pub mod activity;
 pub mod alert_email;
 pub mod api_key;
+pub mod billing;
 pub mod budget;
 pub mod decision;
 pub mod discount;

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod auth;
 pub mod authorize;
+pub mod billing;
 pub mod budgets;
 pub mod decisions;
 pub mod defaults;
@@ -78,6 +79,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(orgs::list_organizations)
                 .service(orgs::get_organization)
                 .service(orgs::update_organization)
+                .service(billing::get_billing_settings)
+                .service(billing::put_billing_settings)
                 .service(members::list_members)
                 .service(members::add_member)
                 .service(members::change_member_role)
@@ -123,6 +126,8 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(parties::get_customer)
                 .service(parties::block_customer)
                 .service(parties::unblock_customer)
+                .service(billing::get_customer_billing)
+                .service(billing::put_customer_billing)
                 .service(parties::list_agents)
                 .service(parties::get_agent)
                 .service(parties::block_agent)

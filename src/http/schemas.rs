@@ -156,6 +156,52 @@ event_text!(
     "invoice overdue"
 );
 
+/// One line of billing text (a name, a tax id), bounded like `domain::billing::line`.
+macro_rules! billing_line {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $description:literal, $example:literal) => {
+        event_text!($(#[$doc])* $name, $max, $description, $example);
+    };
+}
+
+billing_line!(
+    /// A name on an invoice: the issuer's or a customer's.
+    BillingName, crate::domain::billing::MAX_NAME_LEN,
+    "1 to 200 characters after trimming, not blank, no control characters.",
+    "Acme AI Inc."
+);
+billing_line!(
+    /// A tax id (VAT number, EIN, …) on an invoice.
+    TaxId, crate::domain::billing::MAX_TAX_ID_LEN,
+    "1 to 100 characters after trimming, not blank, no control characters.",
+    "DE123456789"
+);
+
+/// Text of several lines: line breaks (CR, LF) allowed, no other control character,
+/// not blank.
+pub const MULTILINE_PATTERN: &str = r"^[^\u0000-\u0009\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0009\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
+
+string_schema!(
+    /// A postal address of several lines.
+    PostalAddress {
+        .min_length(Some(1))
+        .max_length(Some(crate::domain::billing::MAX_ADDRESS_LEN))
+        .pattern(Some(MULTILINE_PATTERN))
+        .description(Some("Up to 1,000 characters in several lines (`\\n`; `\\r\\n` and `\\r` are stored as `\\n`), not blank, no other control characters; trimmed."))
+        .examples(["Acme AI Inc.\n1 Main Street\nSpringfield, IL 62701\nUSA"])
+    }
+);
+
+string_schema!(
+    /// The free text at the foot of an invoice.
+    InvoiceFooter {
+        .min_length(Some(1))
+        .max_length(Some(crate::domain::billing::MAX_FOOTER_LEN))
+        .pattern(Some(MULTILINE_PATTERN))
+        .description(Some("Up to 2,000 characters in several lines, not blank, no other control characters; trimmed."))
+        .examples(["Thank you for your business. Bank transfer to IBAN DE00 0000 0000 0000 0000 00."])
+    }
+);
+
 string_schema!(
     /// A free-text filter in a query string. Empty or blank, it filters nothing.
     FilterText {
@@ -247,6 +293,20 @@ decimal_range_schema!(
     "More than 0 and at most 100, as an exact decimal string with at most 4 decimal places.",
     "10",
     int_digits: 2, scale: 4, positive: true, up_to_power: true
+);
+decimal_range_schema!(
+    /// An invoice's tax rate, in percent.
+    TaxRate,
+    "A percentage from 0 to 100 as an exact decimal string with at most 4 decimal places.",
+    "8.25",
+    int_digits: 2, scale: 4, positive: false, up_to_power: true
+);
+decimal_range_schema!(
+    /// The markup a tenant adds to cost when it bills its customers, in percent.
+    Markup,
+    "A percentage from 0 to 10,000 as an exact decimal string with at most 4 decimal places.",
+    "20",
+    int_digits: 4, scale: 4, positive: false, up_to_power: true
 );
 decimal_range_schema!(
     /// A call's estimated cost.

@@ -6,6 +6,7 @@
 //! the ledger are maintained in the same transaction, so analytics and budgets never
 //! disagree with the events.
 
+mod customer_costs;
 mod ledger;
 mod rollups;
 
@@ -324,8 +325,8 @@ impl Ingestor {
         Ok(())
     }
 
-    /// The one transaction: customers and agents, request ids, events, roll-ups and
-    /// the spend ledger. Returns the claimed request ids, the customer/agent ids
+    /// The one transaction: customers and agents, request ids, events, roll-ups, the
+    /// spend ledger and the customer cost ledger. Returns the claimed request ids, the customer/agent ids
     /// resolved from the database (cached only once committed) and the spend committed.
     async fn write(&self, conn: &mut DbConn, key: &KeyIdentity, batch: &[Pending]) -> AppResult<Written> {
         let (known_customers, missing_customers) = self
@@ -394,6 +395,9 @@ impl Ingestor {
             // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
             store::spend_ledger::add(conn, key.org_id, shard, &spend.by_scope).await?;
+            // Last: the per-customer cost ledger invoices are made from.
+            let costs = customer_costs::aggregate(&rows);
+            store::customer_costs::add(conn, key.org_id, shard, &costs).await?;
             Ok::<_, AppError>(Written {
                 claimed,
                 new_customers,

@@ -30,6 +30,8 @@ pub struct PurgeReport {
     pub decisions: u64,
     /// Rows of the daily roll-ups (`usage_daily` and its coarse copies).
     pub rollup_rows: u64,
+    /// Rows of the per-customer cost ledger older than the billing horizon.
+    pub customer_cost_rows: u64,
     pub hourly_rollup_rows: u64,
     /// Daily partitions whose planner statistics were stale and were analyzed (the
     /// spend log's plans depend on them; see `store::purge::stale_partitions`).
@@ -48,13 +50,19 @@ pub enum Skipped {
     Busy,
 }
 
-/// Purges everything that has expired at `now`.
-pub async fn run_once(db: &DbPool, now: DateTime<Utc>, batch: i64) -> anyhow::Result<Result<PurgeReport, Skipped>> {
+/// Purges everything that has expired at `now`, billing data kept for
+/// `billing_horizon_days` (`MP_BILLING_HORIZON_DAYS`).
+pub async fn run_once(
+    db: &DbPool,
+    now: DateTime<Utc>,
+    batch: i64,
+    billing_horizon_days: i32,
+) -> anyhow::Result<Result<PurgeReport, Skipped>> {
     let mut conn = db.get().await?;
     if !store::purge::try_lock(&mut conn).await? {
         return Ok(Err(Skipped::Busy));
     }
-    let purged = purge(&mut conn, now, batch).await;
+    let purged = purge(&mut conn, now, batch, billing_horizon_days).await;
     // The lock belongs to the pooled connection's session: release it before the
     // connection goes back, whatever happened.
     let unlocked = store::purge::unlock(&mut conn).await;
@@ -63,7 +71,12 @@ pub async fn run_once(db: &DbPool, now: DateTime<Utc>, batch: i64) -> anyhow::Re
     Ok(Ok(report))
 }
 
-async fn purge(conn: &mut store::DbConn, now: DateTime<Utc>, batch: i64) -> anyhow::Result<PurgeReport> {
+async fn purge(
+    conn: &mut store::DbConn,
+    now: DateTime<Utc>,
+    batch: i64,
+    billing_horizon_days: i32,
+) -> anyhow::Result<PurgeReport> {
     let mut report = PurgeReport::default();
     let longest = store::purge::longest_retention_days(conn).await?;
     for (name, day) in store::purge::event_partitions(conn).await? {
@@ -75,12 +88,13 @@ async fn purge(conn: &mut store::DbConn, now: DateTime<Utc>, batch: i64) -> anyh
     let orgs = store::orgs::list_all(conn).await?;
     report.organizations = orgs.len();
     for org in orgs {
-        let cut = retention::cutoffs(now, org.retention_days);
+        let cut = retention::cutoffs(now, org.retention_days, billing_horizon_days);
         let removed = store::purge::organization(conn, org.id, &cut, batch).await?;
         report.events += removed.events;
         report.request_ids += removed.request_ids;
         report.decisions += removed.decisions;
         report.rollup_rows += removed.rollup_rows;
+        report.customer_cost_rows += removed.customer_cost_rows;
         report.hourly_rollup_rows += removed.hourly_rollup_rows;
     }
     // After the deletes, so the statistics describe what is left.
@@ -117,7 +131,7 @@ async fn run(db: DbPool, config: PurgeConfig, mut shutdown: Shutdown) {
             _ = shutdown.requested() => return,
             _ = every.tick() => {}
         }
-        match run_once(&db, Utc::now(), config.batch_rows).await {
+        match run_once(&db, Utc::now(), config.batch_rows, config.billing_horizon_days).await {
             Ok(Ok(report)) => tracing::info!(?report, "retention purge done"),
             Ok(Err(Skipped::Busy)) => tracing::debug!("another instance is purging"),
             Err(e) => tracing::warn!(error = %e, "retention purge failed; it runs again next time"),

@@ -37,6 +37,10 @@ fn daily_rollups_sql(table: &str) -> String {
     )
 }
 
+/// The per-customer cost ledger, kept as long as the daily roll-ups.
+const CUSTOMER_COSTS: &str = "DELETE FROM customer_cost_daily WHERE ctid IN \
+    (SELECT ctid FROM customer_cost_daily WHERE org_id = $1 AND day < $2 LIMIT $3)";
+
 const HOURLY_ROLLUPS: &str = "DELETE FROM usage_hourly WHERE ctid IN \
     (SELECT ctid FROM usage_hourly WHERE org_id = $1 AND hour < $2 LIMIT $3)";
 
@@ -48,11 +52,14 @@ pub struct Removed {
     pub decisions: u64,
     /// Rows of every daily roll-up table (`usage_daily` and the coarse ones).
     pub rollup_rows: u64,
+    /// Rows of the per-customer cost ledger (`customer_cost_daily`).
+    pub customer_cost_rows: u64,
     pub hourly_rollup_rows: u64,
 }
 
 /// Removes what one organization keeps no longer (`domain::retention::Cutoffs`): raw
-/// events, request ids and decisions, daily roll-ups, hourly roll-ups.
+/// events, request ids and decisions, daily roll-ups and customer costs (past the
+/// billing horizon), hourly roll-ups.
 pub async fn organization(conn: &mut DbConn, org_id: Uuid, cut: &Cutoffs, batch: i64) -> AppResult<Removed> {
     let events_before = cut.events_before;
     let mut rollup_rows = 0;
@@ -64,6 +71,7 @@ pub async fn organization(conn: &mut DbConn, org_id: Uuid, cut: &Cutoffs, batch:
         request_ids: before_instant(conn, REQUEST_IDS, org_id, events_before, batch).await?,
         decisions: before_instant(conn, DECISIONS, org_id, events_before, batch).await?,
         rollup_rows,
+        customer_cost_rows: before_day(conn, CUSTOMER_COSTS, org_id, cut.rollups_before, batch).await?,
         hourly_rollup_rows: before_instant(conn, HOURLY_ROLLUPS, org_id, cut.hourly_rollups_before, batch).await?,
     })
 }

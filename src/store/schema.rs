@@ -208,6 +208,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    billing_settings (org_id) {
+        org_id -> Uuid,
+        issuer_name -> Nullable<Text>,
+        issuer_address -> Nullable<Text>,
+        tax_id -> Nullable<Text>,
+        tax_rate -> Numeric,
+        currency -> Text,
+        markup -> Numeric,
+        due_days -> Int4,
+        footer -> Nullable<Text>,
+        updated_at -> Timestamptz,
+        updated_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    customer_billing_profiles (org_id, customer_id) {
+        org_id -> Uuid,
+        customer_id -> Uuid,
+        billing_name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        address -> Nullable<Text>,
+        tax_id -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(invitations -> organizations (org_id));
 diesel::joinable!(memberships -> organizations (org_id));
 diesel::joinable!(memberships -> users (user_id));
@@ -231,4 +259,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     budgets,
     rate_limits,
     spend_resets,
+    billing_settings,
+    customer_billing_profiles,
 );

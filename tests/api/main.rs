@@ -9,6 +9,7 @@ mod api_keys;
 mod authorize;
 mod authz_matrix;
 mod bad_input;
+mod billing;
 mod budget_alerts;
 mod budgets;
 mod counters;

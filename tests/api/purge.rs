@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use meterplane::{
+    domain::retention::BILLING_HORIZON_DAYS,
     jobs::purge::{run_once, PurgeReport, Skipped},
     store::{partitions::partition_name, purge},
 };
@@ -70,7 +71,7 @@ async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 6] {
 }
 
 async fn purge_at(app: &TestApp, now: DateTime<Utc>) -> PurgeReport {
-    run_once(&app.state.db, now, BATCH)
+    run_once(&app.state.db, now, BATCH, BILLING_HORIZON_DAYS)
         .await
         .expect("purge runs")
         .expect("no other purge holds the lock")
@@ -189,10 +190,15 @@ async fn one_instance_purges_at_a_time() {
     let app = TestApp::spawn().await;
     let mut holder = app.state.db.get().await.unwrap();
     assert!(purge::try_lock(&mut holder).await.unwrap());
-    let outcome = run_once(&app.state.db, Utc::now(), BATCH).await.unwrap();
+    let outcome = run_once(&app.state.db, Utc::now(), BATCH, BILLING_HORIZON_DAYS)
+        .await
+        .unwrap();
     assert_eq!(outcome, Err(Skipped::Busy));
     assert!(purge::unlock(&mut holder).await.unwrap());
-    assert!(run_once(&app.state.db, Utc::now(), BATCH).await.unwrap().is_ok());
+    assert!(run_once(&app.state.db, Utc::now(), BATCH, BILLING_HORIZON_DAYS)
+        .await
+        .unwrap()
+        .is_ok());
 }
 
 /// Per daily partition of `usage_events`: (name, rows the planner's statistics say,

@@ -1,0 +1,97 @@
+//! The per-customer daily cost ledger (`customer_cost_daily`): what each customer's
+//! calls cost per UTC day, provider, model, price version and discount. Invoices are
+//! made from it; the retention purge keeps it for the billing horizon
+//! (`domain::retention`), however short the plan's retention.
+
+use chrono::NaiveDate;
+use diesel::sql_types::{Date, Int2, Int8, Nullable, Numeric, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+use super::{
+    columns::{array_casts, columns},
+    DbConn,
+};
+use crate::error::AppResult;
+
+columns! {
+    /// One ledger row: its grain (day to discount) and its sums (requests on).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CustomerCostRow {
+        day: NaiveDate => Date,
+        customer_id: Uuid => SqlUuid,
+        provider: String => Text,
+        /// The catalog id (or the model as reported when it is not in the catalog),
+        /// as in the roll-ups.
+        model: String => Text,
+        /// The price version that applied; `None` for an unpriced call.
+        price_id: Option<Uuid> => Nullable<SqlUuid>,
+        discount_id: Option<Uuid> => Nullable<SqlUuid>,
+        requests: i64 => Int8,
+        prompt_tokens: i64 => Int8,
+        completion_tokens: i64 => Int8,
+        cached_tokens: i64 => Int8,
+        cost_before_discount: Decimal => Numeric,
+        discount_savings: Decimal => Numeric,
+        cost: Decimal => Numeric,
+    }
+}
+
+/// The columns that add up on conflict: every one after the grain.
+const GRAIN_LEN: usize = 6;
+
+fn upsert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = CustomerCostRow::COLUMNS.join(", ");
+        let t_columns = CustomerCostRow::COLUMNS
+            .iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sums = CustomerCostRow::COLUMNS[GRAIN_LEN..]
+            .iter()
+            .map(|c| format!("{c} = l.{c} + EXCLUDED.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO customer_cost_daily AS l (org_id, shard, {columns}) \
+             SELECT $1, $2, {t_columns} FROM unnest({arrays}) WITH ORDINALITY AS t({columns}, ord) \
+             ORDER BY t.ord \
+             ON CONFLICT ON CONSTRAINT customer_cost_daily_grain DO UPDATE SET {sums}",
+            arrays = array_casts(CustomerCostRow::TYPES, 3),
+        )
+    })
+}
+
+/// Adds `rows` to the ledger in shard `shard`. Rows come sorted by grain
+/// (`ingest::customer_costs::aggregate`), so concurrent batches lock rows in the same
+/// order; the ingest transaction writes them after the spend ledger, always.
+pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[CustomerCostRow]) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let query = diesel::sql_query(upsert_sql())
+        .into_boxed()
+        .bind::<SqlUuid, _>(org_id)
+        .bind::<Int2, _>(shard);
+    CustomerCostRow::bind_arrays(query, rows, |r| r).execute(conn).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grain_is_the_first_six_columns() {
+        assert_eq!(
+            &CustomerCostRow::COLUMNS[..GRAIN_LEN],
+            &["day", "customer_id", "provider", "model", "price_id", "discount_id"]
+        );
+        assert!(upsert_sql().contains("requests = l.requests + EXCLUDED.requests"));
+        assert!(!upsert_sql().contains("model = l.model"));
+    }
+}
