@@ -22,6 +22,7 @@ mod live;
 mod login_throttle;
 mod openapi;
 mod price_components;
+mod price_helpers;
 mod price_overrides;
 mod pricing;
 mod processes;

@@ -8,7 +8,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{expect_json, expect_problem, Tenant, TestApp, TestUser};
+use crate::{
+    helpers::{expect_json, expect_problem, TestApp, TestUser},
+    price_helpers::detail,
+};
 
 /// Adds a price version from yesterday on, through the operator API.
 async fn add_price(app: &TestApp, operator: &TestUser, body: Value) -> Value {
@@ -21,14 +24,6 @@ async fn add_price(app: &TestApp, operator: &TestUser, body: Value) -> Value {
         .await
         .unwrap();
     expect_json(response, StatusCode::CREATED).await
-}
-
-async fn detail(app: &TestApp, tenant: &Tenant, event_id: Uuid) -> Value {
-    app.get_json(
-        &tenant.owner,
-        &format!("/v1/orgs/{}/spend-logs/{event_id}", tenant.org_id),
-    )
-    .await
 }
 
 /// The named fields of a JSON object, as strings or numbers, in order.

@@ -12,38 +12,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{authorize, expect_json, expect_problem, uuid, Tenant, TestApp, TestUser};
-
-/// Midnight UTC today.
-fn today() -> DateTime<Utc> {
-    Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc()
-}
-
-/// A price version body (USD per million tokens), for the catalog or an override.
-fn price(provider: &str, model: &str, input: &str, output: &str, cached: &str, valid_from: DateTime<Utc>) -> Value {
-    json!({
-        "provider": provider, "model": model, "inputPerMtok": input, "outputPerMtok": output,
-        "cachedInputPerMtok": cached, "validFrom": valid_from.to_rfc3339(),
-    })
-}
-
-fn with(mut body: Value, extra: Value) -> Value {
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
-    }
-    body
-}
+use crate::{
+    helpers::{authorize, expect_json, expect_problem, uuid, Tenant, TestApp, TestUser},
+    price_helpers::{add_discount, add_price, detail, ids, money, price, today, with},
+};
 
 async fn post(app: &TestApp, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
     app.as_user(Method::POST, path, user).json(body).send().await.unwrap()
-}
-
-async fn add_global_price(app: &TestApp, operator: &TestUser, body: Value) -> Value {
-    expect_json(
-        post(app, operator, "/v1/admin/prices", &body).await,
-        StatusCode::CREATED,
-    )
-    .await
 }
 
 fn overrides_path(org_id: Uuid) -> String {
@@ -56,40 +31,6 @@ async fn add_override(app: &TestApp, operator: &TestUser, org_id: Uuid, body: Va
         StatusCode::CREATED,
     )
     .await
-}
-
-async fn add_discount(app: &TestApp, operator: &TestUser, body: Value) -> Value {
-    expect_json(
-        post(app, operator, "/v1/admin/discounts", &body).await,
-        StatusCode::CREATED,
-    )
-    .await
-}
-
-async fn detail(app: &TestApp, tenant: &Tenant, event_id: Uuid) -> Value {
-    app.get_json(
-        &tenant.owner,
-        &format!("/v1/orgs/{}/spend-logs/{event_id}", tenant.org_id),
-    )
-    .await
-}
-
-/// What a tenant checks about an event's money, in one value.
-fn money(detail: &Value) -> Value {
-    json!({
-        "costBeforeDiscount": detail["costBeforeDiscount"],
-        "discountPercent": detail["discountPercent"],
-        "discountSavings": detail["discountSavings"],
-        "cost": detail["cost"],
-    })
-}
-
-fn ids(list: &Value) -> Vec<Uuid> {
-    list.as_array()
-        .unwrap_or_else(|| panic!("not an array: {list}"))
-        .iter()
-        .map(|v| uuid(&v["id"]))
-        .collect()
 }
 
 /// Sets the organization's unpriced-model policy as its owner.
@@ -121,7 +62,7 @@ async fn an_org_override_beside_a_global_price_with_a_discount_on_top() {
 
     // The catalog: USD 3 in, 15 out, 0.30 cached per million; no cache-write price
     // (a cache write is then charged as input).
-    let global = add_global_price(
+    let global = add_price(
         &app,
         &operator,
         with(
@@ -231,7 +172,7 @@ async fn a_new_override_version_applies_from_its_instant_and_recorded_events_kee
     let tenant = app.tenant().await;
     let now = Utc::now();
     // The catalog since two days ago: 4 in, 8 out.
-    let global = add_global_price(
+    let global = add_price(
         &app,
         &operator,
         price("pv-ai", "pv-model", "4", "8", "0", today() - Duration::days(2)),
@@ -353,7 +294,7 @@ async fn the_authorize_estimate_and_the_unpriced_policy_follow_the_override() {
     // a minute, and pa-ai's was read above): the list price is 4 in, 8 out (estimate 0.004 + 0.004 = 0.008);
     // a third organization, without usage yet, has an override of 1 in, 2 out (0.002).
     let thrifty = app.tenant().await;
-    add_global_price(&app, &operator, price("pl-ai", "list-model", "4", "8", "0", from)).await;
+    add_price(&app, &operator, price("pl-ai", "list-model", "4", "8", "0", from)).await;
     add_override(
         &app,
         &operator,

@@ -9,12 +9,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{expect_json, expect_problem, uuid, Tenant, TestApp, TestUser};
-
-/// Midnight UTC today.
-fn today() -> DateTime<Utc> {
-    Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc()
-}
+use crate::{
+    helpers::{expect_json, expect_problem, uuid, Tenant, TestApp, TestUser},
+    price_helpers::{add_discount, add_price, detail, ids, money, price, today, with},
+};
 
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339()
@@ -25,35 +23,6 @@ fn instant(value: &Value) -> DateTime<Utc> {
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not a timestamp: {value}"))
-}
-
-/// A price version body (USD per million tokens).
-fn price(provider: &str, model: &str, input: &str, output: &str, cached: &str, valid_from: DateTime<Utc>) -> Value {
-    json!({
-        "provider": provider, "model": model, "inputPerMtok": input, "outputPerMtok": output,
-        "cachedInputPerMtok": cached, "validFrom": rfc3339(valid_from),
-    })
-}
-
-fn with(mut body: Value, extra: Value) -> Value {
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
-    }
-    body
-}
-
-/// POSTs as `user` and expects 201 Created.
-async fn created(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
-    let response = app.as_user(Method::POST, path, user).json(&body).send().await.unwrap();
-    expect_json(response, StatusCode::CREATED).await
-}
-
-async fn add_price(app: &TestApp, operator: &TestUser, body: Value) -> Value {
-    created(app, operator, "/v1/admin/prices", body).await
-}
-
-async fn add_discount(app: &TestApp, operator: &TestUser, body: Value) -> Value {
-    created(app, operator, "/v1/admin/discounts", body).await
 }
 
 /// POSTs as `user` and expects a problem with this status and code.
@@ -76,32 +45,6 @@ fn fields(problem: &Value) -> Vec<String> {
         .unwrap_or_else(|| panic!("no errors: {problem}"))
         .iter()
         .map(|e| e["field"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn detail(app: &TestApp, tenant: &Tenant, event_id: Uuid) -> Value {
-    app.get_json(
-        &tenant.owner,
-        &format!("/v1/orgs/{}/spend-logs/{event_id}", tenant.org_id),
-    )
-    .await
-}
-
-/// What a tenant checks about an event's money, in one value.
-fn money(detail: &Value) -> Value {
-    json!({
-        "costBeforeDiscount": detail["costBeforeDiscount"],
-        "discountPercent": detail["discountPercent"],
-        "discountSavings": detail["discountSavings"],
-        "cost": detail["cost"],
-    })
-}
-
-fn ids(list: &Value) -> Vec<Uuid> {
-    list.as_array()
-        .unwrap_or_else(|| panic!("not an array: {list}"))
-        .iter()
-        .map(|d| uuid(&d["id"]))
         .collect()
 }
 
