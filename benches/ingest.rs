@@ -399,7 +399,8 @@ fn generate(settings: &Settings, org_id: Uuid, csv_path: &std::path::Path) -> an
             in_body = 0;
         }
 
-        // The row as `usage_events` stores it, column for column.
+        // The row as `usage_events` stores it, column for column (the last ten: cache
+        // writes, reasoning and audio, tokens then cost, none in this workload).
         let (input, cached, output) =
             rates
                 .get(&(provider, model))
@@ -416,7 +417,7 @@ fn generate(settings: &Settings, org_id: Uuid, csv_path: &std::path::Path) -> an
             "{org_id},{},{started_at},{request_id},{org_id},{org_id},{},{},{endpoint},{provider},{model},{},{},\
              {prompt_tokens},{completion_tokens},{cached_tokens},0,{latency_ms},{ttft_ms},{cache_hit},0,{started_at},,\
              \"{{\"\"bench\"\":true}}\",,,false,credits,false,{},{input},{output},{cached},0,0,0,{cost},,0,0,{cost},{started_at},\
-             {model},,,,,,,0,0,0",
+             {model},,,,,,,0,0,0,0,0,0,0,0,0,0,0,0,0",
             Uuid::now_v7(),
             Uuid::now_v7(),
             agent.map_or(String::new(), |_| Uuid::now_v7().to_string()),

@@ -343,7 +343,8 @@ pub struct Tenant {
     pub token: String,
 }
 
-/// POSTs JSON and expects `201 Created` with a JSON answer.
+/// POSTs JSON and expects a success (201 for what it creates, 202 for a sign-up, 200
+/// for a sign-in) with a JSON answer.
 pub async fn post_json(
     client: &reqwest::Client,
     url: String,
@@ -357,7 +358,7 @@ pub async fn post_json(
     let response = request.send().await.with_context(|| format!("POST {url}"))?;
     let status = response.status();
     let text = response.text().await?;
-    if status != reqwest::StatusCode::CREATED {
+    if !status.is_success() {
         bail!("POST {url} answered {status}: {text}");
     }
     serde_json::from_str(&text).with_context(|| format!("POST {url}: not JSON: {text}"))
@@ -370,9 +371,6 @@ pub fn string_at<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str>
         .ok_or_else(|| anyhow!("no {pointer} in {value}"))
 }
 
-/// Signs up and in, creates the organization (on the free plan; an unconfirmed
-/// account may act on the organizations it creates), then a `credits` project and an
-/// API key.
 /// The bench user's sign-in (see [`create_tenant`]).
 fn credentials(server: &Server) -> Value {
     json!({
@@ -393,6 +391,9 @@ pub async fn login(client: &reqwest::Client, server: &Server) -> anyhow::Result<
     Ok(string_at(&login, "/accessToken")?.to_owned())
 }
 
+/// Signs up and in, creates the organization (on the free plan; an unconfirmed
+/// account may act on the organizations it creates), then a `credits` project and an
+/// API key.
 pub async fn create_tenant(client: &reqwest::Client, server: &Server) -> anyhow::Result<Tenant> {
     let base = &server.base;
     post_json(client, format!("{base}/v1/auth/signup"), None, credentials(server)).await?;
