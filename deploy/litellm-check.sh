@@ -4,7 +4,7 @@
 #   tools     the pinned LiteLLM proxy, a2a-sdk and openai in a cached virtualenv
 #             (deploy/lib/litellm.sh), and the integration package of this clone
 #   unit      the integration's unit tests (integrations/litellm/tests)
-#   build     cargo build --release --bin meterplane
+#   build     cargo build [--release] --bin meterplane (MP_CHECK_PROFILE)
 #   server    a fresh database, migrate, load-prices, serve on a free loopback port;
 #             two tenants signed up through the API, each with a project and a key
 #   proxy     a LiteLLM proxy on a free loopback port with mock models (a chat model,
@@ -19,7 +19,8 @@
 #             Meterplane's reason) and a blocked customer (403)
 #
 # Knobs: MP_LITELLM_KEEP=1 keeps the work directory (configs, logs); MP_TOOLS_CACHE as
-# for the SDK check; MP_LITELLM_WAIT_SECONDS bounds each wait for recorded events (30).
+# for the SDK check; MP_LITELLM_WAIT_SECONDS bounds each wait for recorded events (30);
+# MP_CHECK_PROFILE release (default) or debug, the binary built and served.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -110,7 +111,7 @@ unit() {
 }
 
 build() {
-  cargo build --release --locked --bin meterplane
+  build_meterplane
 }
 
 drop_stale_databases() {
@@ -151,7 +152,8 @@ make_tenant() {
 }
 
 start_server() {
-  local bin=$root/target/release/meterplane port
+  local bin port
+  bin=$(meterplane_bin "$root")
   ensure_services
   drop_stale_databases
   db_name=mp_litellm_$$

@@ -3,7 +3,7 @@
 #
 #   validate    openapi-spec-validator
 #   lint        redocly lint with the rule set in redocly.yaml
-#   build       cargo build --release --bin meterplane
+#   build       cargo build [--release] --bin meterplane (MP_CHECK_PROFILE)
 #   server      a fresh database, migrate, load-prices, create-operator, serve on a free
 #               loopback port
 #   served      the document it serves must equal the committed one
@@ -38,6 +38,8 @@
 #   MP_SDK_SKIP_FUZZ=1    skip the schemathesis pass (quick local runs)
 #   MP_SDK_FUZZ_ARGS      extra schemathesis arguments, word-split (e.g. to narrow a run:
 #                         "--include-operation-id record_usage --mode negative")
+#   MP_CHECK_PROFILE      release (default) or debug: the binary built and served
+#                         (deploy/test.sh passes debug: the suite has just built it)
 #   MP_SDK_KEEP=1         keep the work directory (generated clients, logs, reports)
 #   MP_TOOLS_CACHE        where the tools live (default ~/.cache/meterplane-tools)
 set -euo pipefail
@@ -177,7 +179,7 @@ lint() {
 }
 
 build() {
-  cargo build --release --locked --bin meterplane
+  build_meterplane
 }
 
 drop_stale_databases() {
@@ -192,7 +194,8 @@ drop_stale_databases() {
 }
 
 start_server() {
-  local bin=$root/target/release/meterplane port
+  local bin port
+  bin=$(meterplane_bin "$root")
   ensure_services
   drop_stale_databases
   db_name=mp_sdk_$$

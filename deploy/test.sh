@@ -31,8 +31,12 @@ else
   cargo test --locked --no-fail-fast "$@"
 fi
 
+# The outside checks below run the debug binary the suite has just built, unless
+# MP_CHECK_PROFILE says otherwise (run alone, they build and run a release binary).
+export MP_CHECK_PROFILE=${MP_CHECK_PROFILE:-debug}
+
 # Then the OpenAPI document from the outside: validator, linter, generated Python and
-# TypeScript clients against a release build, schemathesis (deploy/sdk-check.sh).
+# TypeScript clients against the server, schemathesis (deploy/sdk-check.sh).
 # MP_SKIP_SDK_CHECK=1 skips it for a quick local run; it is skipped too when arguments
 # narrow the suite to some tests.
 if [ "${MP_SKIP_SDK_CHECK:-0}" = 1 ]; then

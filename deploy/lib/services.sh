@@ -80,3 +80,28 @@ ensure_services() {
   export DATABASE_URL=${DATABASE_URL:-postgres://$MP_DB_USER:$MP_DB_PASSWORD@$PG_HOST:$PG_PORT/$MP_DB_NAME}
   export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 }
+
+# The meterplane binary the outside checks (sdk-check, litellm-check) run. A release
+# build by default; MP_CHECK_PROFILE=debug takes the debug build instead, which
+# deploy/test.sh has just built for the integration tests, so a full run does not
+# compile the whole program a second time (about nine minutes from cold on two cores).
+check_profile() {
+  case "${MP_CHECK_PROFILE:-release}" in
+    release | debug) printf '%s' "${MP_CHECK_PROFILE:-release}" ;;
+    *) log "MP_CHECK_PROFILE must be release or debug, not ${MP_CHECK_PROFILE}"; return 1 ;;
+  esac
+}
+
+build_meterplane() {
+  local profile
+  profile=$(check_profile) || return 1
+  if [ "$profile" = release ]; then
+    cargo build --release --locked --bin meterplane
+  else
+    cargo build --locked --bin meterplane
+  fi
+}
+
+meterplane_bin() {
+  printf '%s/target/%s/meterplane' "$1" "$(check_profile)"
+}

@@ -623,7 +623,7 @@ pub async fn list_entity_activity(
         from: window.from,
         to: window.to,
         data,
-        next_offset: more.then_some(offset + limit),
+        next_offset: more.then(|| offset.saturating_add(limit)),
     }))
 }
 

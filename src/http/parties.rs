@@ -242,7 +242,7 @@ async fn list(
             .into_iter()
             .map(|r| PartyView::build(r, now))
             .collect::<AppResult<_>>()?,
-        next_offset: more.then_some(offset + limit),
+        next_offset: more.then(|| offset.saturating_add(limit)),
     })
 }
 

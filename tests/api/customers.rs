@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::{
     budgets::{customer_id, priced_app, send, spend},
-    helpers::{expect_json, expect_problem, uuid},
+    helpers::{expect_json, expect_problem, uuid, TestApp},
 };
 
 fn external_ids(page: &Value) -> Vec<String> {
@@ -204,4 +204,27 @@ async fn customers_and_agents_are_blocked_and_unblocked() {
     )
     .await;
     expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn an_offset_past_every_row_is_an_empty_last_page_even_at_the_largest_integer() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    app.record_event(
+        &tenant,
+        json!({"provider": "openai", "model": "gpt-4o", "user": "cust-1"}),
+    )
+    .await;
+    let far = i64::MAX - 1;
+    // (The activity reports bound `offset` to 1,000,000; these lists do not.)
+    for path in ["customers", "agents"] {
+        let page = app
+            .get_json(
+                &tenant.owner,
+                &format!("/v1/orgs/{}/{path}?limit=50&offset={far}", tenant.org_id),
+            )
+            .await;
+        assert_eq!(page["data"], json!([]), "{path}: {page}");
+        assert!(page["nextOffset"].is_null(), "{path}: {page}");
+    }
 }
