@@ -47,40 +47,16 @@ fn assert_parts_add_up(logged: &Value) {
     );
 }
 
-#[tokio::test]
-async fn a_claude_call_with_cache_writes_of_both_durations_and_cache_reads() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    // Claude Sonnet 4.5's list prices: reads 0.1×, 5-minute writes 1.25×, 1-hour writes 2×.
-    let view = add_price(
-        &app,
-        &operator,
-        json!({"provider": "anthropic", "model": "claude-sonnet-4-5", "inputPerMtok": "3", "outputPerMtok": "15",
-               "cachedInputPerMtok": "0.30", "cacheWrite5mPerMtok": "3.75", "cacheWrite1hPerMtok": "6"}),
-    )
-    .await;
-    assert_eq!(
-        pick(
-            &view,
-            &[
-                "cacheWrite5mPerMtok",
-                "cacheWrite1hPerMtok",
-                "reasoningPerMtok",
-                "audioInputPerMtok"
-            ]
-        ),
-        [json!("3.75"), json!("6"), Value::Null, Value::Null]
-    );
-    let tenant = app.tenant().await;
-    let id = app
-        .record_event(
-            &tenant,
-            json!({"provider": "anthropic", "model": "claude-sonnet-4-5", "promptTokens": 50_000,
-                   "completionTokens": 1_000, "cachedTokens": 30_000, "cacheWrite5mTokens": 8_000,
-                   "cacheWrite1hTokens": 2_000}),
-        )
-        .await;
-    let logged = detail(&app, &tenant, id).await;
+/// A Claude Sonnet 4.5 call with cache reads and cache writes of both durations.
+fn claude_cache_call() -> Value {
+    json!({"provider": "anthropic", "model": "claude-sonnet-4-5", "promptTokens": 50_000,
+           "completionTokens": 1_000, "cachedTokens": 30_000, "cacheWrite5mTokens": 8_000,
+           "cacheWrite1hTokens": 2_000})
+}
+
+/// What [`claude_cache_call`] costs at Claude Sonnet 4.5's list prices (3 / 15, reads
+/// 0.30, 5-minute writes 3.75, 1-hour writes 6).
+fn assert_claude_cache_call_costs(logged: &Value) {
     // Plain input 50,000 − 30,000 − 8,000 − 2,000 = 10,000 × 3/M = 0.03; reads 30,000 ×
     // 0.30/M = 0.009; 5-minute writes 8,000 × 3.75/M = 0.03; 1-hour writes 2,000 × 6/M =
     // 0.012; output 1,000 × 15/M = 0.015. Total 0.096.
@@ -106,7 +82,37 @@ async fn a_claude_call_with_cache_writes_of_both_durations_and_cache_reads() {
         ]
     );
     assert_eq!(logged["cost"], "0.096");
-    assert_parts_add_up(&logged);
+    assert_parts_add_up(logged);
+}
+
+#[tokio::test]
+async fn a_claude_call_with_cache_writes_of_both_durations_and_cache_reads() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    // Claude Sonnet 4.5's list prices: reads 0.1×, 5-minute writes 1.25×, 1-hour writes 2×.
+    let view = add_price(
+        &app,
+        &operator,
+        json!({"provider": "anthropic", "model": "claude-sonnet-4-5", "inputPerMtok": "3", "outputPerMtok": "15",
+               "cachedInputPerMtok": "0.30", "cacheWrite5mPerMtok": "3.75", "cacheWrite1hPerMtok": "6"}),
+    )
+    .await;
+    assert_eq!(
+        pick(
+            &view,
+            &[
+                "cacheWrite5mPerMtok",
+                "cacheWrite1hPerMtok",
+                "reasoningPerMtok",
+                "audioInputPerMtok"
+            ]
+        ),
+        [json!("3.75"), json!("6"), Value::Null, Value::Null]
+    );
+    let tenant = app.tenant().await;
+    let id = app.record_event(&tenant, claude_cache_call()).await;
+    let logged = detail(&app, &tenant, id).await;
+    assert_claude_cache_call_costs(&logged);
     // The list shows the token parts too.
     let page = app
         .get_json(&tenant.owner, &format!("/v1/orgs/{}/spend-logs", tenant.org_id))
@@ -412,32 +418,8 @@ async fn a_litellm_price_map_is_imported_and_prices_calls_as_the_providers_bill_
     assert_eq!(loaded, 2, "claude and gemini; whisper is priced per second: {file}");
     let tenant = app.tenant().await;
 
-    let claude = app
-        .record_event(
-            &tenant,
-            json!({"provider": "anthropic", "model": "claude-sonnet-4-5", "promptTokens": 50_000,
-                   "completionTokens": 1_000, "cachedTokens": 30_000, "cacheWrite5mTokens": 8_000,
-                   "cacheWrite1hTokens": 2_000}),
-        )
-        .await;
-    let claude = detail(&app, &tenant, claude).await;
-    // As the hand-entered prices above: input 10,000 × 3/M = 0.03, reads 30,000 × 0.3/M
-    // = 0.009, 5-minute writes 8,000 × 3.75/M = 0.03, 1-hour writes 2,000 × 6/M = 0.012,
-    // output 1,000 × 15/M = 0.015: 0.096.
-    assert_eq!(
-        pick(
-            &claude["costBreakdown"],
-            &["input", "cachedInput", "cacheWrite5m", "cacheWrite1h", "output"]
-        ),
-        [
-            json!("0.03"),
-            json!("0.009"),
-            json!("0.03"),
-            json!("0.012"),
-            json!("0.015")
-        ]
-    );
-    assert_eq!(claude["cost"], "0.096");
+    let claude = app.record_event(&tenant, claude_cache_call()).await;
+    assert_claude_cache_call_costs(&detail(&app, &tenant, claude).await);
 
     // LiteLLM's `gemini` is the catalog's `google`. Above 200,000 prompt tokens every token
     // is at the long-context prices: input 200,000 × 2.5/M = 0.5, cached 50,000 × 0.25/M =
