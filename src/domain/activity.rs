@@ -105,11 +105,16 @@ pub fn percent_of(part: i64, whole: i64) -> f64 {
 }
 
 fn parse_day(name: &'static str, text: &str) -> Result<NaiveDate, WindowError> {
+    iso_date(text).map_err(|e| WindowError::Invalid(name, e.0))
+}
+
+/// A calendar date written exactly as `YYYY-MM-DD`.
+pub fn iso_date(text: &str) -> Result<NaiveDate, super::Invalid> {
     let well_formed = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
     well_formed
         .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
         .flatten()
-        .ok_or_else(|| WindowError::Invalid(name, "must be a date as YYYY-MM-DD".into()))
+        .ok_or_else(|| super::Invalid::new("must be a date as YYYY-MM-DD"))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod discount;
 pub mod email;
 pub mod identity;
+pub mod invoice;
 pub mod litellm_prices;
 pub mod live;
 pub mod login_throttle;

@@ -35,6 +35,8 @@ pub enum EmailKind {
     /// Proves a person owns the address they signed up with.
     EmailVerification,
     PasswordReset,
+    /// A finalized invoice, to the customer's billing email.
+    Invoice,
 }
 
 impl EmailKind {
@@ -51,7 +53,7 @@ impl EmailKind {
     /// Account emails carry single-use links: once delivered, their bodies are
     /// emptied so the outbox does not keep live tokens at rest.
     pub fn keeps_body_after_send(self) -> bool {
-        self.is_alert()
+        !matches!(self, Self::EmailVerification | Self::PasswordReset)
     }
 
     pub fn alerts() -> impl Iterator<Item = Self> {

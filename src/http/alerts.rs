@@ -46,7 +46,7 @@ impl AlertKind {
     fn of(kind: EmailKind) -> Option<Self> {
         match kind {
             EmailKind::BudgetAlert => Some(Self::BudgetAlert),
-            EmailKind::EmailVerification | EmailKind::PasswordReset => None,
+            EmailKind::EmailVerification | EmailKind::PasswordReset | EmailKind::Invoice => None,
         }
     }
 }

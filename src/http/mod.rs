@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod head_limits;
 pub mod health;
 pub mod invitations;
+pub mod invoices;
 pub mod litellm;
 pub mod live;
 pub mod members;
@@ -81,6 +82,18 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(orgs::update_organization)
                 .service(billing::get_billing_settings)
                 .service(billing::put_billing_settings)
+                .service(invoices::list_invoices)
+                .service(invoices::create_invoice)
+                .service(invoices::generate_invoices)
+                .service(invoices::get_invoice)
+                .service(invoices::update_invoice)
+                .service(invoices::delete_invoice)
+                .service(invoices::finalize_invoice)
+                .service(invoices::void_invoice)
+                .service(invoices::send_invoice)
+                .service(invoices::invoice_csv)
+                .service(invoices::invoice_html)
+                .service(invoices::reconcile_invoice)
                 .service(members::list_members)
                 .service(members::add_member)
                 .service(members::change_member_role)

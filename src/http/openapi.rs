@@ -31,6 +31,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "activity", description = "Usage, cost and reliability over days or hours, from the roll-ups"),
         (name = "customers and agents", description = "The tenant's end customers and agents with their spend, budget, limits and status"),
         (name = "billing", description = "Billing settings of an organization and billing profiles of its customers, for invoices"),
+        (name = "invoices", description = "Invoices for an organization's customers: drafts from the per-customer cost ledger, finalized with gapless numbers, voided, exported, emailed and reconciled"),
         (name = "alerts", description = "Alert emails sent to an organization, and their delivery"),
         (name = "pricing", description = "The model price catalog and discounts"),
         (name = "operator", description = "Platform operators only"),

@@ -17,6 +17,7 @@ pub mod decisions;
 pub mod defaults;
 pub mod discounts;
 pub mod invitations;
+pub mod invoices;
 pub mod limits;
 pub mod live;
 pub mod members;
