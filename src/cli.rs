@@ -79,6 +79,13 @@ enum Command {
     /// ids, decision log; roll-ups after the billing horizon) and print what went.
     /// Running instances also do this every MP_PURGE_INTERVAL_SECS.
     Purge,
+    /// Reconcile an organization's finalized and void invoices with the customers'
+    /// events and cost ledger: one JSON line per invoice. Exits with status 1 when any
+    /// invoice does not reconcile.
+    ReconcileInvoices {
+        #[arg(long)]
+        org: uuid::Uuid,
+    },
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -133,6 +140,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Demo => crate::demo::run(&config, &pool(&config)?).await?,
         Command::RebuildCounters { org } => rebuild_counters(config, org).await?,
         Command::Purge => purge(&config).await?,
+        Command::ReconcileInvoices { org } => reconcile_invoices(&config, org).await?,
         Command::Openapi { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -176,6 +184,38 @@ async fn purge(config: &Config) -> anyhow::Result<()> {
     match outcome {
         Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
         Err(crate::jobs::purge::Skipped::Busy) => anyhow::bail!("another instance is purging; try again later"),
+    }
+    Ok(())
+}
+
+async fn reconcile_invoices(config: &Config, org_id: uuid::Uuid) -> anyhow::Result<()> {
+    use crate::{domain::invoice::InvoiceStatus, http::invoices::Reconciliation, store::invoices};
+    let pool = pool(config)?;
+    let mut conn = pool.get().await?;
+    let access = store::access::OrgAccess::command_line_reader(org_id);
+    let now = chrono::Utc::now();
+    let earliest = invoices::ledger_start(now, config.purge.billing_horizon_days);
+    let (mut checked, mut failed) = (0, 0);
+    for status in [InvoiceStatus::Finalized, InvoiceStatus::Void] {
+        let mut filter = invoices::ListFilter {
+            status: Some(status),
+            ..Default::default()
+        };
+        loop {
+            let page = invoices::list(&mut conn, &access, &filter, 200).await?;
+            let Some(last) = page.last().map(|h| h.id) else { break };
+            for header in page {
+                let r = invoices::reconcile(&mut conn, &access, header, now, earliest).await?;
+                checked += 1;
+                failed += usize::from(!r.reconciled);
+                println!("{}", serde_json::to_string(&Reconciliation::from(r))?);
+            }
+            filter.before = Some(last);
+        }
+    }
+    eprintln!("{checked} invoice(s) checked, {failed} not reconciled");
+    if failed > 0 {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -37,7 +37,11 @@ impl Currency {
 /// The one rounding rule for what a customer is charged: to the currency's minor
 /// unit, halves away from zero (0.125 → 0.13).
 pub fn to_minor_unit(amount: Decimal, currency: Currency) -> Decimal {
-    amount.round_dp_with_strategy(currency.minor_unit_places(), RoundingStrategy::MidpointAwayFromZero)
+    let mut rounded =
+        amount.round_dp_with_strategy(currency.minor_unit_places(), RoundingStrategy::MidpointAwayFromZero);
+    // Always written with every minor digit: 2.50, 0.00.
+    rounded.rescale(currency.minor_unit_places());
+    rounded
 }
 
 /// Where an invoice is in its life.
@@ -313,6 +317,8 @@ pub fn price_lines(
             }
         })
         .collect();
+    totals.subtotal = to_minor_unit(totals.subtotal, currency);
+    totals.discount_total = to_minor_unit(totals.discount_total, currency);
     totals.tax = to_minor_unit(totals.subtotal * tax_rate / Decimal::ONE_HUNDRED, currency);
     totals.total = totals.subtotal + totals.tax;
     (priced, totals)
@@ -439,7 +445,7 @@ mod tests {
     fn no_lines_is_a_zero_invoice() {
         let (lines, totals) = price_lines(vec![], dec!(10), dec!(10), Currency::Usd);
         assert!(lines.is_empty());
-        assert_eq!(totals.total, dec!(0));
+        assert_eq!(totals.total.to_string(), "0.00", "every minor digit written");
     }
 
     #[test]

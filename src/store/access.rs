@@ -26,6 +26,16 @@ pub struct OrgAccess {
 }
 
 impl OrgAccess {
+    /// Read access for the command line (`meterplane reconcile-invoices`), which is run
+    /// by whoever operates the deployment, not by a member.
+    pub fn command_line_reader(org_id: Uuid) -> Self {
+        Self {
+            org_id,
+            user_id: Uuid::nil(),
+            role: Role::Viewer,
+        }
+    }
+
     pub fn org_id(&self) -> Uuid {
         self.org_id
     }

@@ -16,6 +16,7 @@ mod counters;
 mod customers;
 mod health;
 mod helpers;
+mod invoices;
 mod ledger;
 mod litellm;
 mod live;
