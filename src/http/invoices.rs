@@ -44,7 +44,7 @@ pub struct InvoicePath {
 /// A party on an invoice: who issues it, or who it is billed to.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PartyView {
+pub struct InvoiceParty {
     name: String,
     address: Option<String>,
     tax_id: Option<String>,
@@ -182,8 +182,8 @@ pub struct InvoiceView {
     /// Percent of the subtotal.
     #[schema(value_type = String)]
     tax_rate: Decimal,
-    issuer: PartyView,
-    bill_to: PartyView,
+    issuer: InvoiceParty,
+    bill_to: InvoiceParty,
     memo: Option<String>,
     footer: Option<String>,
     lines: Vec<InvoiceLineView>,
@@ -267,13 +267,13 @@ impl InvoiceView {
             currency: terms.currency,
             markup,
             tax_rate: terms.tax_rate,
-            issuer: PartyView {
+            issuer: InvoiceParty {
                 name: terms.issuer_name,
                 address: terms.issuer_address,
                 tax_id: terms.issuer_tax_id,
                 email: None,
             },
-            bill_to: PartyView {
+            bill_to: InvoiceParty {
                 name: bill_to.billing_name.unwrap_or(bill_to.external_id),
                 address: bill_to.address,
                 tax_id: bill_to.tax_id,

@@ -145,8 +145,10 @@ pub async fn event_partitions(conn: &mut DbConn) -> AppResult<Vec<(String, Naive
 const STALE: &str =
     "s.n_mod_since_analyze > 0 AND (c.reltuples < 0 OR s.n_mod_since_analyze >= 50 + 0.1 * c.reltuples)";
 
-/// The roll-up tables analytics and budgets read; they are upserted on every ingest.
-pub const ROLLUP_TABLES: [&str; 6] = [
+/// The roll-up tables analytics, budgets and invoices read; they are upserted on every
+/// ingest.
+pub const ROLLUP_TABLES: [&str; 7] = [
+    "customer_cost_daily",
     "usage_daily",
     "usage_hourly",
     "spend_ledger",

@@ -270,6 +270,7 @@ async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
     assert_eq!(
         report.rollups_analyzed,
         [
+            "customer_cost_daily",
             "spend_ledger",
             "usage_daily",
             "usage_daily_customers",
