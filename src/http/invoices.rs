@@ -512,7 +512,9 @@ pub struct GeneratedInvoices {
         (status = 422, body = Problem),
     )
 )]
-#[post("/orgs/{orgId}/invoices/generate")]
+// Not under `/invoices/`: there it would shadow an invoice id for the other methods
+// (`PATCH …/invoices/generate` would be a bad id, not a 405).
+#[post("/orgs/{orgId}/invoice-runs")]
 pub async fn generate_invoices(
     state: web::Data<AppState>,
     caller: AuthUser,

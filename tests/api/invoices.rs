@@ -680,7 +680,7 @@ async fn another_tenant_reaches_none_of_an_organizations_invoices() {
     let generated = app
         .post_json(
             &b.owner,
-            &format!("{}/generate", invoices_path(b.org_id)),
+            &format!("/v1/orgs/{}/invoice-runs", b.org_id),
             json!({"periodStart": day(2).to_string(), "periodEnd": day(0).to_string()}),
         )
         .await;
@@ -731,7 +731,7 @@ async fn invoices_for_every_customer_match_their_spend_logs_to_the_cent_on_a_ran
     let (status, body) = app.send_batch(&tenant.key_secret, json!(events)).await;
     assert!(status.is_success(), "{body}");
 
-    let generate = format!("{}/generate", invoices_path(tenant.org_id));
+    let generate = format!("/v1/orgs/{}/invoice-runs", tenant.org_id);
     let period = json!({"periodStart": day(9).to_string(), "periodEnd": day(0).to_string()});
     let generated = app.post_json(&tenant.owner, &generate, period.clone()).await;
     let drafts = generated["created"].as_array().unwrap().clone();
@@ -806,7 +806,7 @@ async fn two_server_processes_finalizing_the_same_invoices_number_them_without_g
     let generated = app
         .post_json(
             &tenant.owner,
-            &format!("{}/generate", invoices_path(tenant.org_id)),
+            &format!("/v1/orgs/{}/invoice-runs", tenant.org_id),
             json!({"periodStart": day(0).to_string(), "periodEnd": day(0).to_string()}),
         )
         .await;
