@@ -453,6 +453,16 @@ impl KeyedSums {
     }
 }
 
+/// Rows grouped by line key only (no invoice).
+fn by_key(rows: Vec<KeyedSums>) -> Vec<(LineKey, UsageSums)> {
+    rows.into_iter()
+        .map(|r| {
+            let (_, key, sums) = r.split();
+            (key, sums)
+        })
+        .collect()
+}
+
 /// What the ledger holds for one customer and period, per line key, in key order.
 pub async fn ledger_usage(
     conn: &mut DbConn,
@@ -471,13 +481,7 @@ pub async fn ledger_usage(
     .bind::<Date, _>(period.end)
     .load(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let (_, key, sums) = r.split();
-            (key, sums)
-        })
-        .collect())
+    Ok(by_key(rows))
 }
 
 /// A finalized invoice a late-usage line points at.
@@ -1035,13 +1039,7 @@ pub async fn event_usage(
     .bind::<Timestamptz, _>(end)
     .load(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let (_, key, sums) = r.split();
-            (key, sums)
-        })
-        .collect())
+    Ok(by_key(rows))
 }
 
 /// What later invoices billed as late usage of invoice `id`: (their numbers, sums).

@@ -24,6 +24,7 @@ from meterplane_client import AuthenticatedClient, Client
 from meterplane_client.api.api_keys import create_api_key, get_api_key
 from meterplane_client.api.auth import login, me, signup
 from meterplane_client.api.gateway import whoami
+from meterplane_client.api.invoices import finalize_invoice, generate_invoices, invoice_csv
 from meterplane_client.api.operations import healthz
 from meterplane_client.api.organizations import create_organization, get_organization
 from meterplane_client.api.pricing import list_prices
@@ -41,7 +42,11 @@ from meterplane_client.models import (
     EventResult,
     EventResultStatus,
     EventStatus,
+    GeneratedInvoices,
+    GenerateInvoices,
     HealthStatus,
+    InvoiceStatus,
+    InvoiceView,
     KeyIdentityView,
     LoginRequest,
     MeResponse,
@@ -421,6 +426,33 @@ def main() -> None:
     check(detail.bodies_truncated is False, "bodies flagged truncated")
     check(detail.prompt_tokens == 1200 and detail.cached_tokens == 200, "token counts")
     check(detail.latency_ms == 840 and detail.time_to_first_token_ms == 210, "latencies")
+
+    # --- invoices -----------------------------------------------------------------------
+    step("POST /v1/orgs/{orgId}/invoice-runs: a draft per customer with usage today")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    run_result = expect(
+        generate_invoices.sync_detailed(
+            org.id, client=tenant, body=GenerateInvoices(period_start=today, period_end=today)
+        ),
+        200,
+        GeneratedInvoices,
+    )
+    check(len(run_result.created) == 2, f"{len(run_result.created)} drafts, expected customer-a and customer-b")
+    draft = next(i for i in run_result.created if i.customer_external_id == "customer-a")
+    check(draft.status == InvoiceStatus.DRAFT and not isinstance(draft.number, str), "a draft has no number")
+    step("finalize it: a number, and total = subtotal + tax with every line rounded to cents")
+    issued = expect(finalize_invoice.sync_detailed(org.id, draft.id, client=tenant), 200, InvoiceView)
+    check(re.fullmatch(r"INV-\d{4}-\d{6}", str(issued.number)) is not None, f"number {issued.number}")
+    amounts = [money(line.amount, "InvoiceLineView.amount") for line in issued.lines]
+    check(all(a == a.quantize(Decimal("0.01")) for a in amounts), f"line amounts {amounts}")
+    subtotal = money(issued.subtotal, "subtotal")
+    check(sum(amounts, Decimal(0)) == subtotal, "subtotal is the sum of the lines")
+    check(money(issued.total, "total") == subtotal + money(issued.tax, "tax"), "total")
+    step("GET the invoice as CSV: one row per line")
+    csv_response = invoice_csv.sync_detailed(org.id, issued.id, client=tenant)
+    check(csv_response.status_code == 200, f"CSV answered {csv_response.status_code}")
+    rows = csv_response.content.decode().strip().splitlines()
+    check(len(rows) == 1 + len(issued.lines), f"{len(rows)} CSV rows for {len(issued.lines)} lines")
 
     # --- typed problems -----------------------------------------------------------------
     step("an unknown spend-log entry: 404 not_found")
