@@ -333,8 +333,9 @@ pub struct InvoiceListQuery {
     cursor: Option<String>,
 }
 
-/// The organization's invoices, newest first (any member). Drafts show their totals
-/// as of now.
+/// The organization's invoices, newest first.
+///
+/// Any member. Drafts show their totals as of now.
 #[utoipa::path(
     tag = "invoices",
     security(("bearer" = [])),
@@ -497,8 +498,10 @@ pub struct GeneratedInvoices {
     skipped: Vec<SkippedCustomer>,
 }
 
-/// Creates a draft for every customer with usage in the period (owners and admins),
-/// skipping customers that already have an invoice overlapping it.
+/// Creates a draft for every customer with usage in the period.
+///
+/// Owners and admins; customers that already have an invoice overlapping the period
+/// are skipped and listed.
 #[utoipa::path(
     tag = "invoices",
     security(("bearer" = [])),
@@ -598,8 +601,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// Edits a draft's period or memo (owners and admins); 409 for a finalized or void
-/// invoice, which never changes.
+/// Edits a draft's period or memo.
+///
+/// Owners and admins; 409 for a finalized or void invoice, which never changes.
 #[utoipa::path(
     tag = "invoices",
     security(("bearer" = [])),
@@ -671,7 +675,9 @@ pub async fn delete_invoice(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Finalizes a draft (owners and admins): computes it one last time, gives it the
+/// Finalizes a draft: numbers it and freezes it.
+///
+/// Owners and admins. It is computed one last time, gets the
 /// next number of the organization's gapless sequence for this year, and freezes its
 /// lines, totals, issuer and customer details. Usage of its period that arrives
 /// later is billed on the customer's next invoice as a `late_usage` line.
@@ -709,8 +715,9 @@ pub struct VoidInvoice {
     reason: Option<String>,
 }
 
-/// Voids a finalized invoice (owners and admins). It keeps its number and lines; its
-/// period may be invoiced again.
+/// Voids a finalized invoice.
+///
+/// Owners and admins. It keeps its number and lines; its period may be invoiced again.
 #[utoipa::path(
     tag = "invoices",
     security(("bearer" = [])),
@@ -776,8 +783,9 @@ pub async fn invoice_csv(
         .body(render::invoice::csv(&doc)?))
 }
 
-/// The invoice as a printable HTML document (any member): issuer and customer,
-/// number and dates, the line table and totals, with a print stylesheet. A browser's
+/// The invoice as a printable HTML document.
+///
+/// Any member. Issuer and customer, number and dates, the line table and totals, with a print stylesheet. A browser's
 /// "Print → Save as PDF" makes the PDF.
 #[utoipa::path(
     tag = "invoices",
@@ -814,8 +822,9 @@ pub struct InvoiceSent {
     to: String,
 }
 
-/// Emails a finalized invoice to the customer's billing email (owners and admins),
-/// through the email outbox: the HTML document as the body, with a plain-text
+/// Emails a finalized invoice to the customer's billing email.
+///
+/// Owners and admins; through the email outbox: the HTML document as the body, with a plain-text
 /// version. 409 for a draft or a void invoice, 422 when the customer's billing
 /// profile has no email.
 #[utoipa::path(
@@ -905,8 +914,10 @@ pub struct Reconciliation {
     reconciled: bool,
 }
 
-/// Reconciles an invoice (any member): its totals beside the sums over the customer's
-/// raw events and the cost ledger for the period.
+/// Reconciles an invoice with the customer's events and cost ledger.
+///
+/// Any member: its totals beside the sums over the customer's raw events and the
+/// cost ledger for the period.
 #[utoipa::path(
     tag = "invoices",
     security(("bearer" = [])),

@@ -194,6 +194,7 @@ fn ids(org: Uuid, victim: &Victim) -> Vec<(&'static str, String)> {
         ("invitationId", victim.invitation_id.to_string()),
         ("customerId", victim.customer_id.to_string()),
         ("agentId", victim.agent_id.to_string()),
+        ("invoiceId", victim.invoice_id.to_string()),
         // Budgets and rate limits: the victim's customer, which has both.
         ("scope", "customer".to_owned()),
         ("scopeId", victim.customer_id.to_string()),
@@ -214,6 +215,8 @@ struct Victim {
     agent_id: Uuid,
     /// A budget alert queued for the victim's organization (`GET …/alerts`).
     alert_id: Uuid,
+    /// A draft invoice of the victim's customer.
+    invoice_id: Uuid,
 }
 
 /// The victim's ids must never appear in what another tenant gets back.
@@ -227,6 +230,7 @@ fn assert_no_leak(label: &str, body: &Value, victim: &Victim) {
         victim.customer_id,
         victim.agent_id,
         victim.alert_id,
+        victim.invoice_id,
     ] {
         assert!(!text.contains(&id.to_string()), "{label} leaked {id}: {text}");
     }
@@ -272,6 +276,14 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
         .await
         .id()
         .expect("a new alert");
+    let today = chrono::Utc::now().date_naive().to_string();
+    let invoice = app
+        .post_json(
+            &tenant.owner,
+            &format!("{org_path}/invoices"),
+            json!({"customerId": customer_id, "periodStart": today, "periodEnd": today}),
+        )
+        .await;
     let victim = Victim {
         tenant: tenant.clone(),
         member: viewer.id,
@@ -280,6 +292,7 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
         customer_id,
         agent_id,
         alert_id,
+        invoice_id: uuid(&invoice["id"]),
     };
     let victim_owner = &tenant.owner;
     let intruder = app.tenant().await;
@@ -404,4 +417,8 @@ async fn every_operation_enforces_authentication_tenancy_and_roles() {
         .await;
     assert_eq!(customer["status"], "active");
     assert_eq!(customer["rateLimits"]["requestsPerMinute"], 10);
+    let still = app
+        .get_json(victim_owner, &format!("{org_path}/invoices/{}", victim.invoice_id))
+        .await;
+    assert_eq!((&still["status"], &still["memo"]), (&json!("draft"), &Value::Null));
 }
