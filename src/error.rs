@@ -339,6 +339,21 @@ fn server_going_away(message: &str) -> bool {
     PREFIXES.iter().any(|prefix| message.starts_with(prefix))
 }
 
+/// The error of a read several requests waited on (a cache's), for each of them: same
+/// code, detail and `Retry-After`; the cause as text.
+impl From<std::sync::Arc<AppError>> for AppError {
+    fn from(shared: std::sync::Arc<AppError>) -> Self {
+        Self {
+            code: shared.code,
+            detail: shared.detail.clone(),
+            field_errors: shared.field_errors.clone(),
+            earliest_allowed_date: shared.earliest_allowed_date,
+            retry_after_secs: shared.retry_after_secs,
+            internal: shared.internal.as_ref().map(|cause| anyhow::anyhow!("{cause:#}")),
+        }
+    }
+}
+
 /// Turns a unique-constraint violation into a 409 with a message for the caller.
 pub trait OrConflict<T> {
     fn or_conflict(self, detail: &str) -> AppResult<T>;

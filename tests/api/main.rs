@@ -23,6 +23,7 @@ mod live;
 mod login_throttle;
 mod openapi;
 mod pg_server;
+mod price_changes;
 mod price_components;
 mod price_helpers;
 mod price_overrides;
