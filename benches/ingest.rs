@@ -95,6 +95,18 @@ fn step(message: &str) {
     eprintln!("[ingest bench] {message}");
 }
 
+/// A keep-alive client that drops connections idle for 2 s, below the server's
+/// keep-alive (5 s), so a lull between batches cannot leave it holding one the server
+/// is about to close.
+fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .pool_idle_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(300))
+        .build()?)
+}
+
 fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -109,23 +121,21 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the load generator's runtime")?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(settings.concurrency)
-        // The server closes connections idle for 5 s (actix's keep-alive); generating
-        // the bodies can take longer on a busy machine, and a connection closed under
-        // the first request fails the run.
-        .pool_idle_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(300))
-        .build()?;
+    // Only for setting up: the load gets a client of its own, made after the bodies
+    // are generated, so no connection of the setup waits through the generation (the
+    // server closes connections idle for 5 s, actix's keep-alive; generating a million
+    // events takes longer than that, and a request sent on a connection the server has
+    // just closed fails with "connection closed before message completed").
+    let setup_client = http_client(1)?;
 
     // The log is kept on failure; its end goes into the error.
-    if let Err(e) = runtime.block_on(wait_ready(&client, &server, &mut harness)) {
+    if let Err(e) = runtime.block_on(wait_ready(&setup_client, &server, &mut harness)) {
         return Err(harness.server_failed(&server, &format!("{e:#}")));
     }
     let tenant = runtime
-        .block_on(create_tenant(&client, &server))
+        .block_on(create_tenant(&setup_client, &server))
         .context("creating the bench tenant")?;
+    drop(setup_client);
 
     step(&format!(
         "generating {} events in batches of {} (not timed)",
@@ -139,6 +149,7 @@ fn run() -> anyhow::Result<()> {
         bodies.iter().map(|b| b.1.len()).sum::<usize>() as f64 / 1e6,
         generated.elapsed().as_secs_f64()
     ));
+    let client = http_client(settings.concurrency)?;
 
     step(&format!(
         "sending {} events with {} requests in flight (timed)",
@@ -437,6 +448,7 @@ fn generate(settings: &Settings, org_id: Uuid, csv_path: &std::path::Path) -> an
 struct BatchReply {
     accepted: usize,
     duplicates: usize,
+    conflicts: usize,
     rejected: usize,
 }
 
@@ -536,7 +548,13 @@ async fn send_all(
     Ok(Load { elapsed, latencies })
 }
 
-/// One batch; fails unless every event in it was accepted.
+/// One batch; fails unless every event in it was stored.
+///
+/// A request that failed before any answer came (the connection was refused, reset or
+/// closed under it) is sent once more on a fresh connection. That is safe: the server
+/// stores an event once per `requestId`, so if the first attempt was in fact committed
+/// the retry answers its events as duplicates (without conflict), and they count as
+/// stored. A request that got an answer is never retried.
 async fn send_batch(
     client: &reqwest::Client,
     url: &str,
@@ -545,14 +563,26 @@ async fn send_batch(
     expected: usize,
     body: Vec<u8>,
 ) -> anyhow::Result<usize> {
-    let response = client
-        .post(url)
-        .header("x-api-key", key)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("batch {index}: POST /v1/usage/batch"))?;
+    // Shared, not copied, between the attempts (actix's `Bytes` is the `bytes` crate's).
+    let body = actix_web::web::Bytes::from(body);
+    let mut retried = false;
+    let response = loop {
+        let attempt = client
+            .post(url)
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        match attempt {
+            Ok(response) => break response,
+            Err(e) if !retried && !e.is_timeout() && (e.is_connect() || e.is_request()) => {
+                step(&format!("  batch {index}: {e:#}; sending it again once"));
+                retried = true;
+            }
+            Err(e) => return Err(anyhow!(e).context(format!("batch {index}: POST /v1/usage/batch"))),
+        }
+    };
     let status = response.status();
     let bytes = response
         .bytes()
@@ -566,7 +596,9 @@ async fn send_batch(
     }
     let reply: BatchReply =
         serde_json::from_slice(&bytes).with_context(|| format!("batch {index}: unexpected answer"))?;
-    if reply.accepted != expected {
+    // Duplicates are this batch's own events only after a retry.
+    let stored = reply.accepted + if retried { reply.duplicates } else { 0 };
+    if stored != expected || reply.conflicts > 0 {
         let first_refused = serde_json::from_slice::<Value>(&bytes)
             .ok()
             .and_then(|v| {
@@ -578,10 +610,12 @@ async fn send_batch(
             })
             .map_or_else(|| "-".to_owned(), |r| r.to_string());
         bail!(
-            "batch {index}: {} of {expected} events accepted ({} duplicates, {} rejected); first not accepted: {first_refused}",
+            "batch {index}: {} of {expected} events accepted ({} duplicates, {} conflicts, {} rejected{}); first not accepted: {first_refused}",
             reply.accepted,
             reply.duplicates,
-            reply.rejected
+            reply.conflicts,
+            reply.rejected,
+            if retried { ", after a retry" } else { "" }
         );
     }
     Ok(expected)

@@ -297,5 +297,8 @@ pub async fn load_price_file(pool: &store::DbPool, text: &str) -> anyhow::Result
         .map(|(i, entry)| entry.parse().map_err(|errors| anyhow::anyhow!("entry {i}: {errors:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut conn = pool.get().await?;
-    Ok(store::prices::upsert_all(&mut conn, &prices).await?)
+    let written = store::prices::upsert_all(&mut conn, &prices).await?;
+    // Running instances re-read their cached prices within a second.
+    store::prices::announce_change(&mut conn).await?;
+    Ok(written)
 }

@@ -220,6 +220,10 @@ pub struct IngestConfig {
     pub body_cap_bytes: usize,
     /// Largest accepted `POST /v1/usage/batch` body.
     pub batch_limit_bytes: usize,
+    /// How often an instance looks whether prices, overrides or discounts changed
+    /// (`crate::price_book`): a change made through another instance applies here
+    /// within this time.
+    pub prices_check_every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -395,6 +399,10 @@ impl Config {
                 storage_price_per_mtok: env.parse("MP_DATA_STORAGE_PRICE_PER_MTOK", "0.01")?,
                 body_cap_bytes: env.parse("MP_BODY_CAP_BYTES", "32768")?,
                 batch_limit_bytes: env.parse("MP_BATCH_LIMIT_BYTES", "16777216")?,
+                prices_check_every: match env.parse("MP_PRICES_CHECK_MS", "1000")? {
+                    0 => bail!("MP_PRICES_CHECK_MS must be greater than 0"),
+                    ms => Duration::from_millis(ms),
+                },
             },
             budgets: BudgetConfig {
                 reservation_ttl: Duration::from_secs(env.parse("MP_RESERVATION_TTL_SECS", "600")?),

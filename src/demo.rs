@@ -20,6 +20,7 @@ use crate::{
         usage::{EventStatus, NewUsageEvent},
     },
     ingest::{IngestSettings, Ingestor, Outcome},
+    price_book::PriceBook,
     store::{self, access::OrgAccess, orgs::NewOrganization, users::NewUser, DbPool},
 };
 
@@ -104,6 +105,7 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
 
     let ingestor = Ingestor::new(
         pool.clone(),
+        PriceBook::new(pool.clone(), config.ingest.prices_check_every),
         IngestSettings {
             storage_per_mtok: config.ingest.storage_price_per_mtok,
             body_cap_bytes: config.ingest.body_cap_bytes,

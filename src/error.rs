@@ -10,6 +10,10 @@ use utoipa::ToSchema;
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// `Retry-After` of a 503 for a backing service lost: a PostgreSQL restart or fail-over
+/// takes seconds, and a request retried too early just fails again.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 /// Stable, machine-readable error codes. Clients branch on these, so a code is never
 /// renamed or reused for another meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, strum::IntoStaticStr, strum::EnumIter)]
@@ -222,11 +226,15 @@ impl AppError {
         }
     }
 
+    /// A backing service (PostgreSQL, Redis) could not be reached or dropped the
+    /// connection: nothing is wrong with the request, so it says when to try again
+    /// (callers may set a longer `Retry-After`).
     pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
         Self {
             internal: Some(cause.into()),
             ..Self::new(ErrorCode::ServiceUnavailable, "a backing service is unavailable")
         }
+        .retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
     }
 
     pub fn problem(&self) -> Problem {
@@ -288,7 +296,60 @@ impl From<diesel::result::Error> for AppError {
                 "already exists ({})",
                 info.constraint_name().unwrap_or("unique")
             )),
+            other if database_unreachable(&other) => Self::unavailable(other),
             other => Self::internal(other),
+        }
+    }
+}
+
+/// Whether a database error says that PostgreSQL or the connection to it went away
+/// (a restart, a fail-over, an administrator ending sessions), not that the statement
+/// failed: such a request is answered 503 and can be retried as it was. A transaction
+/// cut off in its commit may have committed, which is why every write a client retries
+/// is idempotent (usage events by `requestId`).
+fn database_unreachable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        // The connection is closed or could not send: no SQLSTATE at all.
+        Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(_, info) => server_going_away(info.message()),
+        Error::RollbackErrorOnCommit {
+            rollback_error,
+            commit_error,
+        } => database_unreachable(commit_error) || database_unreachable(rollback_error),
+        // A connection whose transaction state was lost with an earlier failure.
+        Error::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
+/// The messages of the SQLSTATEs a server sends when it ends or refuses sessions:
+/// 57P01 `admin_shutdown` (a fast or smart shutdown, `pg_terminate_backend`), 57P02
+/// `crash_shutdown`, 57P03 `cannot_connect_now` (starting up, shutting down, in
+/// recovery), 57P05 and 25P03 (idle timeouts). diesel's error information carries the
+/// server's message but not its SQLSTATE, so the message is what can be matched; these
+/// are the server's default (English) texts, and a server configured with another
+/// `lc_messages` answers such a cut 500 instead.
+fn server_going_away(message: &str) -> bool {
+    const PREFIXES: [&str; 3] = [
+        "terminating connection",
+        "the database system is",
+        "canceling statement due to conflict with recovery",
+    ];
+    PREFIXES.iter().any(|prefix| message.starts_with(prefix))
+}
+
+/// The error of a read several requests waited on (a cache's), for each of them: same
+/// code, detail and `Retry-After`; the cause as text.
+impl From<std::sync::Arc<AppError>> for AppError {
+    fn from(shared: std::sync::Arc<AppError>) -> Self {
+        Self {
+            code: shared.code,
+            detail: shared.detail.clone(),
+            field_errors: shared.field_errors.clone(),
+            earliest_allowed_date: shared.earliest_allowed_date,
+            retry_after_secs: shared.retry_after_secs,
+            internal: shared.internal.as_ref().map(|cause| anyhow::anyhow!("{cause:#}")),
         }
     }
 }
@@ -329,6 +390,44 @@ mod tests {
         for code in ErrorCode::iter() {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
+    }
+
+    #[test]
+    fn a_lost_database_is_503_with_retry_after_and_a_failed_statement_is_not() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let database = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        let lost = [
+            database(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            database(DatabaseErrorKind::ClosedConnection, "closed"),
+            database(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            database(DatabaseErrorKind::Unknown, "the database system is shutting down"),
+            database(DatabaseErrorKind::Unknown, "the database system is starting up"),
+            Error::RollbackErrorOnCommit {
+                rollback_error: Box::new(database(DatabaseErrorKind::UnableToSendCommand, "connection closed")),
+                commit_error: Box::new(database(
+                    DatabaseErrorKind::Unknown,
+                    "terminating connection due to administrator command",
+                )),
+            },
+        ];
+        for error in lost {
+            let shown = error.to_string();
+            let err = AppError::from(error);
+            assert_eq!(err.code(), ErrorCode::ServiceUnavailable, "{shown}");
+            assert_eq!(err.retry_after_secs, Some(UNAVAILABLE_RETRY_AFTER_SECS), "{shown}");
+            let response = err.error_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers().get("retry-after").map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+        }
+        let failed = database(DatabaseErrorKind::Unknown, "division by zero");
+        assert_eq!(AppError::from(failed).code(), ErrorCode::Internal);
+        assert_eq!(AppError::from(Error::NotFound).code(), ErrorCode::NotFound);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod live;
+pub mod price_book;
 pub mod render;
 pub mod startup;
 pub mod store;

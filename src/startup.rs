@@ -19,6 +19,7 @@ use crate::{
     ingest::{IngestSettings, Ingestor},
     jobs::{self, decision_log::DecisionLog, outbox::Wakeup, JobHandle},
     live::LiveHub,
+    price_book::PriceBook,
     store,
 };
 
@@ -70,8 +71,10 @@ impl AppState {
             config.auth.api_key_pepper.expose().to_owned(),
             config.auth.api_key_cache_ttl,
         );
+        let prices = PriceBook::new(db.clone(), config.ingest.prices_check_every);
         let ingest = Ingestor::new(
             db.clone(),
+            prices.clone(),
             IngestSettings {
                 storage_per_mtok: config.ingest.storage_price_per_mtok,
                 body_cap_bytes: config.ingest.body_cap_bytes,
@@ -81,6 +84,7 @@ impl AppState {
         let outbox = Wakeup::default();
         let enforcer = Enforcer::new(
             db.clone(),
+            prices.clone(),
             counters,
             &config.redis.key_prefix,
             DecisionLog::start(background_db.clone()),
@@ -99,6 +103,7 @@ impl AppState {
             login_throttle: LoginThrottle::new(redis.clone(), &config.redis.key_prefix, config.auth.login_throttle),
             keys,
             ingest,
+            prices,
             outbox,
             db,
             background_db,

@@ -346,6 +346,15 @@ impl Catalog {
         Self { entries }
     }
 
+    /// How many price versions it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The catalog model a reported name stands for: the catalog id it names, or the
     /// catalog id of the latest version that carries it as the provider's own name.
     /// Provider and model names match whatever their case ([`same_name`]).

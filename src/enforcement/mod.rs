@@ -30,12 +30,13 @@ use crate::{
         decision::{DecisionReason, LimitKind, ScopeSnapshot},
         identity::KeyIdentity,
         micros::{from_micros, to_micros},
-        pricing::{compute_cost, Catalog, OrgPrices, Quantities},
+        pricing::{compute_cost, Quantities},
         unpriced::UnpricedModels,
     },
     error::{AppError, AppResult},
     ingest::CommittedSpend,
     jobs::{decision_log::DecisionLog, outbox::Wakeup},
+    price_book::PriceBook,
     store::{
         self,
         decisions::DecisionRow,
@@ -121,12 +122,9 @@ pub struct Enforcer {
     /// Counts [`Enforcer::forget_rules`] calls: a re-read that overlapped one is
     /// dropped, so it cannot put back rules read before the change.
     forgets: Arc<AtomicU64>,
-    /// provider → its price versions, for estimates only (events are priced from the
-    /// database at ingestion), so a minute's staleness is harmless.
-    catalogs: Cache<String, Arc<Catalog>>,
-    /// organization → its price overrides (every provider), for estimates only, like
-    /// `catalogs`; forgotten on this instance when an operator adds one.
-    org_prices: Cache<Uuid, Arc<OrgPrices>>,
+    /// The catalog and organizations' overrides, for estimates: the same cache the
+    /// ingest path prices events with.
+    prices: PriceBook,
     /// organization → its policy for unpriced models, read only when a call names an
     /// unpriced model, kept like the rules and forgotten with them.
     unpriced_policies: Cache<Uuid, UnpricedModels>,
@@ -150,6 +148,7 @@ const MAX_UNSETTLED_IDS: usize = 10_000;
 impl Enforcer {
     pub fn new(
         pool: DbPool,
+        prices: PriceBook,
         counters: Counters,
         prefix: &str,
         decisions: DecisionLog,
@@ -167,14 +166,7 @@ impl Enforcer {
                 .build(),
             refreshing: Arc::default(),
             forgets: Arc::default(),
-            catalogs: Cache::builder()
-                .max_capacity(1_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
-            org_prices: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            prices,
             unpriced_policies: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(settings.rules_ttl)
@@ -281,12 +273,6 @@ impl Enforcer {
         });
     }
 
-    /// Forgets this instance's cached price overrides of an organization after an
-    /// operator added one (other instances follow within a minute).
-    pub async fn forget_org_prices(&self, org_id: Uuid) {
-        self.org_prices.invalidate(&org_id).await;
-    }
-
     /// What a call of `tokens` on a model is expected to cost for the organization, at
     /// the price it pays before any discount — its override in force, else the
     /// catalog's list price — so a reservation errs on the high side; `None` for a model
@@ -300,29 +286,9 @@ impl Enforcer {
         completion_tokens: i64,
         now: DateTime<Utc>,
     ) -> AppResult<Option<Decimal>> {
-        let pool = self.pool.clone();
-        let provider_key = provider.to_owned();
-        let catalog = self
-            .catalogs
-            .try_get_with(provider_key.clone(), async move {
-                let mut conn = pool.get().await?;
-                store::prices::catalog_for(&mut conn, &[provider_key])
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-            .map_err(|e| AppError::unavailable(anyhow::anyhow!("price catalog: {e}")))?;
-        let pool = self.pool.clone();
-        let overrides = self
-            .org_prices
-            .try_get_with(org_id, async move {
-                let mut conn = pool.get().await?;
-                store::org_prices::all_for_pricing(&mut conn, org_id)
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-            .map_err(|e| AppError::unavailable(anyhow::anyhow!("price overrides: {e}")))?;
+        let providers: Arc<[String]> = Arc::new([provider.to_owned()]);
+        let catalog = self.prices.catalog(providers.clone()).await?;
+        let overrides = self.prices.overrides(org_id, providers, &catalog).await?;
         let quantities = Quantities {
             prompt_tokens,
             completion_tokens,

@@ -69,7 +69,7 @@ pub async fn create_organization_price(
             .unwrap_or_else(|| new.model.clone());
     }
     let row = store::org_prices::insert(&mut conn, org_id, &new).await?;
-    state.enforcer.forget_org_prices(org_id).await;
+    state.prices.changed(&mut conn).await;
     tracing::info!(%org_id, provider = %row.provider, model = %row.model, valid_from = %row.valid_from, "price override added");
     // Its `validUntil` depends on the organization's other versions of the model.
     let view = price_view(store::org_prices::list_for_operator(&mut conn, org_id).await?, row.id);

@@ -398,6 +398,7 @@ pub async fn create_price(
         }
     }
     let row = store::prices::insert(&mut conn, &new).await?;
+    state.prices.changed(&mut conn).await;
     tracing::info!(provider = %row.provider, model = %row.model, valid_from = %row.valid_from, "price added");
     // Its `validUntil` depends on the other versions of the model.
     let view = price_views(store::prices::list(&mut conn, Some(&row.provider)).await?)
@@ -563,6 +564,7 @@ pub async fn create_discount(
     let new = body.into_inner().parse(Utc::now())?;
     let mut conn = state.conn().await?;
     let row = store::discounts::insert(&mut conn, new).await?;
+    state.prices.changed(&mut conn).await;
     tracing::info!(discount_id = %row.id, org_id = ?row.org_id, percent = %row.percent, "discount created");
     Ok(HttpResponse::Created().json(DiscountView::from(row)))
 }
@@ -588,6 +590,7 @@ pub async fn delete_discount(
     caller.0.require_operator()?;
     let mut conn = state.conn().await?;
     store::discounts::delete(&mut conn, path.discount_id).await?;
+    state.prices.changed(&mut conn).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

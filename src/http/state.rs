@@ -12,6 +12,7 @@ use crate::{
     ingest::Ingestor,
     jobs::outbox::Wakeup,
     live::LiveHub,
+    price_book::PriceBook,
     store::DbPool,
 };
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
+    /// Prices, overrides and discounts, cached; told of an operator's change.
+    pub prices: PriceBook,
     pub enforcer: Enforcer,
     /// Wakes this instance's outbox worker after a transaction that queued an email commits.
     pub outbox: Wakeup,

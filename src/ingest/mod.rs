@@ -31,6 +31,7 @@ use crate::{
     auth::KeyIdentity,
     domain::usage::{price_event, NewUsageEvent, PricedEvent, PricingContext},
     error::{AppError, AppResult, FieldError},
+    price_book::PriceBook,
     store::{
         self,
         usage::{Claim, Daily, DailyCustomers, DailyModels, DailyRoutes, EventRow, ExternalKind, Hourly},
@@ -113,6 +114,7 @@ struct Written {
 #[derive(Clone)]
 pub struct Ingestor {
     pool: DbPool,
+    prices: PriceBook,
     settings: IngestSettings,
     /// (organization, external id) → id; ids never change, so entries never go stale.
     customers: Cache<(Uuid, String), Uuid>,
@@ -128,7 +130,7 @@ pub struct Ingestor {
 pub const ROLLUP_SHARDS: u16 = 8;
 
 impl Ingestor {
-    pub fn new(pool: DbPool, settings: IngestSettings) -> Self {
+    pub fn new(pool: DbPool, prices: PriceBook, settings: IngestSettings) -> Self {
         let ids = || {
             Cache::builder()
                 .max_capacity(200_000)
@@ -137,6 +139,7 @@ impl Ingestor {
         };
         Self {
             pool,
+            prices,
             settings,
             customers: ids(),
             agents: ids(),
@@ -162,24 +165,22 @@ impl Ingestor {
         key: &KeyIdentity,
         events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,
     ) -> AppResult<Recorded> {
-        let mut conn = self.pool.get().await?;
-        let (project_mode, retention_days) = store::usage::ingest_context(&mut conn, key).await?;
         let mut providers: Vec<String> = events.iter().flatten().map(|e| e.provider.clone()).collect();
         providers.sort();
         providers.dedup();
-        let catalog = store::prices::catalog_for(&mut conn, &providers).await?;
-        let overrides = store::org_prices::for_pricing(&mut conn, key.org_id, &providers)
-            .await?
-            .keyed(&catalog);
-        let discounts = store::discounts::rules_for_org(&mut conn, key.org_id).await?;
+        // Before taking a connection: a price read on a miss takes one of its own, and
+        // requests holding theirs while waiting for it could empty the pool.
+        let prices = self.prices.for_org(key.org_id, &providers).await?;
+        let mut conn = self.pool.get().await?;
+        let (project_mode, retention_days) = store::usage::ingest_context(&mut conn, key).await?;
         let ctx = PricingContext {
             org_id: key.org_id,
             project_mode,
             retention_days,
             now: Utc::now(),
-            catalog: &catalog,
-            overrides: &overrides,
-            discounts: &discounts,
+            catalog: &prices.catalog,
+            overrides: &prices.overrides,
+            discounts: &prices.discounts,
             storage_per_mtok: self.settings.storage_per_mtok,
         };
 

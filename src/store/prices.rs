@@ -212,3 +212,30 @@ pub async fn catalog_for(conn: &mut DbConn, providers: &[String]) -> AppResult<C
     .await?;
     Ok(Catalog::new(rows.into_iter().map(CatalogEntry::from).collect()))
 }
+
+#[derive(diesel::QueryableByName)]
+struct ChangeNumber {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    number: i64,
+}
+
+/// Records that what events are priced with changed (a catalog price, an organization's
+/// override, a discount), for every instance to notice (see `crate::price_book`). Called
+/// after the change committed: an instance that notices it must read the change.
+/// Returns the change's number.
+pub async fn announce_change(conn: &mut DbConn) -> AppResult<i64> {
+    let row: ChangeNumber = diesel::sql_query("SELECT nextval('price_changes') AS number")
+        .get_result(conn)
+        .await?;
+    Ok(row.number)
+}
+
+/// The number of the latest change announced (0 before any); reading it takes no lock
+/// and touches no table.
+pub async fn last_change(conn: &mut DbConn) -> AppResult<i64> {
+    let row: ChangeNumber =
+        diesel::sql_query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS number FROM price_changes")
+            .get_result(conn)
+            .await?;
+    Ok(row.number)
+}

@@ -5,7 +5,6 @@
 
 use std::{
     net::TcpListener,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -15,7 +14,10 @@ use diesel_async::RunQueryDsl;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{authorize, eventually, expect_json, TestApp};
+use crate::{
+    helpers::{authorize, eventually, expect_json, TestApp},
+    pg_server::{as_postgres, pg_bin, postgres_account},
+};
 
 /// Everything the test's servers and clients need, in one temporary directory.
 struct Scratch {
@@ -108,40 +110,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("find a free port")
         .port()
-}
-
-/// PostgreSQL's programs: the newest installed version's, else those on PATH.
-fn pg_bin(program: &str) -> PathBuf {
-    let newest = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .max();
-    match newest {
-        Some(version) => PathBuf::from(format!("/usr/lib/postgresql/{version}/bin/{program}")),
-        None => PathBuf::from(program),
-    }
-}
-
-/// PostgreSQL refuses to run as root: then it runs as the `postgres` account.
-fn postgres_account() -> Option<(u32, u32)> {
-    let me = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&me.stdout).trim() != "0" {
-        return None;
-    }
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    Some((id("-u")?, id("-g")?))
-}
-
-fn as_postgres(command: &mut Command, account: Option<(u32, u32)>) -> &mut Command {
-    if let Some((uid, gid)) = account {
-        command.uid(uid).gid(gid);
-    }
-    command
 }
 
 const APP_ROLE: &str = "meterplane";

@@ -1,0 +1,1 @@
+DROP SEQUENCE price_changes;
