@@ -78,10 +78,10 @@ macro_rules! columns {
 
             /// Binds the rows (each reached through `get`) as one array per column.
             pub fn bind_arrays<'a, R: Sync>(
-                query: diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
+                query: $crate::store::prepared::Prepared<'a>,
                 rows: &'a [R],
                 get: impl Fn(&'a R) -> &'a Self,
-            ) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+            ) -> $crate::store::prepared::Prepared<'a> {
                 $(
                     let column: Vec<&'a $rust> = rows.iter().map(|r| &get(r).$field).collect();
                     let query = query.bind::<diesel::sql_types::Array<$sql>, _>(column);

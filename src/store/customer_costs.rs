@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     columns::{array_casts, columns},
+    prepared::Prepared,
     DbConn,
 };
 use crate::error::AppResult;
@@ -73,8 +74,7 @@ pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[CustomerCo
     if rows.is_empty() {
         return Ok(());
     }
-    let query = diesel::sql_query(upsert_sql())
-        .into_boxed()
+    let query = Prepared::new(upsert_sql())
         .bind::<SqlUuid, _>(org_id)
         .bind::<Int2, _>(shard);
     CustomerCostRow::bind_arrays(query, rows, |r| r).execute(conn).await?;

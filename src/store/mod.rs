@@ -26,6 +26,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod parties;
 pub mod partitions;
+pub mod prepared;
 pub mod prices;
 pub mod projects;
 pub mod purge;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{
     access::OrgAccess,
     columns::array_casts,
+    prepared::Prepared,
     prices::{column_list, NewPrice, PriceRow},
     schema::organizations,
     DbConn,
@@ -42,7 +43,7 @@ pub async fn insert(conn: &mut DbConn, org_id: Uuid, new: &NewPrice) -> AppResul
         id: Uuid::now_v7(),
         ..new.clone()
     }];
-    let query = diesel::sql_query(sql.as_str()).into_boxed().bind::<SqlUuid, _>(org_id);
+    let query = Prepared::new(sql.as_str()).bind::<SqlUuid, _>(org_id);
     PriceRow::bind_arrays(query, &row, |r| r)
         .get_result(conn)
         .await

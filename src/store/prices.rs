@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::{
     columns::{array_casts, columns},
+    prepared::Prepared,
     DbConn,
 };
 use crate::{
@@ -123,7 +124,7 @@ pub async fn insert(conn: &mut DbConn, new: &NewPrice) -> AppResult<PriceRow> {
         id: Uuid::now_v7(),
         ..new.clone()
     }];
-    PriceRow::bind_arrays(diesel::sql_query(sql.as_str()).into_boxed(), &row, |r| r)
+    PriceRow::bind_arrays(Prepared::new(sql.as_str()), &row, |r| r)
         .get_result(conn)
         .await
         .or_conflict("this model already has a price starting at that instant")
@@ -151,7 +152,7 @@ pub async fn upsert_all(conn: &mut DbConn, prices: &[NewPrice]) -> AppResult<usi
             id: Uuid::now_v7(),
             ..new.clone()
         }];
-        written += PriceRow::bind_arrays(diesel::sql_query(sql.as_str()).into_boxed(), &row, |r| r)
+        written += PriceRow::bind_arrays(Prepared::new(sql.as_str()), &row, |r| r)
             .execute(conn)
             .await?;
     }

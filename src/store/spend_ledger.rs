@@ -12,7 +12,7 @@ use diesel_async::RunQueryDsl;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{access::OrgAccess, schema::spend_resets, DbConn};
+use super::{access::OrgAccess, prepared::Prepared, schema::spend_resets, DbConn};
 use crate::{
     domain::{
         budget::{self, BudgetScope, Counted, SpendReset},
@@ -50,7 +50,7 @@ pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[SpendDelta
     let micros: Vec<i64> = rows.iter().map(|r| r.cost_micros).collect();
     let requests: Vec<i64> = rows.iter().map(|r| r.requests).collect();
     let tokens: Vec<i64> = rows.iter().map(|r| r.tokens).collect();
-    diesel::sql_query(
+    Prepared::new(
         "INSERT INTO spend_ledger AS l (org_id, shard, scope, scope_id, day, cost, cost_micros, requests, tokens) \
          SELECT $1, $2, t.scope, t.scope_id, t.day, t.cost, t.cost_micros, t.requests, t.tokens \
          FROM unnest($3::text[], $4::uuid[], $5::date[], $6::numeric[], $7::int8[], $8::int8[], $9::int8[]) \

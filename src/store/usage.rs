@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::{
     columns::{array_casts, columns, summed_columns},
+    prepared::Prepared,
     schema::{organizations, projects, usage_request_ids},
     DbConn,
 };
@@ -122,7 +123,7 @@ pub async fn claim_request_ids(conn: &mut DbConn, org_id: Uuid, claims: &[Claim]
     let event_ids: Vec<Uuid> = claims.iter().map(|c| c.event_id).collect();
     let occurred: Vec<DateTime<Utc>> = claims.iter().map(|c| c.occurred_at).collect();
     let fingerprints: Vec<i64> = claims.iter().map(|c| c.fingerprint).collect();
-    let claimed: Vec<Claimed> = diesel::sql_query(
+    let claimed: Vec<Claimed> = Prepared::new(
         "INSERT INTO usage_request_ids (org_id, request_id, event_id, occurred_at, fingerprint) \
          SELECT $1, t.* FROM unnest($2::text[], $3::uuid[], $4::timestamptz[], $5::int8[]) AS t \
          ON CONFLICT DO NOTHING RETURNING request_id",
@@ -266,8 +267,7 @@ pub async fn insert_events(conn: &mut DbConn, key: &KeyIdentity, rows: &[EventRo
     if rows.is_empty() {
         return Ok(());
     }
-    let query = diesel::sql_query(insert_events_sql())
-        .into_boxed()
+    let query = Prepared::new(insert_events_sql())
         .bind::<SqlUuid, _>(key.org_id)
         .bind::<SqlUuid, _>(key.project_id)
         .bind::<SqlUuid, _>(key.key_id);
@@ -621,9 +621,7 @@ pub async fn upsert_rollups<R: Resolution>(conn: &mut DbConn, org_id: Uuid, rows
     if rows.is_empty() {
         return Ok(());
     }
-    let query = diesel::sql_query(R::upsert_sql())
-        .into_boxed()
-        .bind::<SqlUuid, _>(org_id);
+    let query = Prepared::new(R::upsert_sql()).bind::<SqlUuid, _>(org_id);
     let query = RollupGrain::bind_arrays(query, rows, |r| &r.grain);
     let mut query = RollupSums::bind_arrays(query, rows, |r| &r.sums);
     for histogram in [|r: &RollupRow| r.latency_buckets, |r: &RollupRow| r.ttft_buckets] {
