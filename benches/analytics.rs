@@ -19,7 +19,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use meterplane::store::usage::{coarse_from_daily_sql, DailyCustomers, DailyModels, DailyRoutes, COARSE_DAILY_TABLES};
+use meterplane::store::{
+    entity_rollups,
+    usage::{coarse_from_daily_sql, DailyModels, COARSE_DAILY_TABLES},
+};
 
 use common::{create_tenant, post_json, psql, psql_i64, string_at, wait_ready, Harness, SERVER_BIN};
 
@@ -132,7 +135,7 @@ fn run() -> anyhow::Result<()> {
     // Roll-ups are not partitioned; autovacuum (off on some servers) would analyze them.
     psql(
         &db_url,
-        "ANALYZE usage_daily; ANALYZE usage_daily_models; ANALYZE usage_daily_customers; ANALYZE usage_daily_routes",
+        "ANALYZE usage_daily; ANALYZE usage_daily_models; ANALYZE usage_entity_rollups",
     )?;
 
     let org_events = psql_i64(
@@ -144,7 +147,7 @@ fn run() -> anyhow::Result<()> {
         &format!("SELECT count(*) FROM usage_daily WHERE org_id = '{org}'"),
     )?;
     let ratio_rows = rollup_rows as f64 / org_events as f64;
-    for table in COARSE_DAILY_TABLES {
+    for table in COARSE_DAILY_TABLES.into_iter().chain([entity_rollups::TABLE]) {
         let rows = psql_i64(&db_url, &format!("SELECT count(*) FROM {table} WHERE org_id = '{org}'"))?;
         step(&format!("{table} holds {rows} rows for the organization"));
     }
@@ -427,13 +430,8 @@ fn load(db_url: &str, org: Uuid, events: usize) -> anyhow::Result<()> {
     )?;
     step("computing the roll-ups from the events");
     psql(db_url, ROLLUPS)?;
-    for sql in [
-        coarse_from_daily_sql::<DailyModels>(),
-        coarse_from_daily_sql::<DailyCustomers>(),
-        coarse_from_daily_sql::<DailyRoutes>(),
-    ] {
-        psql(db_url, &sql)?;
-    }
+    psql(db_url, &coarse_from_daily_sql::<DailyModels>())?;
+    psql(db_url, entity_rollups::FILL_FROM_DAILY)?;
     Ok(())
 }
 

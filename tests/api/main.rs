@@ -15,6 +15,7 @@ mod budgets;
 mod counters;
 mod customers;
 mod db_restart;
+mod entity_reports;
 mod health;
 mod helpers;
 mod invoices;
