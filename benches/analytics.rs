@@ -169,6 +169,14 @@ fn run() -> anyhow::Result<()> {
             format!("{base}/activity/customers?days=90"),
         ),
         (
+            "agent breakdown, 90 days".into(),
+            format!("{base}/activity/agents?days=90"),
+        ),
+        (
+            "endpoint breakdown, 90 days".into(),
+            format!("{base}/activity/endpoints?days=90"),
+        ),
+        (
             "activity summary, 30 days".into(),
             format!("{base}/activity/summary?window=30d"),
         ),
@@ -203,6 +211,23 @@ fn run() -> anyhow::Result<()> {
             "customer breakdown, 90 days",
             format!(
                 "SELECT customer_id, count(*), sum(prompt_tokens + completion_tokens), sum(cost) FROM usage_events \
+                 WHERE org_id = '{org}' AND occurred_at >= date_trunc('day', now()) - interval '89 days' \
+                 GROUP BY 1 ORDER BY 4 DESC"
+            ),
+        ),
+        (
+            "agent breakdown, 90 days",
+            format!(
+                "SELECT agent_id, count(*), sum(prompt_tokens + completion_tokens), sum(cost) FROM usage_events \
+                 WHERE org_id = '{org}' AND occurred_at >= date_trunc('day', now()) - interval '89 days' \
+                 GROUP BY 1 ORDER BY 4 DESC"
+            ),
+        ),
+        (
+            "endpoint breakdown, 90 days",
+            format!(
+                "SELECT CASE WHEN endpoint LIKE '/a2a/%' THEN '/a2a/{{agentId}}' ELSE endpoint END, count(*), \
+                 sum(prompt_tokens + completion_tokens), sum(cost) FROM usage_events \
                  WHERE org_id = '{org}' AND occurred_at >= date_trunc('day', now()) - interval '89 days' \
                  GROUP BY 1 ORDER BY 4 DESC"
             ),
