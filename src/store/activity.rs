@@ -348,34 +348,47 @@ fn entity_sql(entity: Entity, source: Source, rows: Rows, tail: &str) -> String 
     let (table, selected) = match source {
         Source::Daily => (
             Daily::TABLE.to_owned(),
-            "d.day BETWEEN $2 AND $3 \
+            "d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
              AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5)"
                 .to_owned(),
         ),
         Source::EntityRollups => {
-            // Whole weeks from week rows, the days outside them from day rows; the
-            // trend needs every day.
-            let spans = match rows {
-                Rows::Days => "d.span = 'day' AND d.day BETWEEN $2 AND $3",
-                Rows::Totals | Rows::Models => {
-                    "((d.span = 'week' AND d.day BETWEEN $4 AND $5) \
-                     OR (d.span = 'day' AND d.day BETWEEN $2 AND $3 AND d.day NOT BETWEEN $4 AND $5 + 6))"
-                }
-            };
-            // Total rows have model ''; a model is never empty.
+            // Total rows have model ''; a model is never empty. Customers and agents
+            // have no endpoint, endpoints no entity id: saying so lets the per-entity
+            // index (org, kind, entity, endpoint, span, day) range over days.
             let models = match rows {
-                Rows::Totals | Rows::Days => "d.model = ''",
-                Rows::Models => "d.model <> ''",
+                Rows::Totals | Rows::Days => "model = ''",
+                Rows::Models => "model <> ''",
             };
-            (
-                entity_rollups::TABLE.to_owned(),
-                format!("d.kind = '{}' AND {models} AND {spans}", entity.kind()),
-            )
+            let other = match entity {
+                Entity::Customer | Entity::Agent => "endpoint = ''",
+                Entity::Endpoint => "entity_id IS NULL",
+            };
+            let scan = |span_and_days: &str| {
+                format!(
+                    "SELECT entity_id, endpoint, day, provider, model, requests, errors, prompt_tokens, \
+                       completion_tokens, cost FROM {table} \
+                     WHERE org_id = $1 AND kind = '{kind}' AND {other} AND {models} AND {span_and_days}",
+                    table = entity_rollups::TABLE,
+                    kind = entity.kind(),
+                )
+            };
+            // Whole weeks from week rows, the days outside them from day rows (two
+            // range scans, not one scan filtered by an OR); the trend needs every day.
+            let scans = match rows {
+                Rows::Days => scan("span = 'day' AND day BETWEEN $2 AND $3"),
+                Rows::Totals | Rows::Models => format!(
+                    "{} UNION ALL {}",
+                    scan("span = 'week' AND day BETWEEN $4 AND $5"),
+                    scan("span = 'day' AND day BETWEEN $2 AND $3 AND day NOT BETWEEN $4 AND $5 + 6")
+                ),
+            };
+            (format!("({scans})"), "TRUE".to_owned())
         }
     };
     format!(
         "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {ENTITY_SUMS} \
-         FROM {table} d {join} WHERE d.org_id = $1 AND {selected} {tail}"
+         FROM {table} d {join} WHERE {selected} {tail}"
     )
 }
 
