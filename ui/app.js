@@ -106,7 +106,7 @@ function App() {
 
   return html`
     <header class="topbar">
-      <div class="brand"><span class="logo" aria-hidden="true"></span> Meterplane</div>
+      <div class="brand"><span class="logo" aria-hidden="true"></span><span class="brand-text">Meterplane</span></div>
       <div class="org">
         ${me.memberships.length > 1
           ? html`<label class="sr-only" for="org-switch">Organization</label>

@@ -52,7 +52,7 @@ function PartyTable({ ctx, scope, title }) {
     ${!page && !error && html`<p class="muted" aria-busy="true">Loading…</p>`}
     ${page && page.data.length === 0 && html`<p class="empty">No ${path} yet: they appear with their first call.</p>`}
     ${page && page.data.length > 0 && html`<div class="table-wrap"><table class="table">
-      <thead><tr><th scope="col">Id</th><th scope="col" class="num">Spent</th><th scope="col" class="num">Budget</th><th scope="col" class="num hide-sm">Remaining</th><th scope="col" class="hide-sm">Period</th><th scope="col">Status</th>${ctx.canManage && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
+      <thead><tr><th scope="col">Id</th><th scope="col" class="num" title="In the current period">Spent</th><th scope="col" class="num">Budget</th><th scope="col" class="num hide-sm">Remaining</th><th scope="col" class="hide-sm">Period</th><th scope="col">Status</th>${ctx.canManage && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
       <tbody>${page.data.map((p) => {
         const b = p.budget;
         const used = b && Number(b.amount) > 0 ? Math.min(100, (100 * Number(p.spent)) / Number(b.amount)) : 0;
@@ -61,7 +61,7 @@ function PartyTable({ ctx, scope, title }) {
           <td class="num">${money(p.spent)}</td>
           <td class="num">${b ? html`${money(b.amount)}${b.source !== 'own' ? html` <span class="muted">(default)</span>` : ''}<div class="bar small"><span class=${used >= 100 ? 'bar-fill over' : used >= 80 ? 'bar-fill warn' : 'bar-fill'} style=${{ width: `${used}%` }}></span></div>` : html`<span class="muted">none</span>`}</td>
           <td class="num hide-sm">${b ? money(b.remaining) : '—'}</td>
-          <td class="hide-sm">${b ? `${b.period}${b.hardLimit ? '' : ' (alerts only)'}` : '—'}</td>
+          <td class="hide-sm">${b ? `${b.period}${b.hardLimit ? '' : ' (alerts only)'}` : p.period}</td>
           <td><span class=${p.status === 'active' ? 'pill ok' : 'pill fail'} title=${p.blockedAt ? `Blocked ${when(p.blockedAt)}` : ''}>${p.status}</span></td>
           ${ctx.canManage && html`<td class="edit-cell">${editing === p.id
             ? html`<${BudgetForm} ctx=${ctx} scope=${scope} party=${p} onDone=${(saved) => { setEditing(null); if (saved) setTick(tick + 1); }} />`

@@ -22,14 +22,21 @@ function axisStyle() {
  * Spend (bars, left axis) and requests (line, right axis) per bucket. `points` are
  * the summary's series; `hourly` picks the time labels.
  */
+/** Daily buckets are UTC days: label them so, in any time zone. */
+const utc = (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC');
+const dayLabels = (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' }));
+const DAY = 86400;
+
 export function spendAndRequestsOptions(hourly) {
   const a = axisStyle();
+  const x = hourly ? { ...a, space: 60 } : { ...a, space: 60, incrs: [DAY, 2 * DAY, 7 * DAY, 14 * DAY], values: dayLabels };
   const spend = cssColor('--c1');
   const requests = cssColor('--c2');
   return {
     height: 240,
     legend: { show: true },
     cursor: { points: { size: 7 } },
+    ...(hourly ? {} : { tzDate: utc }),
     scales: { x: { time: true }, spend: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] }, requests: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     series: [
       { value: (u, v) => (v == null ? '—' : new Date(v * 1000).toLocaleString(undefined, hourly ? { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' } : { month: 'short', day: 'numeric', timeZone: 'UTC' })) },
@@ -37,7 +44,7 @@ export function spendAndRequestsOptions(hourly) {
       { label: 'Requests', scale: 'requests', stroke: requests, width: 2, points: { show: true, size: 4 }, value: (u, v) => (v == null ? '—' : compactInt(v)) },
     ],
     axes: [
-      { ...a, space: 60 },
+      x,
       { ...a, scale: 'spend', size: 64, values: (u, vals) => vals.map((v) => money(v)) },
       { ...a, scale: 'requests', side: 1, size: 50, grid: { show: false }, values: (u, vals) => vals.map((v) => compactInt(v)) },
     ],
@@ -49,12 +56,13 @@ export function trendOptions(labels) {
   const a = axisStyle();
   return {
     height: 240,
+    tzDate: utc,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     series: [
       { value: (u, v) => (v == null ? '—' : new Date(v * 1000).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' })) },
       ...labels.map((label, i) => ({ label, stroke: paletteColor(i), width: 2, points: { show: false }, value: (u, v) => (v == null ? '—' : money(v)) })),
     ],
-    axes: [{ ...a, space: 60 }, { ...a, size: 64, values: (u, vals) => vals.map((v) => money(v)) }],
+    axes: [{ ...a, space: 60, incrs: [DAY, 2 * DAY, 7 * DAY, 14 * DAY], values: dayLabels }, { ...a, size: 64, values: (u, vals) => vals.map((v) => money(v)) }],
   };
 }
 

@@ -68,7 +68,7 @@ export function Entities({ ctx, entity, span, setSpan, filters, setFilters, refr
   const toggle = (id) => setSelected(selected.includes(id) ? selected.filter((s) => s !== id) : [...selected, id]);
 
   return html`
-    <${Toolbar} ctx=${ctx} span=${span} setSpan=${setSpan} filters=${filters} setFilters=${setFilters} setRefresh=${setRefresh} show=${['project', 'key']} busy=${!page && !error} />
+    <${Toolbar} ctx=${ctx} span=${span} setSpan=${setSpan} filters=${filters} setFilters=${setFilters} setRefresh=${setRefresh} show=${['project', 'key']} busy=${!page && !error} daily=${true} />
     ${error && html`<p class="error" role="alert">${error}</p>`}
     ${!error && html`<section class="card panel">
       <div class="panel-head"><h2>${names.title}</h2>

@@ -7,7 +7,8 @@ const usdSmall = new Intl.NumberFormat(undefined, { style: 'currency', currency:
 const compact = new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 });
 const pct = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-const shortDateTime = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const shortDateTime = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit' });
+const hourFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
 
 export const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
@@ -63,6 +64,10 @@ export function ms(n) {
 
 export function when(iso) {
   return iso ? dateTime.format(new Date(iso)) : '—';
+}
+
+export function hour(iso) {
+  return iso ? hourFmt.format(new Date(iso)) : '—';
 }
 
 export function whenShort(iso) {

@@ -4,7 +4,7 @@ import { html, useState, useEffect, useMemo } from './vendor/htm-preact-3.1.1/st
 import { api, org } from './api.js';
 import { Chart, spendAndRequestsOptions } from './chart.js';
 import { RequestLog } from './requests.js';
-import { int, money, percent, ms, utcDate, when } from './format.js';
+import { int, money, percent, ms, utcDate, hour, day } from './format.js';
 
 const WINDOWS = [
   ['24h', 'Last 24 hours', 1],
@@ -23,7 +23,7 @@ export function dayWindow(span) {
   return { days: { '24h': 1, '7d': 7, '30d': 30 }[span.kind] };
 }
 
-export function Toolbar({ ctx, span, setSpan, filters, setFilters, setRefresh, show = ['project', 'key', 'model', 'customer'], models = [], busy }) {
+export function Toolbar({ ctx, span, setSpan, filters, setFilters, setRefresh, show = ['project', 'key', 'model', 'customer'], models = [], busy, daily = false }) {
   const retention = ctx.organization.retentionDays;
   const earliest = utcDate(retention - 1);
   const today = utcDate(0);
@@ -45,7 +45,7 @@ export function Toolbar({ ctx, span, setSpan, filters, setFilters, setRefresh, s
   return html`
     <section class="toolbar" aria-label="Window and filters">
       <div class="segmented" role="group" aria-label="Time window">
-        ${WINDOWS.map(([kind, label, days]) => html`<button key=${kind} id=${`window-${kind}`} aria-pressed=${span.kind === kind}
+        ${WINDOWS.map(([kind, label, days]) => (daily && kind === '24h' ? ['24h', 'Today (UTC)', 1] : [kind, label, days])).map(([kind, label, days]) => html`<button key=${kind} id=${`window-${kind}`} aria-pressed=${span.kind === kind}
             disabled=${days > retention} title=${days > retention ? `Your plan keeps ${retention} days` : label} onClick=${() => pick(kind)}>${label}</button>`)}
         <button id="window-custom" aria-pressed=${span.kind === 'custom'} onClick=${() => pick('custom')}>Custom</button>
       </div>
@@ -80,8 +80,15 @@ export function Toolbar({ ctx, span, setSpan, filters, setFilters, setRefresh, s
       </div>
     </section>
     <p class="retention-note muted" id="retention-note">
-      The ${ctx.organization.plan} plan keeps ${retention} ${retention === 1 ? 'day' : 'days'} of history: nothing before ${earliest} (UTC) can be shown.
+      The ${ctx.organization.plan[0].toUpperCase() + ctx.organization.plan.slice(1)} plan keeps ${retention} ${retention === 1 ? 'day' : 'days'} of history: nothing before ${earliest} (UTC) can be shown.
     </p>`;
+}
+
+/** The window as a person reads it: UTC days for daily buckets, local hours otherwise. */
+function rangeLabel(summary) {
+  if (summary.resolution === 'hour') return `${hour(summary.from)} – ${hour(summary.to)}`;
+  const last = new Date(Date.parse(summary.to) - 1).toISOString();
+  return `${day(summary.from)} – ${day(last)} (UTC days)`;
 }
 
 function Card({ id, title, value, raw, sub }) {
@@ -175,7 +182,7 @@ export function Overview({ ctx, span, setSpan, filters, setFilters, refresh, set
       <${Cards} summary=${loading ? null : summary} />
       <section class="card panel">
         <div class="panel-head"><h2>${chart && chart.hourly ? 'Spend and requests per hour' : 'Spend and requests per day'}</h2>
-          ${summary && html`<span class="muted">${when(summary.from)} – ${when(summary.to)}</span>`}</div>
+          ${summary && html`<span class="muted" id="window-range" data-from=${summary.from} data-to=${summary.to}>${rangeLabel(summary)}</span>`}</div>
         ${summary ? (summary.totals.requestCount ? html`<${Chart} options=${chart.options} data=${chart.data} label="Spend and requests over the window" />` : html`<p class="empty">No requests in this window.</p>`) : html`<div class="chart-placeholder shimmer"></div>`}
       </section>
       <section class="card panel">

@@ -15,8 +15,8 @@ function Row({ row, onOpen, fresh }) {
   return html`<tr class=${fresh ? 'row fresh' : 'row'} data-id=${row.id} data-request-id=${row.requestId} onClick=${() => onOpen(row.id)}>
     <td class="nowrap">${whenShort(row.occurredAt)}</td>
     <td><${Status} row=${row} /></td>
-    <td class="hide-sm"><span class="model">${row.model}</span></td>
-    <td class="hide-sm customer">${row.user || html`<span class="muted">—</span>`}</td>
+    <td class="hide-sm nowrap"><span class="model">${row.model}</span></td>
+    <td class="hide-sm customer nowrap">${row.user || html`<span class="muted">—</span>`}</td>
     <td class="num hide-sm">${int(row.promptTokens)}</td>
     <td class="num hide-sm">${int(row.completionTokens)}</td>
     <td class="num">${int(row.totalTokens)}</td>

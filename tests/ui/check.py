@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from selenium import webdriver
@@ -152,15 +153,39 @@ def cards_loaded(driver):
     return c is not None and c["raw"] not in (None, "")
 
 
-def expect_cards(driver, summary, what):
-    t = summary["totals"]
+def shown_window(driver):
+    """The window the page shows, as the API's from/to: instants for hourly windows,
+    UTC days for daily ones (so a clock passing the hour between the page's request
+    and the test's cannot make them differ)."""
+    el = find(driver, "#window-range")
+    if el is None:
+        return None
+    start, end = el.get_attribute("data-from"), el.get_attribute("data-to")
+    hours = (datetime.fromisoformat(end) - datetime.fromisoformat(start)) / timedelta(hours=1)
+    if hours <= 48:
+        return f"from={start.replace('+00:00', 'Z')}&to={end.replace('+00:00', 'Z')}"
+    last = (datetime.fromisoformat(end) - timedelta(days=1)).date().isoformat()
+    return f"from={start[:10]}&to={last}"
+
+
+def expect_cards(driver, org, token, what, filters="", shots=None):
+    """Waits for the cards, then compares them with the API's summary of the window
+    the page shows (same filters). Returns that summary."""
+    seen = {}
 
     def matches(d):
-        if not cards_loaded(d):
+        if not cards_loaded(d) or shown_window(d) is None:
             return False
+        window = shown_window(d)
+        if seen.get("window") != window:
+            seen["window"] = window
+            seen["summary"] = call("GET", f"/v1/orgs/{org}/activity/summary?{window}{filters}", token)
+        t = seen["summary"]["totals"]
         return card(d, "requests")["raw"] == str(t["requestCount"]) and card(d, "spend")["raw"] == t["cost"]
 
     wait(driver, matches, f"cards showing {what}")
+    summary = seen["summary"]
+    t = summary["totals"]
     requests, tokens, spend, latency = (card(driver, n) for n in ("requests", "tokens", "spend", "latency"))
     # What a person reads: thousands separators, dollars and cents, the success rate.
     assert requests["value"] == f"{t['requestCount']:,}", requests
@@ -177,26 +202,27 @@ def expect_cards(driver, summary, what):
         p95 = summary["latency"]["p95Ms"]
         if p95 is not None:
             assert "p95" in latency["sub"], latency
-    return requests, spend
+    return summary
 
 
 @step("summary cards equal the API's numbers (24 hours)")
 def cards_match_api(driver, org, token):
-    summary = call("GET", f"/v1/orgs/{org}/activity/summary?window=24h", token)
-    assert summary["totals"]["requestCount"] > 0, "the demo data should have calls in the last 24 hours"
-    expect_cards(driver, summary, "the 24-hour window")
+    day = expect_cards(driver, org, token, "the 24-hour window")
+    assert day["resolution"] == "hour" and len(day["series"]) == 24, day["series"]
+    assert day["totals"]["requestCount"] > 0, "the demo data should have calls in the last 24 hours"
     wait(driver, lambda d: shown(d, "#requests-table tbody tr"), "the request log")
     wait(driver, lambda d: shown(d, ".chart canvas"), "the chart")
     shot(driver, "02-overview-24h")
-    return summary
+    return day
 
 
 @step("switching the window to 7 days changes the cards")
 def switch_window(driver, org, token, day):
     driver.find_element(By.ID, "window-7d").click()
-    week = call("GET", f"/v1/orgs/{org}/activity/summary?window=7d", token)
-    expect_cards(driver, week, "the 7-day window")
-    assert week["totals"]["requestCount"] != day["totals"]["requestCount"]
+    wait(driver, lambda d: (shown_window(d) or "").startswith("from=20") and "T" not in shown_window(d), "a 7-day window")
+    week = expect_cards(driver, org, token, "the 7-day window")
+    assert week["resolution"] == "day" and len(week["series"]) == 7, week["series"]
+    assert week["totals"]["requestCount"] > day["totals"]["requestCount"]
     assert card(driver, "requests")["value"] != f"{day['totals']['requestCount']:,}"
     shot(driver, "03-overview-7d")
 
@@ -211,8 +237,7 @@ def customer_filter(driver, org, token):
     assert len(before) > 1, f"the unfiltered log should show several customers, saw {before}"
     customer = "acme-corp"
     Select(driver.find_element(By.ID, "filter-customer")).select_by_value(customer)
-    filtered = call("GET", f"/v1/orgs/{org}/activity/summary?window=7d&customer={customer}", token)
-    expect_cards(driver, filtered, f"customer {customer}")
+    filtered = expect_cards(driver, org, token, f"customer {customer}", filters=f"&customer={customer}")
 
     def only_customer(d):
         rows = log_rows(d)
@@ -294,7 +319,7 @@ def live(driver, org, token):
 
 
 @step("the customer, agent and endpoint tabs and budgets (admin)")
-def tabs_as_admin(driver):
+def tabs_as_admin(driver, org, token):
     for tab, name in (("customers", "08-customers"), ("agents", None), ("endpoints", None)):
         driver.find_element(By.ID, f"tab-{tab}").click()
         wait(driver, lambda d: shown(d, "#entity-table tbody tr"), f"the {tab} table")
@@ -304,6 +329,17 @@ def tabs_as_admin(driver):
     driver.find_element(By.ID, "tab-budgets").click()
     wait(driver, lambda d: shown(d, "#budgets-customers tbody tr"), "the customers' budgets")
     assert driver.find_elements(By.CSS_SELECTOR, ".edit-control"), "an admin sees Set budget"
+    # Set a budget the way an admin would, and see it in the table and in the API.
+    row = driver.find_element(By.CSS_SELECTOR, "#budgets-customers tbody tr")
+    customer = row.find_element(By.CSS_SELECTOR, "td").text
+    row.find_element(By.CSS_SELECTOR, ".edit-control").click()
+    amount = wait(driver, lambda d: shown(d, "#budgets-customers .budget-form input[name=amount]"), "the budget form")
+    amount.clear()
+    amount.send_keys("25" + Keys.ENTER)
+    wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, ".budget-form")
+         and "$25.00" in d.find_element(By.CSS_SELECTOR, "#budgets-customers tbody tr").text, "the new budget in the table")
+    customers = call("GET", f"/v1/orgs/{org}/customers?externalId={customer}", token)["data"]
+    assert customers[0]["budget"]["amount"] == "25", customers
     shot(driver, "09-budgets-admin")
     driver.find_element(By.ID, "tab-overview").click()
     wait(driver, lambda d: cards_loaded(d), "the overview again")
@@ -360,7 +396,7 @@ def main():
         customer_filter(driver, org, token)
         open_drawer(driver, org, token)
         live(driver, org, token)
-        tabs_as_admin(driver)
+        tabs_as_admin(driver, org, token)
         phone_and_dark(driver)
         sign_out(driver)
         sign_in(driver, *VIEWER)
