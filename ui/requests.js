@@ -12,7 +12,14 @@ function Status({ row }) {
 }
 
 function Row({ row, onOpen, fresh }) {
-  return html`<tr class=${fresh ? 'row fresh' : 'row'} data-id=${row.id} data-request-id=${row.requestId} onClick=${() => onOpen(row.id)}>
+  const onKeyDown = (e) => {
+    if (e.target === e.currentTarget && (e.key === 'Enter' || e.key === ' ')) {
+      e.preventDefault();
+      onOpen(row.id);
+    }
+  };
+  return html`<tr class=${fresh ? 'row fresh' : 'row'} data-id=${row.id} data-request-id=${row.requestId} tabindex="0"
+    aria-label=${`Request ${row.requestId}: open its details`} onClick=${() => onOpen(row.id)} onKeyDown=${onKeyDown}>
     <td class="nowrap">${whenShort(row.occurredAt)}</td>
     <td><${Status} row=${row} /></td>
     <td class="hide-sm nowrap"><span class="model">${row.model}</span></td>
@@ -22,7 +29,7 @@ function Row({ row, onOpen, fresh }) {
     <td class="num">${int(row.totalTokens)}</td>
     <td class="num hide-sm">${ms(row.latencyMs)}</td>
     <td class="num">${row.unpriced ? html`<span class="muted" title="No price for this model">unpriced</span>` : moneyFine(row.cost)}</td>
-    <td class="hide-sm"><button class="link mono request-link" onClick=${(e) => { e.stopPropagation(); onOpen(row.id); }} aria-label=${`Open request ${row.requestId}`}>${row.requestId}</button></td>
+    <td class="hide-sm"><span class="mono request-link">${row.requestId}</span></td>
   </tr>`;
 }
 

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from selenium import webdriver
@@ -137,13 +137,19 @@ def step(name):
 
 
 @step("sign in")
-def sign_in(driver, email, password, shot_name=None):
+def sign_in(driver, email, password, shot_name=None, organization=None):
     driver.get(BASE + "/ui/")
     wait(driver, lambda d: shown(d, "#email"), "the sign-in form")
     if shot_name:
         shot(driver, shot_name)
     driver.find_element(By.ID, "email").send_keys(email)
     driver.find_element(By.ID, "password").send_keys(password + Keys.ENTER)
+    if organization:
+        # Members of several organizations choose one first.
+        wait(driver, lambda d: shown(d, ".org-choice"), "the organization chooser")
+        shot(driver, "01b-choose-organization")
+        choice = next(b for b in driver.find_elements(By.CSS_SELECTOR, ".org-choice") if organization in b.text)
+        choice.click()
     wait(driver, lambda d: shown(d, "#signout"), "the signed-in header")
     assert driver.find_element(By.ID, "signed-in-as").text == email
 
@@ -227,6 +233,52 @@ def switch_window(driver, org, token, day):
     shot(driver, "03-overview-7d")
 
 
+def set_date(driver, element_id, value):
+    # What typing into a date field does, without depending on the locale's format.
+    driver.execute_script(
+        "const el = document.getElementById(arguments[0]); el.value = arguments[1];"
+        "el.dispatchEvent(new Event('input', {bubbles: true}));", element_id, value)
+
+
+@step("custom dates; days the plan does not keep are refused")
+def custom_window(driver, org, token):
+    driver.find_element(By.ID, "window-custom").click()
+    start = (datetime.now(timezone.utc) - timedelta(days=10)).date().isoformat()
+    end = (datetime.now(timezone.utc) - timedelta(days=4)).date().isoformat()
+    set_date(driver, "custom-from", start)
+    set_date(driver, "custom-to", end)
+    driver.find_element(By.CSS_SELECTOR, ".custom-range button[type=submit]").click()
+    wait(driver, lambda d: shown_window(d) == f"from={start}&to={end}", "the custom window")
+    custom = expect_cards(driver, org, token, "the custom dates")
+    assert len(custom["series"]) == 7, custom["series"]
+    retention = call("GET", f"/v1/orgs/{org}", token)["retentionDays"]
+    note = driver.find_element(By.ID, "retention-note").text
+    assert f"keeps {retention} days" in note, note
+    too_old = (datetime.now(timezone.utc) - timedelta(days=retention + 30)).date().isoformat()
+    set_date(driver, "custom-from", too_old)
+    driver.find_element(By.CSS_SELECTOR, ".custom-range button[type=submit]").click()
+    # The date field itself refuses days the plan does not keep (its minimum is the
+    # oldest day kept), so the window stays as it was.
+    refused = driver.execute_script("return document.getElementById('custom-from').validity.rangeUnderflow")
+    assert refused, "a day before the retention is refused by the form"
+    time.sleep(0.3)
+    assert shown_window(driver) == f"from={start}&to={end}"
+    shot(driver, "04-custom-dates-before-retention")
+    driver.find_element(By.ID, "window-7d").click()
+    wait(driver, cards_loaded, "the 7-day window again")
+
+
+@step("an organization without calls shows empty states")
+def empty_org(driver):
+    Select(driver.find_element(By.ID, "org-switch")).select_by_visible_text("Second Org")
+    wait(driver, lambda d: cards_loaded(d) and card(d, "requests")["raw"] == "0", "the empty organization's cards")
+    wait(driver, lambda d: "No requests match" in d.find_element(By.ID, "request-log").text, "the empty request log")
+    assert "No requests in this window" in driver.page_source
+    shot(driver, "13-empty-organization")
+    Select(driver.find_element(By.ID, "org-switch")).select_by_visible_text("Demo Org")
+    wait(driver, lambda d: cards_loaded(d) and card(d, "requests")["raw"] != "0", "the demo organization again")
+
+
 def log_rows(driver):
     return driver.find_elements(By.CSS_SELECTOR, "#requests-table tbody tr")
 
@@ -280,7 +332,9 @@ def check_drawer(driver, org, token, event_id):
 def open_drawer(driver, org, token):
     row = log_rows(driver)[0]
     event_id = row.get_attribute("data-id")
-    row.click()
+    # By keyboard: a row takes the focus and Enter opens it.
+    driver.execute_script("arguments[0].focus()", row)
+    row.send_keys(Keys.ENTER)
     detail = check_drawer(driver, org, token, event_id)
     assert Decimal(detail["cost"]) > 0
     shot(driver, "05-request-drawer")
@@ -388,15 +442,19 @@ def main():
     token = login(*ADMIN)
     me = call("GET", "/v1/me", token)
     org = next(m["organization"]["id"] for m in me["memberships"] if m["organization"]["name"] == "Demo Org")
+    if not any(m["organization"]["name"] == "Second Org" for m in me["memberships"]):
+        call("POST", "/v1/orgs", token, body={"name": "Second Org"})
     driver = browser()
     try:
-        sign_in(driver, *ADMIN, "01-sign-in")
+        sign_in(driver, *ADMIN, "01-sign-in", "Demo Org")
         day = cards_match_api(driver, org, token)
         switch_window(driver, org, token, day)
+        custom_window(driver, org, token)
         customer_filter(driver, org, token)
         open_drawer(driver, org, token)
         live(driver, org, token)
         tabs_as_admin(driver, org, token)
+        empty_org(driver)
         phone_and_dark(driver)
         sign_out(driver)
         sign_in(driver, *VIEWER)
