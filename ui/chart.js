@@ -26,6 +26,8 @@ function axisStyle() {
 const utc = (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC');
 const dayLabels = (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' }));
 const DAY = 86400;
+/** Tick steps for counts: whole numbers only. */
+const WHOLE = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000, 100000, 250000, 500000, 1000000];
 
 export function spendAndRequestsOptions(hourly) {
   const a = axisStyle();
@@ -46,7 +48,7 @@ export function spendAndRequestsOptions(hourly) {
     axes: [
       x,
       { ...a, scale: 'spend', size: 64, values: (u, vals) => vals.map((v) => money(v)) },
-      { ...a, scale: 'requests', side: 1, size: 50, grid: { show: false }, values: (u, vals) => vals.map((v) => compactInt(v)) },
+      { ...a, scale: 'requests', side: 1, size: 50, grid: { show: false }, incrs: WHOLE, values: (u, vals) => vals.map((v) => compactInt(v)) },
     ],
   };
 }

@@ -213,7 +213,26 @@ export function Drawer({ ctx, eventId, onClose }) {
   }, [eventId]);
   useEffect(() => {
     closeRef.current?.focus();
-    const onKey = (e) => e.key === 'Escape' && onClose();
+    const onKey = (e) => {
+      if (e.key === 'Escape') onClose();
+      if (e.key !== 'Tab') return;
+      // Keep the focus inside the drawer while it is open.
+      const drawer = document.getElementById('drawer');
+      const focusable = drawer ? [...drawer.querySelectorAll('button, [href], input, select, [tabindex="0"]')] : [];
+      if (!focusable.length) return;
+      const first = focusable[0];
+      const last = focusable[focusable.length - 1];
+      if (!drawer.contains(document.activeElement)) {
+        e.preventDefault();
+        first.focus();
+      } else if (e.shiftKey && document.activeElement === first) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && document.activeElement === last) {
+        e.preventDefault();
+        first.focus();
+      }
+    };
     document.addEventListener('keydown', onKey);
     const back = opener.current;
     return () => {

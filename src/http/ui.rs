@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 use actix_web::{
+    guard,
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
 };
@@ -77,13 +78,11 @@ fn etags() -> &'static [String] {
 
 /// One resource per file: the request metrics label routes by pattern, and a fixed
 /// list keeps that label's values bounded (a `{tail:.*}` pattern cannot be a label).
-/// Any other path under `/ui/` falls through to the API's 404 problem.
+/// Any other path under `/ui/`, or another method, falls through to the API's 404
+/// problem (the guard is on the resource, as on the API's own routes).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/ui")
-            .route(web::get().to(to_index))
-            .route(web::head().to(to_index)),
-    );
+    let read = || guard::Any(guard::Get()).or(guard::Head());
+    cfg.service(web::resource("/ui").guard(read()).to(to_index));
     for (index, asset) in ASSETS.iter().enumerate() {
         let handler = move |req: HttpRequest| async move { serve(&req, index) };
         let mut paths = vec![format!("/ui/{}", asset.path)];
@@ -91,11 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             paths.push("/ui/".to_owned());
         }
         for path in paths {
-            cfg.service(
-                web::resource(path)
-                    .route(web::get().to(handler))
-                    .route(web::head().to(handler)),
-            );
+            cfg.service(web::resource(path).guard(read()).to(handler));
         }
     }
 }

@@ -119,10 +119,17 @@ async fn the_dashboard_is_served_with_its_types_a_strict_policy_and_validators()
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
 
-    // The update notes are not served, and neither is anything else.
-    for path in ["/ui/README.md", "/ui/../Cargo.toml", "/ui/missing.js"] {
-        let missing = app.request(Method::GET, path).send().await.unwrap();
-        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{path}");
+    // The update notes are not served, and neither is anything else; what is not
+    // served is the API's problem document, as for any unknown route.
+    for (method, path) in [
+        (Method::GET, "/ui/README.md"),
+        (Method::GET, "/ui/../Cargo.toml"),
+        (Method::GET, "/ui/missing.js"),
+        (Method::POST, "/ui/"),
+    ] {
+        let missing = app.request(method.clone(), path).send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(missing.headers()[header::CONTENT_TYPE], "application/problem+json");
     }
 }
 
