@@ -122,7 +122,7 @@ function App() {
       </div>
     </header>
     <nav class="navbar" aria-label="Dashboard"><${Tabs} tab=${tab} setTab=${setTab} /></nav>
-    <main id="panel" role="tabpanel" aria-labelledby=${`tab-${tab}`} class="content">
+    <main id="panel" key=${organization.id} role="tabpanel" aria-labelledby=${`tab-${tab}`} class="content">
       ${tab === 'overview' && html`<${Overview} ...${shared} />`}
       ${(tab === 'customers' || tab === 'agents' || tab === 'endpoints') && html`<${Entities} key=${tab} entity=${tab} ...${shared} />`}
       ${tab === 'budgets' && html`<${Budgets} ctx=${ctx} />`}
