@@ -285,8 +285,10 @@ def log_rows(driver):
 
 @step("the customer filter narrows the request log and the cards")
 def customer_filter(driver, org, token):
-    before = {r.find_element(By.CSS_SELECTOR, ".customer").text for r in log_rows(driver)}
-    assert len(before) > 1, f"the unfiltered log should show several customers, saw {before}"
+    def customers_shown(d):
+        return {r.find_element(By.CSS_SELECTOR, ".customer").text for r in log_rows(d)}
+
+    wait(driver, lambda d: len(customers_shown(d)) > 1, "several customers in the unfiltered log")
     customer = "acme-corp"
     Select(driver.find_element(By.ID, "filter-customer")).select_by_value(customer)
     filtered = expect_cards(driver, org, token, f"customer {customer}", filters=f"&customer={customer}")
@@ -297,8 +299,9 @@ def customer_filter(driver, org, token):
 
     wait(driver, only_customer, f"only {customer} in the request log")
     page = call("GET", f"/v1/orgs/{org}/spend-logs?customer={customer}&limit=25&from={filtered['from']}", token)
-    shown_ids = [r.get_attribute("data-id") for r in log_rows(driver)]
-    assert shown_ids == [e["id"] for e in page["data"]], "the log shows the API's first page, newest first"
+    shown_ids = [e["id"] for e in page["data"]]
+    wait(driver, lambda d: [r.get_attribute("data-id") for r in log_rows(d)] == shown_ids,
+         "the log to show the API's first page, newest first")
     # Cursor paging: the next page continues where the first ended.
     if page.get("nextCursor"):
         driver.find_element(By.ID, "page-older").click()
