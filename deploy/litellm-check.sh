@@ -25,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 . deploy/lib/services.sh
+. deploy/lib/checks.sh
 . deploy/lib/litellm.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/meterplane-litellm.XXXXXX")
@@ -34,16 +35,6 @@ db_name=
 redis_prefix=mp-litellm-$$:
 check_start=$(date +%s)
 summary=()
-
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
 
 cleanup() {
   local rc=$?
@@ -81,29 +72,6 @@ stage() { # stage NAME COMMAND...: runs in this shell, stops the check when it f
   summary+=("$(printf '%-6s %4ss' "$name" $(( $(date +%s) - start )))")
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-random_secret() {
-  python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
-}
-
-wait_http() { # wait_http URL PID LOG SECONDS
-  local url=$1 pid=$2 logf=$3 seconds=$4
-  for _ in $(seq 1 $((seconds * 5))); do
-    curl -fsS "$url" >/dev/null 2>&1 && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "exited during start-up:" >&2
-      tail -n 30 "$logf" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
-  echo "$url did not answer within ${seconds}s" >&2
-  return 1
-}
-
 # --- stages -----------------------------------------------------------------------------
 
 unit() {
@@ -112,16 +80,6 @@ unit() {
 
 build() {
   build_meterplane
-}
-
-drop_stale_databases() {
-  local db pid
-  for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname ~ '^mp_litellm_[0-9]+$'"); do
-    pid=${db#mp_litellm_}
-    if ! kill -0 "$pid" 2>/dev/null; then
-      psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-    fi
-  done
 }
 
 # Signs up an owner with an organization, makes a credits project and a key; writes
@@ -155,7 +113,7 @@ start_server() {
   local bin port
   bin=$(meterplane_bin "$root")
   ensure_services
-  drop_stale_databases
+  drop_stale_databases mp_litellm
   db_name=mp_litellm_$$
   psql_admin -c "CREATE DATABASE $db_name OWNER $MP_DB_USER" >/dev/null
   port=$(free_port)

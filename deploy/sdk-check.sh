@@ -46,6 +46,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 . deploy/lib/services.sh
+. deploy/lib/checks.sh
 . deploy/lib/tools.sh
 
 doc=$(realpath "${MP_SDK_OPENAPI:-openapi/openapi.json}")
@@ -160,14 +161,6 @@ skip() {
   log "[$1] skipped: $2"
 }
 
-random_secret() {
-  python3 -c 'import secrets; print(secrets.token_urlsafe(48))'
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # --- stages -------------------------------------------------------------------------
 
 validate() {
@@ -182,22 +175,11 @@ build() {
   build_meterplane
 }
 
-drop_stale_databases() {
-  # Databases of earlier runs whose process is gone (killed before its clean-up).
-  local db pid
-  for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname ~ '^mp_sdk_[0-9]+$'"); do
-    pid=${db#mp_sdk_}
-    if ! kill -0 "$pid" 2>/dev/null; then
-      psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-    fi
-  done
-}
-
 start_server() {
   local bin port
   bin=$(meterplane_bin "$root")
   ensure_services
-  drop_stale_databases
+  drop_stale_databases mp_sdk
   db_name=mp_sdk_$$
   psql_admin -c "CREATE DATABASE $db_name OWNER $MP_DB_USER" >/dev/null
   port=$(free_port)

@@ -28,6 +28,7 @@ bind=${MP_BIND:-127.0.0.1:8080}
 cat <<TXT
 
 Meterplane is starting on http://$bind   (Ctrl-C stops it)
+  Dashboard:      http://$bind/ui/   (demo@meterplane.local / meterplane-demo)
   API reference:  http://$bind/docs/
   OpenAPI:        http://$bind/openapi.json
   Operator:       $OPERATOR_EMAIL / $OPERATOR_PASSWORD

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Command 2 of the README: the whole test suite against real PostgreSQL and Redis,
-# then the SDK check (deploy/sdk-check.sh) and the LiteLLM check
-# (deploy/litellm-check.sh). Each test clones its own database from a
+# then the SDK check (deploy/sdk-check.sh), the LiteLLM check
+# (deploy/litellm-check.sh) and the dashboard in a browser (deploy/ui-check.sh). Each test clones its own database from a
 # migrated template and uses its own Redis key prefix, so tests run in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,4 +57,14 @@ elif [ $# -gt 0 ]; then
   log "skipping the LiteLLM check (a narrowed test run)"
 else
   bash deploy/litellm-check.sh
+fi
+
+# Then the dashboard in headless Chromium (deploy/ui-check.sh), against the demo data.
+# MP_SKIP_UI_CHECK=1 skips it; so does a narrowed run.
+if [ "${MP_SKIP_UI_CHECK:-0}" = 1 ]; then
+  log "skipping the dashboard check (MP_SKIP_UI_CHECK=1)"
+elif [ $# -gt 0 ]; then
+  log "skipping the dashboard check (a narrowed test run)"
+else
+  bash deploy/ui-check.sh
 fi

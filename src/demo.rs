@@ -16,7 +16,7 @@ use crate::{
         password::Password,
         plan::Plan,
         project_mode::ProjectMode,
-        role::Access,
+        role::{Access, Role},
         usage::{EventStatus, NewUsageEvent},
     },
     ingest::{IngestSettings, Ingestor, Outcome},
@@ -26,6 +26,8 @@ use crate::{
 
 pub const DEMO_EMAIL: &str = "demo@meterplane.local";
 pub const DEMO_PASSWORD: &str = "meterplane-demo";
+/// A read-only member of the demo organization (same password), to see what viewers see.
+pub const DEMO_VIEWER_EMAIL: &str = "viewer@meterplane.local";
 const SAMPLE_DAYS: i64 = 21;
 
 struct SampleProject {
@@ -86,7 +88,7 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
     if store::prices::list(&mut conn, None).await?.is_empty() {
         crate::cli::load_price_file(pool, crate::cli::BUNDLED_PRICES).await?;
     }
-    let user = demo_user(&mut conn).await?;
+    let user = demo_user(&mut conn, DEMO_EMAIL, "Demo User").await?;
     let caller = user.caller();
     let org_id = match store::orgs::list_for_user(&mut conn, user.id).await?.first() {
         Some((org, _)) => org.id,
@@ -102,6 +104,8 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
     // Pro keeps 90 days, so three weeks of history fit.
     store::orgs::set_plan(&mut conn, org_id, Plan::Pro, Plan::Pro.retention_days(None)?).await?;
     let access = store::access::authorize(&mut conn, &caller, org_id, Access::Manage).await?;
+    let viewer = demo_user(&mut conn, DEMO_VIEWER_EMAIL, "Demo Viewer").await?;
+    store::members::ensure(&mut conn, &access, viewer.id, Role::Viewer).await?;
 
     let ingestor = Ingestor::new(
         pool.clone(),
@@ -148,6 +152,7 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
     }
     let (project_id, secret) = printed_key.context("no demo project")?;
     println!("demo user:     {DEMO_EMAIL} / {DEMO_PASSWORD}");
+    println!("demo viewer:   {DEMO_VIEWER_EMAIL} / {DEMO_PASSWORD} (read only)");
     println!("organization:  {org_id}");
     println!("project:       {project_id}");
     println!("api key:       {secret}");
@@ -155,8 +160,8 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo_user(conn: &mut store::DbConn) -> anyhow::Result<store::users::User> {
-    let email = EmailAddress::parse(DEMO_EMAIL)?;
+async fn demo_user(conn: &mut store::DbConn, address: &str, name: &str) -> anyhow::Result<store::users::User> {
+    let email = EmailAddress::parse(address)?;
     if let Some(user) = store::users::find_by_email(conn, &email).await? {
         return Ok(user);
     }
@@ -164,7 +169,7 @@ async fn demo_user(conn: &mut store::DbConn) -> anyhow::Result<store::users::Use
     let new = NewUser {
         email,
         password_hash,
-        display_name: "Demo User".into(),
+        display_name: name.into(),
         is_operator: false,
     };
     let user = store::users::insert(conn, new).await?;

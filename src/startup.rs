@@ -174,6 +174,7 @@ impl Application {
                 .configure(http::routes(batch_limit))
                 .into_app()
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs.clone()))
+                .configure(http::ui::configure)
                 .default_service(web::to(rejections::route_not_found))
         })
         .listen(listener)?;

@@ -36,6 +36,7 @@ pub mod schemas;
 pub mod spend_logs;
 pub mod state;
 pub mod summary;
+pub mod ui;
 pub mod usage;
 pub mod validate;
 

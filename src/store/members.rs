@@ -139,6 +139,23 @@ pub async fn add(
     .await
 }
 
+/// Makes an existing account a member with `role`, unless it is one already (then its
+/// role stays as it is). For `meterplane demo`, whose accounts are made verified by the
+/// operator's own command: no invitation or email is involved.
+pub async fn ensure(conn: &mut DbConn, access: &OrgAccess, user_id: Uuid, role: Role) -> AppResult<Member> {
+    access.require(role.access_to_assign())?;
+    diesel::insert_into(memberships::table)
+        .values((
+            memberships::org_id.eq(access.org_id()),
+            memberships::user_id.eq(user_id),
+            memberships::role.eq(role),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    get(conn, access.org_id(), user_id).await
+}
+
 pub async fn change_role(conn: &mut DbConn, access: &OrgAccess, user_id: Uuid, role: Role) -> AppResult<Member> {
     access.require(Access::Manage)?;
     let org_id = access.org_id();

@@ -43,5 +43,6 @@ mod summary;
 mod tenancy;
 mod tls;
 mod tokens;
+mod ui;
 mod unpriced_policy;
 mod usage;
