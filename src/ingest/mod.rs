@@ -7,6 +7,7 @@
 //! disagree with the events.
 
 mod customer_costs;
+pub mod group;
 mod ledger;
 mod rollups;
 

@@ -15,6 +15,7 @@ mod budgets;
 mod counters;
 mod customers;
 mod db_restart;
+mod group_commit;
 mod health;
 mod helpers;
 mod invoices;
