@@ -8,6 +8,7 @@
 
 mod customer_costs;
 mod entity_rollups;
+pub mod group;
 mod ledger;
 mod rollups;
 

@@ -16,6 +16,7 @@ mod counters;
 mod customers;
 mod db_restart;
 mod entity_reports;
+mod group_commit;
 mod health;
 mod helpers;
 mod invoices;
