@@ -211,6 +211,9 @@ fn sample_events(sample: &SampleProject, seed: u64) -> Vec<NewUsageEvent> {
             let failed = rng.random_bool(0.04);
             let prompt_tokens = rng.random_range(200..6_000);
             let cache_hit = rng.random_bool(0.1);
+            let latency_ms = rng.random_range(150..4_000);
+            // The first token comes before the call ends.
+            let ttft_ms = rng.random_range(80..=latency_ms.min(900));
             events.push(NewUsageEvent {
                 request_id: format!("demo-{seed}-{days_ago}-{call}"),
                 endpoint: agent.map_or_else(|| "/chat/completions".to_owned(), |a| format!("/a2a/{a}")),
@@ -240,8 +243,8 @@ fn sample_events(sample: &SampleProject, seed: u64) -> Vec<NewUsageEvent> {
                 audio_input_tokens: 0,
                 audio_output_tokens: 0,
                 images: 0,
-                latency_ms: Some(rng.random_range(150..4_000)),
-                ttft_ms: Some(rng.random_range(80..900)),
+                latency_ms: Some(latency_ms),
+                ttft_ms: Some(ttft_ms),
                 cache_hit,
                 retries: i32::from(failed),
                 started_at: Some(occurred_at),
