@@ -52,6 +52,26 @@ pub fn array_casts(types: &[&str], first: usize) -> String {
         .join(", ")
 }
 
+/// The upsert of a sharded sum table: rows bound as one array per column (`$3` on,
+/// after the organization and shard) inserted in their order, and on a conflict with
+/// `{table}_grain` every column after the first `grain_len` added to the stored row.
+pub fn sharded_sum_upsert_sql(table: &str, columns: &[&str], types: &[&str], grain_len: usize) -> String {
+    let names = columns.join(", ");
+    let t_columns = columns.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+    let sums = columns[grain_len..]
+        .iter()
+        .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} AS r (org_id, shard, {names}) \
+         SELECT $1, $2, {t_columns} FROM unnest({arrays}) WITH ORDINALITY AS t({names}, ord) \
+         ORDER BY t.ord \
+         ON CONFLICT ON CONSTRAINT {table}_grain DO UPDATE SET {sums}",
+        arrays = array_casts(types, 3),
+    )
+}
+
 /// Declares a struct of columns. Each field is `name: RustType => SqlType`; the struct
 /// gets `COLUMNS` (names, in order), `TYPES` (their PostgreSQL types) and
 /// `bind_arrays`, which binds one array per column, in order, borrowing from the rows.

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use uuid::Uuid;
 
 use super::{
-    columns::{array_casts, columns},
+    columns::{columns, sharded_sum_upsert_sql},
     prepared::Prepared,
     DbConn,
 };
@@ -46,23 +46,11 @@ const GRAIN_LEN: usize = 6;
 fn upsert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let columns = CustomerCostRow::COLUMNS.join(", ");
-        let t_columns = CustomerCostRow::COLUMNS
-            .iter()
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sums = CustomerCostRow::COLUMNS[GRAIN_LEN..]
-            .iter()
-            .map(|c| format!("{c} = l.{c} + EXCLUDED.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "INSERT INTO customer_cost_daily AS l (org_id, shard, {columns}) \
-             SELECT $1, $2, {t_columns} FROM unnest({arrays}) WITH ORDINALITY AS t({columns}, ord) \
-             ORDER BY t.ord \
-             ON CONFLICT ON CONSTRAINT customer_cost_daily_grain DO UPDATE SET {sums}",
-            arrays = array_casts(CustomerCostRow::TYPES, 3),
+        sharded_sum_upsert_sql(
+            "customer_cost_daily",
+            CustomerCostRow::COLUMNS,
+            CustomerCostRow::TYPES,
+            GRAIN_LEN,
         )
     })
 }
@@ -91,7 +79,7 @@ mod tests {
             &CustomerCostRow::COLUMNS[..GRAIN_LEN],
             &["day", "customer_id", "provider", "model", "price_id", "discount_id"]
         );
-        assert!(upsert_sql().contains("requests = l.requests + EXCLUDED.requests"));
-        assert!(!upsert_sql().contains("model = l.model"));
+        assert!(upsert_sql().contains("requests = r.requests + EXCLUDED.requests"));
+        assert!(!upsert_sql().contains("model = r.model"));
     }
 }

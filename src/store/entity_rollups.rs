@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use uuid::Uuid;
 
 use super::{
-    columns::{array_casts, columns},
+    columns::{columns, sharded_sum_upsert_sql},
     prepared::Prepared,
     DbConn,
 };
@@ -53,26 +53,7 @@ const GRAIN_LEN: usize = 7;
 
 fn upsert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let columns = EntityRollupRow::COLUMNS.join(", ");
-        let t_columns = EntityRollupRow::COLUMNS
-            .iter()
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sums = EntityRollupRow::COLUMNS[GRAIN_LEN..]
-            .iter()
-            .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "INSERT INTO {TABLE} AS r (org_id, shard, {columns}) \
-             SELECT $1, $2, {t_columns} FROM unnest({arrays}) WITH ORDINALITY AS t({columns}, ord) \
-             ORDER BY t.ord \
-             ON CONFLICT ON CONSTRAINT {TABLE}_grain DO UPDATE SET {sums}",
-            arrays = array_casts(EntityRollupRow::TYPES, 3),
-        )
-    })
+    SQL.get_or_init(|| sharded_sum_upsert_sql(TABLE, EntityRollupRow::COLUMNS, EntityRollupRow::TYPES, GRAIN_LEN))
 }
 
 /// Adds `rows` in shard `shard`. Rows come sorted by grain
