@@ -19,7 +19,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use meterplane::store::usage::{coarse_from_daily_sql, DailyCustomers, DailyModels, DailyRoutes, COARSE_DAILY_TABLES};
+use meterplane::store::{
+    entity_rollups,
+    usage::{coarse_from_daily_sql, DailyModels, COARSE_DAILY_TABLES},
+};
 
 use common::{create_tenant, post_json, psql, psql_i64, string_at, wait_ready, Harness, SERVER_BIN};
 
@@ -132,7 +135,7 @@ fn run() -> anyhow::Result<()> {
     // Roll-ups are not partitioned; autovacuum (off on some servers) would analyze them.
     psql(
         &db_url,
-        "ANALYZE usage_daily; ANALYZE usage_daily_models; ANALYZE usage_daily_customers; ANALYZE usage_daily_routes",
+        "ANALYZE usage_daily; ANALYZE usage_daily_models; ANALYZE usage_entity_rollups",
     )?;
 
     let org_events = psql_i64(
@@ -144,7 +147,7 @@ fn run() -> anyhow::Result<()> {
         &format!("SELECT count(*) FROM usage_daily WHERE org_id = '{org}'"),
     )?;
     let ratio_rows = rollup_rows as f64 / org_events as f64;
-    for table in COARSE_DAILY_TABLES {
+    for table in COARSE_DAILY_TABLES.into_iter().chain([entity_rollups::TABLE]) {
         let rows = psql_i64(&db_url, &format!("SELECT count(*) FROM {table} WHERE org_id = '{org}'"))?;
         step(&format!("{table} holds {rows} rows for the organization"));
     }
@@ -164,6 +167,14 @@ fn run() -> anyhow::Result<()> {
         (
             "customer breakdown, 90 days".into(),
             format!("{base}/activity/customers?days=90"),
+        ),
+        (
+            "agent breakdown, 90 days".into(),
+            format!("{base}/activity/agents?days=90"),
+        ),
+        (
+            "endpoint breakdown, 90 days".into(),
+            format!("{base}/activity/endpoints?days=90"),
         ),
         (
             "activity summary, 30 days".into(),
@@ -200,6 +211,23 @@ fn run() -> anyhow::Result<()> {
             "customer breakdown, 90 days",
             format!(
                 "SELECT customer_id, count(*), sum(prompt_tokens + completion_tokens), sum(cost) FROM usage_events \
+                 WHERE org_id = '{org}' AND occurred_at >= date_trunc('day', now()) - interval '89 days' \
+                 GROUP BY 1 ORDER BY 4 DESC"
+            ),
+        ),
+        (
+            "agent breakdown, 90 days",
+            format!(
+                "SELECT agent_id, count(*), sum(prompt_tokens + completion_tokens), sum(cost) FROM usage_events \
+                 WHERE org_id = '{org}' AND occurred_at >= date_trunc('day', now()) - interval '89 days' \
+                 GROUP BY 1 ORDER BY 4 DESC"
+            ),
+        ),
+        (
+            "endpoint breakdown, 90 days",
+            format!(
+                "SELECT CASE WHEN endpoint LIKE '/a2a/%' THEN '/a2a/{{agentId}}' ELSE endpoint END, count(*), \
+                 sum(prompt_tokens + completion_tokens), sum(cost) FROM usage_events \
                  WHERE org_id = '{org}' AND occurred_at >= date_trunc('day', now()) - interval '89 days' \
                  GROUP BY 1 ORDER BY 4 DESC"
             ),
@@ -427,13 +455,8 @@ fn load(db_url: &str, org: Uuid, events: usize) -> anyhow::Result<()> {
     )?;
     step("computing the roll-ups from the events");
     psql(db_url, ROLLUPS)?;
-    for sql in [
-        coarse_from_daily_sql::<DailyModels>(),
-        coarse_from_daily_sql::<DailyCustomers>(),
-        coarse_from_daily_sql::<DailyRoutes>(),
-    ] {
-        psql(db_url, &sql)?;
-    }
+    psql(db_url, &coarse_from_daily_sql::<DailyModels>())?;
+    psql(db_url, entity_rollups::FILL_FROM_DAILY)?;
     Ok(())
 }
 

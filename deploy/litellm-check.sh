@@ -210,10 +210,13 @@ YAML
   (
     cd "$work"
     # Meterplane's DATABASE_URL and REDIS_URL are not the proxy's: without them it keeps no database.
+    # The generic logger drops a router's failed attempt only when the success comes in
+    # the same flush (docs/litellm.md); with a 3 s flush, a busy machine split the
+    # fallback call's two logs across flushes now and then. 10 s makes that rare.
     exec env -u DATABASE_URL -u REDIS_URL LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_MASTER_KEY="$master_key" \
       METERPLANE_URL="$base_url" METERPLANE_API_KEY="$MP_CALLBACK_KEY" METERPLANE_FLUSH_INTERVAL=0.2 \
       GENERIC_LOGGER_ENDPOINT="$base_url/v1/integrations/litellm/logs" \
-      GENERIC_LOGGER_HEADERS="X-Api-Key=$MP_GENERIC_KEY" DEFAULT_FLUSH_INTERVAL_SECONDS=3 \
+      GENERIC_LOGGER_HEADERS="X-Api-Key=$MP_GENERIC_KEY" DEFAULT_FLUSH_INTERVAL_SECONDS=10 \
       "$LITELLM_VENV/bin/litellm" --config "$work/config.yaml" --host 127.0.0.1 --port "$port" --num_workers 1
   ) >"$work/proxy.log" 2>&1 &
   proxy_pid=$!

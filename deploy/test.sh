@@ -34,6 +34,8 @@ fi
 # The outside checks below run the debug binary the suite has just built, unless
 # MP_CHECK_PROFILE says otherwise (run alone, they build and run a release binary).
 export MP_CHECK_PROFILE=${MP_CHECK_PROFILE:-debug}
+# The suite's build made target/debug/meterplane (its tests run it): the checks reuse it.
+export MP_CHECK_BINARY_BUILT=1
 
 # Then the OpenAPI document from the outside: validator, linter, generated Python and
 # TypeScript clients against the server, schemathesis (deploy/sdk-check.sh).

@@ -224,6 +224,11 @@ pub struct IngestConfig {
     /// (`crate::price_book`): a change made through another instance applies here
     /// within this time.
     pub prices_check_every: Duration,
+    /// Most events one group transaction of coalesced small requests holds
+    /// (`crate::ingest::group`); 1 records every request in a transaction of its own.
+    pub group_max_events: usize,
+    /// Group transactions of one API key running at once.
+    pub group_in_flight: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -402,6 +407,14 @@ impl Config {
                 prices_check_every: match env.parse("MP_PRICES_CHECK_MS", "1000")? {
                     0 => bail!("MP_PRICES_CHECK_MS must be greater than 0"),
                     ms => Duration::from_millis(ms),
+                },
+                group_max_events: match env.parse("MP_INGEST_GROUP_MAX_EVENTS", "500")? {
+                    0 => bail!("MP_INGEST_GROUP_MAX_EVENTS must be at least 1 (1: no coalescing)"),
+                    n => n,
+                },
+                group_in_flight: match env.parse("MP_INGEST_GROUP_IN_FLIGHT", "4")? {
+                    0 => bail!("MP_INGEST_GROUP_IN_FLIGHT must be at least 1"),
+                    n => n,
                 },
             },
             budgets: BudgetConfig {

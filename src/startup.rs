@@ -16,7 +16,10 @@ use crate::{
     counters::Counters,
     enforcement::{EnforcementSettings, Enforcer},
     http::{self, rejections, state::AppState},
-    ingest::{IngestSettings, Ingestor},
+    ingest::{
+        group::{GroupCommit, GroupSettings},
+        IngestSettings, Ingestor,
+    },
     jobs::{self, decision_log::DecisionLog, outbox::Wakeup, JobHandle},
     live::LiveHub,
     price_book::PriceBook,
@@ -80,6 +83,11 @@ impl AppState {
                 body_cap_bytes: config.ingest.body_cap_bytes,
             },
         );
+        let ingest_groups = GroupCommit::new(GroupSettings {
+            max_events: config.ingest.group_max_events,
+            in_flight: config.ingest.group_in_flight,
+        })
+        .context("building the ingest group metrics")?;
         let counters = Counters::new(redis.clone(), &config.redis.key_prefix);
         let outbox = Wakeup::default();
         let enforcer = Enforcer::new(
@@ -103,6 +111,7 @@ impl AppState {
             login_throttle: LoginThrottle::new(redis.clone(), &config.redis.key_prefix, config.auth.login_throttle),
             keys,
             ingest,
+            ingest_groups,
             prices,
             outbox,
             db,
@@ -153,6 +162,10 @@ impl Application {
         let decisions = state.enforcer.decision_log().clone();
         let live = state.live.clone();
         let metrics = metrics()?;
+        metrics
+            .registry
+            .register(Box::new(state.ingest_groups.sizes().clone()))
+            .context("registering the ingest group metrics")?;
         let metrics_registry = metrics.registry.clone();
         let docs = http::openapi::document();
         let known_routes = web::Data::new(rejections::KnownRoutes::from_document(&docs));

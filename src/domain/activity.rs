@@ -1,7 +1,7 @@
 //! The day window an analytics query covers, and what the organization's retention
 //! lets it see.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
 use super::usage::retention_start;
 
@@ -117,6 +117,35 @@ pub fn iso_date(text: &str) -> Result<NaiveDate, super::Invalid> {
         .ok_or_else(|| super::Invalid::new("must be a date as YYYY-MM-DD"))
 }
 
+/// The Monday that starts the ISO week holding `day`.
+pub fn week_start(day: NaiveDate) -> NaiveDate {
+    day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()))
+}
+
+/// The endpoint an entity report groups a call under: its path, except that every
+/// `/a2a/{agentId}` path is one endpoint (the agents themselves are the agent report).
+pub fn endpoint_group(path: &str) -> &str {
+    if path.starts_with("/a2a/") {
+        A2A_ENDPOINT
+    } else {
+        path
+    }
+}
+
+/// The one endpoint every agent-to-agent call is reported under.
+pub const A2A_ENDPOINT: &str = "/a2a/{agentId}";
+
+impl DayWindow {
+    /// The Mondays of the first and last ISO weeks that lie wholly inside the window;
+    /// `None` when no whole week does. A report sums whole weeks from week roll-ups and
+    /// only the days outside them from day roll-ups.
+    pub fn whole_weeks(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let first = week_start(self.from + chrono::Days::new(6));
+        let last = week_start(self.to + chrono::Days::new(1)) - chrono::Days::new(7);
+        (first <= last).then_some((first, last))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -126,6 +155,66 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 2, 15, 30, 0).unwrap()
+    }
+
+    #[test]
+    fn whole_weeks_are_the_iso_weeks_inside_the_window() {
+        // 2026-11-30 is a Monday.
+        assert_eq!(week_start(day("2026-11-30")), day("2026-11-30"));
+        assert_eq!(week_start(day("2026-12-06")), day("2026-11-30"));
+        assert_eq!(week_start(day("2026-12-07")), day("2026-12-07"));
+        let weeks = |from: &str, to: &str| {
+            DayWindow {
+                from: day(from),
+                to: day(to),
+            }
+            .whole_weeks()
+        };
+        // Exactly one week; one week with a day on each side; two weeks.
+        assert_eq!(
+            weeks("2026-11-30", "2026-12-06"),
+            Some((day("2026-11-30"), day("2026-11-30")))
+        );
+        assert_eq!(
+            weeks("2026-11-29", "2026-12-07"),
+            Some((day("2026-11-30"), day("2026-11-30")))
+        );
+        assert_eq!(
+            weeks("2026-11-23", "2026-12-06"),
+            Some((day("2026-11-23"), day("2026-11-30")))
+        );
+        // Seven days that are not one ISO week; a single day.
+        assert_eq!(weeks("2026-12-01", "2026-12-07"), None);
+        assert_eq!(weeks("2026-12-02", "2026-12-02"), None);
+    }
+
+    proptest! {
+        /// The whole weeks and the days outside them cover each day of the window once.
+        #[test]
+        fn whole_weeks_and_edge_days_cover_the_window_once(start in 0u64..800, len in 0u64..120) {
+            let from = day("2025-01-01") + chrono::Days::new(start);
+            let w = DayWindow { from, to: from + chrono::Days::new(len) };
+            let mut covered = Vec::new();
+            if let Some((first, last)) = w.whole_weeks() {
+                prop_assert!(first >= w.from && last + chrono::Days::new(6) <= w.to);
+                let mut monday = first;
+                while monday <= last {
+                    covered.extend((0..7).map(|i| monday + chrono::Days::new(i)));
+                    monday = monday + chrono::Days::new(7);
+                }
+            }
+            let in_weeks = |d: NaiveDate| w.whole_weeks().is_some_and(|(f, l)| d >= f && d <= l + chrono::Days::new(6));
+            covered.extend(w.each_day().filter(|d| !in_weeks(*d)));
+            covered.sort();
+            prop_assert_eq!(covered, w.each_day().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn agent_calls_share_one_endpoint() {
+        assert_eq!(endpoint_group("/a2a/planner"), A2A_ENDPOINT);
+        assert_eq!(endpoint_group("/chat/completions"), "/chat/completions");
+        assert_eq!(endpoint_group("/a2a"), "/a2a");
     }
 
     fn day(text: &str) -> NaiveDate {

@@ -27,7 +27,7 @@ use crate::{
     error::{AppError, AppResult, ErrorCode, Problem},
     store::{
         self,
-        activity::{ActivityFilter, DayGroup, Entity, EntityGroup, EntitySort, EntitySums, Grouping},
+        activity::{ActivityFilter, DayGroup, Entity, EntityGroup, EntitySort, EntitySums, Grouping, Keys},
         usage::RollupSums,
     },
 };
@@ -252,7 +252,9 @@ pub async fn get_activity(
         false => None,
     };
     let customers = match q.customer_breakdown {
-        true => Some(store::activity::by_day(&mut conn, &access, &filter, Grouping::Customer).await?),
+        true => Some(
+            store::activity::entity_details(&mut conn, &access, &filter, Entity::Customer, Keys::All, false).await?,
+        ),
         false => None,
     };
     Ok(web::Json(ActivityResponse {
@@ -300,11 +302,19 @@ fn days(
     window: DayWindow,
     models: Vec<DayGroup>,
     keys: Option<Vec<DayGroup>>,
-    customers: Option<Vec<DayGroup>>,
+    customers: Option<Vec<EntityGroup>>,
 ) -> Vec<DayActivity> {
     let mut models = per_day(models);
     let mut keys = keys.map(per_day);
-    let mut customers = customers.map(per_day);
+    let mut customers = customers.map(|rows| {
+        let mut days: BTreeMap<NaiveDate, Vec<EntityGroup>> = BTreeMap::new();
+        for row in rows {
+            if let Some(day) = row.day {
+                days.entry(day).or_default().push(row);
+            }
+        }
+        days
+    });
     window
         .each_day()
         .map(|day| {
@@ -405,10 +415,10 @@ fn key_usage(row: DayGroup) -> Option<ApiKeyUsage> {
     })
 }
 
-fn customer_usage(row: DayGroup) -> CustomerUsage {
+fn customer_usage(row: EntityGroup) -> CustomerUsage {
     let s = &row.sums;
     CustomerUsage {
-        id: row.group_id.as_deref().and_then(|id| id.parse().ok()),
+        id: row.key.as_deref().and_then(|id| id.parse().ok()),
         external_id: row.label,
         request_count: s.requests,
         total_tokens: s.prompt_tokens + s.completion_tokens,
@@ -609,8 +619,9 @@ pub async fn list_entity_activity(
     let (page, more) =
         store::activity::entities(&mut conn, &access, &filter, entity, &ids, sort, limit, offset).await?;
     let keys: Vec<Option<String>> = page.iter().map(|e| e.key.clone()).collect();
-    let mut daily = by_key(store::activity::entity_details(&mut conn, &access, &filter, entity, &keys, false).await?);
-    let mut models = by_key(store::activity::entity_details(&mut conn, &access, &filter, entity, &keys, true).await?);
+    let keys = Keys::These(&keys);
+    let mut daily = by_key(store::activity::entity_details(&mut conn, &access, &filter, entity, keys, false).await?);
+    let mut models = by_key(store::activity::entity_details(&mut conn, &access, &filter, entity, keys, true).await?);
     let data = page
         .into_iter()
         .map(|e| {

@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     enforcement::Enforcer,
     error::AppResult,
-    ingest::Ingestor,
+    ingest::{group::GroupCommit, Ingestor},
     jobs::outbox::Wakeup,
     live::LiveHub,
     price_book::PriceBook,
@@ -33,6 +33,8 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
+    /// Coalesces concurrent small ingest requests of a key into shared transactions.
+    pub ingest_groups: GroupCommit,
     /// Prices, overrides and discounts, cached; told of an operator's change.
     pub prices: PriceBook,
     pub enforcer: Enforcer,

@@ -24,7 +24,10 @@ use crate::{
         MAX_IMAGES, MAX_METADATA_BYTES, MAX_RETRIES, MAX_TOKENS,
     },
     error::{AppError, AppResult, FieldError, Problem},
-    ingest::Outcome,
+    ingest::{
+        group::{Flush, Submitted},
+        Outcome,
+    },
 };
 
 pub const MAX_BATCH: usize = 1_000;
@@ -459,8 +462,29 @@ fn result(index: usize, request_id: Option<String>, outcome: Outcome) -> EventRe
 }
 
 /// Records events, then settles what the transaction committed into the budget
-/// counters (and releases the reservations of the calls that reported).
+/// counters (and releases the reservations of the calls that reported). A small
+/// request shares its transaction with the concurrent ones of the same key
+/// (`crate::ingest::group`).
 pub(crate) async fn record_and_settle(
+    state: &AppState,
+    key: &KeyIdentity,
+    events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,
+) -> AppResult<Vec<Outcome>> {
+    if state.ingest_groups.coalesces(events.len()) {
+        state.ingest_groups.submit(state, key, events).await
+    } else {
+        record_now(state, key, events).await
+    }
+}
+
+impl Flush for AppState {
+    async fn flush(&self, key: KeyIdentity, events: Vec<Submitted>) -> AppResult<Vec<Outcome>> {
+        record_now(self, &key, events).await
+    }
+}
+
+/// Records events in one transaction of their own, then settles them.
+async fn record_now(
     state: &AppState,
     key: &KeyIdentity,
     events: Vec<Result<NewUsageEvent, Vec<FieldError>>>,

@@ -7,6 +7,8 @@
 //! disagree with the events.
 
 mod customer_costs;
+mod entity_rollups;
+pub mod group;
 mod ledger;
 mod rollups;
 
@@ -34,7 +36,7 @@ use crate::{
     price_book::PriceBook,
     store::{
         self,
-        usage::{Claim, Daily, DailyCustomers, DailyModels, DailyRoutes, EventRow, ExternalKind, Hourly},
+        usage::{Claim, Daily, DailyModels, EventRow, ExternalKind, Hourly},
         DbConn, DbPool,
     },
 };
@@ -386,13 +388,11 @@ impl Ingestor {
             store::usage::upsert_rollups::<Daily>(conn, key.org_id, &daily).await?;
             let hourly = rollups::aggregate::<Hourly>(key, &rows, shard);
             store::usage::upsert_rollups::<Hourly>(conn, key.org_id, &hourly).await?;
-            // The coarse tables, in `store::usage::COARSE_DAILY_TABLES` order.
             let models = rollups::aggregate::<DailyModels>(key, &rows, shard);
             store::usage::upsert_rollups::<DailyModels>(conn, key.org_id, &models).await?;
-            let customers = rollups::aggregate::<DailyCustomers>(key, &rows, shard);
-            store::usage::upsert_rollups::<DailyCustomers>(conn, key.org_id, &customers).await?;
-            let routes = rollups::aggregate::<DailyRoutes>(key, &rows, shard);
-            store::usage::upsert_rollups::<DailyRoutes>(conn, key.org_id, &routes).await?;
+            // The per-entity reports' narrow roll-ups.
+            let entities = entity_rollups::aggregate(&rows);
+            store::entity_rollups::add(conn, key.org_id, shard, &entities).await?;
             // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
             store::spend_ledger::add(conn, key.org_id, shard, &spend.by_scope).await?;

@@ -1,6 +1,8 @@
-//! Analytics reads: sums over the daily roll-ups (`usage_daily`), never over raw
-//! events. Every summed column comes from `RollupSums`, so a column added there is
-//! read here too.
+//! Analytics reads: sums over the roll-ups, never over raw events. Organization-wide
+//! activity reads `usage_daily_models`, the per-entity reports `usage_entity_rollups`;
+//! a filter by project or key reads `usage_daily`, the only table that keeps them.
+//! Every summed column of the activity comes from `RollupSums`, so a column added there
+//! is read here too.
 
 use chrono::NaiveDate;
 use diesel::{
@@ -13,7 +15,8 @@ use uuid::Uuid;
 
 use super::{
     access::OrgAccess,
-    usage::{summed_select, Daily, DailyCustomers, DailyModels, DailyRoutes, Resolution, RollupSums},
+    entity_rollups,
+    usage::{summed_select, Daily, DailyModels, Resolution, RollupSums},
     DbConn,
 };
 use crate::{domain::activity::DayWindow, error::AppResult};
@@ -34,15 +37,15 @@ impl ActivityFilter {
     }
 }
 
-/// The sums of one day and one group (a model, a key or a customer).
+/// The sums of one day and one group (a model or a key).
 #[derive(QueryableByName)]
 pub struct DayGroup {
     #[diesel(sql_type = Date)]
     pub day: NaiveDate,
-    /// The model's provider; the key's or customer's name for the other groupings.
+    /// The model's provider; the key's name.
     #[diesel(sql_type = Nullable<Text>)]
     pub label: Option<String>,
-    /// The catalog model id; the key's or customer's id as text.
+    /// The catalog model id; the key's id as text.
     #[diesel(sql_type = Nullable<Text>)]
     pub group_id: Option<String>,
     #[diesel(embed)]
@@ -56,8 +59,6 @@ pub enum Grouping {
     Model,
     /// By API key (with its name).
     ApiKey,
-    /// By customer (with its external id); calls without one form their own group.
-    Customer,
 }
 
 /// Sums per day and group over the window, in day order.
@@ -70,15 +71,9 @@ pub async fn by_day(
     let (label, group_id, join) = match grouping {
         Grouping::Model => ("d.provider", "d.model", ""),
         Grouping::ApiKey => ("k.name", "d.api_key_id::text", "JOIN api_keys k ON k.id = d.api_key_id"),
-        Grouping::Customer => (
-            "c.external_id",
-            "d.customer_id::text",
-            "LEFT JOIN customers c ON c.id = d.customer_id",
-        ),
     };
     let table = match grouping {
         Grouping::Model if filter.is_unfiltered() => DailyModels::TABLE,
-        Grouping::Customer if filter.is_unfiltered() => DailyCustomers::TABLE,
         _ => Daily::TABLE,
     };
     let sql = format!(
@@ -102,45 +97,89 @@ pub enum Entity {
     Endpoint,
 }
 
+/// Where a per-entity read sums from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `usage_entity_rollups`: per entity, day or week, model or total; no project or key.
+    EntityRollups,
+    /// `usage_daily`, every dimension: for a filter by project or key.
+    Daily,
+}
+
+impl Source {
+    fn of(filter: &ActivityFilter) -> Self {
+        match filter.is_unfiltered() {
+            true => Source::EntityRollups,
+            false => Source::Daily,
+        }
+    }
+}
+
+/// Which sums a per-entity read adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Per entity over the whole window.
+    Totals,
+    /// Per entity and day.
+    Days,
+    /// Per entity and model over the whole window.
+    Models,
+}
+
 impl Entity {
     /// (key, label, join): the key identifies the entity, the label is what the tenant
     /// calls it (customer and agent external ids; the path).
-    fn parts(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Entity::Customer => (
+    fn parts(self, source: Source) -> (&'static str, &'static str, &'static str) {
+        match (self, source) {
+            (Entity::Customer, Source::EntityRollups) => (
+                "d.entity_id::text",
+                "c.external_id",
+                "LEFT JOIN customers c ON c.id = d.entity_id",
+            ),
+            (Entity::Agent, Source::EntityRollups) => (
+                "d.entity_id::text",
+                "a.external_id",
+                "LEFT JOIN agents a ON a.id = d.entity_id",
+            ),
+            (Entity::Endpoint, Source::EntityRollups) => ("d.endpoint", "d.endpoint", ""),
+            (Entity::Customer, Source::Daily) => (
                 "d.customer_id::text",
                 "c.external_id",
                 "LEFT JOIN customers c ON c.id = d.customer_id",
             ),
-            Entity::Agent => (
+            (Entity::Agent, Source::Daily) => (
                 "d.agent_id::text",
                 "a.external_id",
                 "LEFT JOIN agents a ON a.id = d.agent_id",
             ),
-            Entity::Endpoint => (ENDPOINT_KEY, ENDPOINT_KEY, ""),
+            (Entity::Endpoint, Source::Daily) => (ENDPOINT_KEY, ENDPOINT_KEY, ""),
         }
     }
 
     /// The condition `key = ANY($n)` on the stored column, so that an index on it
     /// serves the lookup (the key is the id as text).
-    fn key_in(self, n: usize) -> String {
-        match self {
-            Entity::Customer => format!("d.customer_id = ANY(${n}::uuid[])"),
-            Entity::Agent => format!("d.agent_id = ANY(${n}::uuid[])"),
-            Entity::Endpoint => format!("{ENDPOINT_KEY} = ANY(${n})"),
+    fn key_in(self, source: Source, n: usize) -> String {
+        match (self, source) {
+            (Entity::Customer | Entity::Agent, Source::EntityRollups) => format!("d.entity_id = ANY(${n}::uuid[])"),
+            (Entity::Endpoint, Source::EntityRollups) => format!("d.endpoint = ANY(${n})"),
+            (Entity::Customer, Source::Daily) => format!("d.customer_id = ANY(${n}::uuid[])"),
+            (Entity::Agent, Source::Daily) => format!("d.agent_id = ANY(${n}::uuid[])"),
+            (Entity::Endpoint, Source::Daily) => format!("{ENDPOINT_KEY} = ANY(${n})"),
         }
     }
 
-    /// The smallest roll-up table that keeps this entity and what `filter` selects by.
-    fn table(self, filter: &ActivityFilter) -> &'static str {
+    /// Its `kind` in `usage_entity_rollups`.
+    fn kind(self) -> &'static str {
+        let [customer, agent, endpoint] = entity_rollups::KINDS;
         match self {
-            _ if !filter.is_unfiltered() => Daily::TABLE,
-            Entity::Customer => DailyCustomers::TABLE,
-            Entity::Agent | Entity::Endpoint => DailyRoutes::TABLE,
+            Entity::Customer => customer,
+            Entity::Agent => agent,
+            Entity::Endpoint => endpoint,
         }
     }
 }
 
+/// `domain::activity::endpoint_group` in SQL, for `usage_daily`'s raw paths.
 const ENDPOINT_KEY: &str = "(CASE WHEN d.endpoint LIKE '/a2a/%' THEN '/a2a/{agentId}' ELSE d.endpoint END)";
 
 /// How a page of entities is ordered (largest first; ties by key).
@@ -219,18 +258,19 @@ pub async fn entities(
         EntitySort::Spend => "cost DESC, requests DESC",
         EntitySort::Requests => "requests DESC, cost DESC",
     };
-    let (_, label, _) = entity.parts();
+    let source = Source::of(filter);
+    let (_, label, _) = entity.parts(source);
     // An empty list keeps every entity.
     let sql = entity_sql(
         entity,
-        entity.table(filter),
-        WINDOW_TOTALS,
+        source,
+        Rows::Totals,
         &format!(
             "AND (cardinality($6::text[]) = 0 OR {label} = ANY($6)) \
              GROUP BY 1, 2 ORDER BY {order}, 1 NULLS FIRST LIMIT $7 OFFSET $8"
         ),
     );
-    let mut rows: Vec<EntityGroup> = bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
+    let mut rows: Vec<EntityGroup> = bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .bind::<diesel::sql_types::Array<Text>, _>(labels)
         .bind::<diesel::sql_types::BigInt, _>(limit + 1)
         .bind::<diesel::sql_types::BigInt, _>(offset)
@@ -241,64 +281,145 @@ pub async fn entities(
     Ok((rows, more))
 }
 
+/// Which entities a detail read covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Keys<'k> {
+    /// Every entity of the kind.
+    All,
+    /// The entities with these keys (`EntityGroup::key`; `None` is the calls without a
+    /// customer or agent).
+    These(&'k [Option<String>]),
+}
+
 /// The daily trend (`by_model` false) or the model breakdown (`by_model` true) of the
-/// entities whose keys are given.
+/// entities `keys` names.
 pub async fn entity_details(
     conn: &mut DbConn,
     access: &OrgAccess,
     filter: &ActivityFilter,
     entity: Entity,
-    keys: &[Option<String>],
+    keys: Keys<'_>,
     by_model: bool,
 ) -> AppResult<Vec<EntityGroup>> {
-    let (key, _, _) = entity.parts();
-    // The coarse tables do not keep models: the breakdown reads `usage_daily`.
-    let (table, extra, group) = match by_model {
-        true => (Daily::TABLE, BY_MODEL, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
-        false => (entity.table(filter), BY_DAY, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+    let source = Source::of(filter);
+    let (key, _, _) = entity.parts(source);
+    let (rows, group) = match by_model {
+        true => (Rows::Models, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
+        false => (Rows::Days, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
     };
     // A NULL key (calls without a customer or agent) is matched with `IS NULL`.
-    let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
-    let with_null = keys.iter().any(Option::is_none);
+    let (wanted, with_null, every): (Vec<String>, bool, bool) = match keys {
+        Keys::All => (Vec::new(), true, true),
+        Keys::These(keys) => (
+            keys.iter().flatten().cloned().collect(),
+            keys.iter().any(Option::is_none),
+            false,
+        ),
+    };
     let sql = entity_sql(
         entity,
-        table,
-        extra,
-        &format!("AND ({} OR ($7 AND {key} IS NULL)) {group}", entity.key_in(6)),
+        source,
+        rows,
+        &format!(
+            "AND ($8 OR {} OR ($7 AND {key} IS NULL)) {group}",
+            entity.key_in(source, 6)
+        ),
     );
-    Ok(bind_filter(diesel::sql_query(sql).into_boxed(), access, filter)
+    Ok(bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .bind::<diesel::sql_types::Array<Text>, _>(wanted)
         .bind::<diesel::sql_types::Bool, _>(with_null)
+        .bind::<diesel::sql_types::Bool, _>(every)
         .load(conn)
         .await?)
 }
 
-/// The `day, provider, model` columns of each kind of entity query.
-const WINDOW_TOTALS: [&str; 3] = ["NULL::date", "NULL::text", "NULL::text"];
-const BY_DAY: [&str; 3] = ["d.day", "NULL::text", "NULL::text"];
-const BY_MODEL: [&str; 3] = ["NULL::date", "d.provider", "d.model"];
-
-/// `SELECT key, label, day, provider, model, <entity sums> FROM <table> d <join> WHERE
-/// <organization, window, project, key> <tail>`; `$1`–`$5` are bound by [`bind_filter`].
-fn entity_sql(entity: Entity, table: &str, [day, provider, model]: [&str; 3], tail: &str) -> String {
-    let (key, label, join) = entity.parts();
+/// `SELECT key, label, day, provider, model, <entity sums> FROM <source> d <join> WHERE
+/// <organization, window, …> <tail>`; `$1`–`$5` are bound by [`bind_entity_filter`]: the
+/// organization, the window's first and last day, then the project and key for
+/// `usage_daily`, or the Mondays of the window's first and last whole weeks for
+/// `usage_entity_rollups`.
+fn entity_sql(entity: Entity, source: Source, rows: Rows, tail: &str) -> String {
+    let (key, label, join) = entity.parts(source);
+    let (day, provider, model) = match rows {
+        Rows::Totals => ("NULL::date", "NULL::text", "NULL::text"),
+        Rows::Days => ("d.day", "NULL::text", "NULL::text"),
+        Rows::Models => ("NULL::date", "d.provider", "d.model"),
+    };
+    let (table, selected) = match source {
+        Source::Daily => (
+            Daily::TABLE.to_owned(),
+            "d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
+             AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5)"
+                .to_owned(),
+        ),
+        Source::EntityRollups => {
+            // Total rows have model ''; a model is never empty. Customers and agents
+            // have no endpoint, endpoints no entity id: saying so lets the per-entity
+            // index (org, kind, entity, endpoint, span, day) range over days.
+            let models = match rows {
+                Rows::Totals | Rows::Days => "model = ''",
+                Rows::Models => "model <> ''",
+            };
+            let other = match entity {
+                Entity::Customer | Entity::Agent => "endpoint = ''",
+                Entity::Endpoint => "entity_id IS NULL",
+            };
+            let scan = |span_and_days: &str| {
+                format!(
+                    "SELECT entity_id, endpoint, day, provider, model, requests, errors, prompt_tokens, \
+                       completion_tokens, cost FROM {table} \
+                     WHERE org_id = $1 AND kind = '{kind}' AND {other} AND {models} AND {span_and_days}",
+                    table = entity_rollups::TABLE,
+                    kind = entity.kind(),
+                )
+            };
+            // Whole weeks from week rows, the days outside them from day rows (two
+            // range scans, not one scan filtered by an OR); the trend needs every day.
+            let scans = match rows {
+                Rows::Days => scan("span = 'day' AND day BETWEEN $2 AND $3"),
+                Rows::Totals | Rows::Models => format!(
+                    "{} UNION ALL {}",
+                    scan("span = 'week' AND day BETWEEN $4 AND $5"),
+                    scan("span = 'day' AND day BETWEEN $2 AND $3 AND day NOT BETWEEN $4 AND $5 + 6")
+                ),
+            };
+            (format!("({scans})"), "TRUE".to_owned())
+        }
+    };
     format!(
         "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {ENTITY_SUMS} \
-         FROM {table} d {join} \
-         WHERE d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
-           AND ($4::uuid IS NULL OR d.project_id = $4) AND ($5::uuid IS NULL OR d.api_key_id = $5) {tail}"
+         FROM {table} d {join} WHERE {selected} {tail}"
     )
 }
 
-fn bind_filter<'a>(
-    query: diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
-    access: &OrgAccess,
-    filter: &ActivityFilter,
-) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+type Query<'a> = diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>;
+
+/// Binds `$1`–`$5` of a `usage_daily` read: organization, window, project, key.
+fn bind_filter<'a>(query: Query<'a>, access: &OrgAccess, filter: &ActivityFilter) -> Query<'a> {
     query
         .bind::<SqlUuid, _>(access.org_id())
         .bind::<Date, _>(filter.window.from)
         .bind::<Date, _>(filter.window.to)
         .bind::<Nullable<SqlUuid>, _>(filter.project_id)
         .bind::<Nullable<SqlUuid>, _>(filter.api_key_id)
+}
+
+/// Binds `$1`–`$5` of an [`entity_sql`] read.
+fn bind_entity_filter<'a>(query: Query<'a>, access: &OrgAccess, filter: &ActivityFilter) -> Query<'a> {
+    match Source::of(filter) {
+        Source::Daily => bind_filter(query, access, filter),
+        Source::EntityRollups => {
+            // No whole week: an empty week range whose days exclude nothing.
+            let (first, last) = filter.window.whole_weeks().unwrap_or((
+                filter.window.to + chrono::Days::new(7),
+                filter.window.from - chrono::Days::new(14),
+            ));
+            query
+                .bind::<SqlUuid, _>(access.org_id())
+                .bind::<Date, _>(filter.window.from)
+                .bind::<Date, _>(filter.window.to)
+                .bind::<Date, _>(first)
+                .bind::<Date, _>(last)
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod customer_costs;
 pub mod decisions;
 pub mod defaults;
 pub mod discounts;
+pub mod entity_rollups;
 pub mod invitations;
 pub mod invoices;
 pub mod limits;

@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::{
-    partitions,
+    entity_rollups, partitions,
     usage::{Daily, Resolution, COARSE_DAILY_TABLES},
     DbConn,
 };
@@ -21,13 +21,10 @@ const REQUEST_IDS: &str = "DELETE FROM usage_request_ids WHERE org_id = $1 AND r
     (SELECT request_id FROM usage_request_ids WHERE org_id = $1 AND occurred_at < $2 LIMIT $3)";
 const DECISIONS: &str = "DELETE FROM authorize_decisions WHERE org_id = $1 AND (decided_at, id) IN \
     (SELECT decided_at, id FROM authorize_decisions WHERE org_id = $1 AND decided_at < $2 LIMIT $3)";
-/// The daily roll-up tables: `usage_daily` and its coarse copies, kept alike.
-const DAILY_ROLLUPS: [&str; 4] = [
-    Daily::TABLE,
-    COARSE_DAILY_TABLES[0],
-    COARSE_DAILY_TABLES[1],
-    COARSE_DAILY_TABLES[2],
-];
+/// The daily roll-up tables: `usage_daily`, its coarse copy and the per-entity
+/// roll-ups, kept alike. A week row goes with its Monday: a window holding the whole
+/// week starts on or before that Monday, so it is refused once the Monday has expired.
+const DAILY_ROLLUPS: [&str; 3] = [Daily::TABLE, COARSE_DAILY_TABLES[0], entity_rollups::TABLE];
 
 /// Roll-ups are keyed by day and have no primary key of their own.
 fn daily_rollups_sql(table: &str) -> String {
@@ -147,14 +144,13 @@ const STALE: &str =
 
 /// The roll-up tables analytics, budgets and invoices read; they are upserted on every
 /// ingest.
-pub const ROLLUP_TABLES: [&str; 7] = [
+pub const ROLLUP_TABLES: [&str; 6] = [
     "customer_cost_daily",
     "usage_daily",
     "usage_hourly",
     "spend_ledger",
     COARSE_DAILY_TABLES[0],
-    COARSE_DAILY_TABLES[1],
-    COARSE_DAILY_TABLES[2],
+    entity_rollups::TABLE,
 ];
 
 #[derive(diesel::QueryableByName)]

@@ -303,15 +303,10 @@ pub struct Hourly;
 /// `usage_daily_models`: UTC days per provider and model, for organization-wide
 /// activity and summaries.
 pub struct DailyModels;
-/// `usage_daily_customers`: UTC days per customer, for the customer report.
-pub struct DailyCustomers;
-/// `usage_daily_routes`: UTC days per agent and endpoint, for the agent and endpoint
-/// reports.
-pub struct DailyRoutes;
 
 /// The coarse daily tables, in the order ingest writes them (after `usage_daily` and
 /// `usage_hourly`: one lock order for every transaction).
-pub const COARSE_DAILY_TABLES: [&str; 3] = [DailyModels::TABLE, DailyCustomers::TABLE, DailyRoutes::TABLE];
+pub const COARSE_DAILY_TABLES: [&str; 1] = [DailyModels::TABLE];
 
 /// The dimensions of an event a roll-up table can keep, besides time and shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,8 +381,6 @@ daily_table!(
     [Project, ApiKey, Customer, Agent, Endpoint, Provider, Model]
 );
 daily_table!(DailyModels, "usage_daily_models", [Provider, Model]);
-daily_table!(DailyCustomers, "usage_daily_customers", [Customer]);
-daily_table!(DailyRoutes, "usage_daily_routes", [Agent, Endpoint]);
 
 impl Resolution for Hourly {
     const TABLE: &'static str = "usage_hourly";

@@ -15,6 +15,8 @@ mod budgets;
 mod counters;
 mod customers;
 mod db_restart;
+mod entity_reports;
+mod group_commit;
 mod health;
 mod helpers;
 mod invoices;

@@ -62,7 +62,7 @@ async fn rows(app: &TestApp, tenant: &Tenant) -> [i64; 6] {
     {
         counts[i] = app.count_rows(table, tenant.org_id).await;
     }
-    for coarse in ["usage_daily_models", "usage_daily_customers", "usage_daily_routes"] {
+    for coarse in ["usage_daily_models", "usage_entity_rollups"] {
         let n = app.count_rows(coarse, tenant.org_id).await;
         assert!(n > 0 || counts[3] == 0, "{coarse} is written with usage_daily");
         counts[3] += n;
@@ -273,9 +273,8 @@ async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
             "customer_cost_daily",
             "spend_ledger",
             "usage_daily",
-            "usage_daily_customers",
             "usage_daily_models",
-            "usage_daily_routes",
+            "usage_entity_rollups",
             "usage_hourly"
         ],
         "{report:?}"

@@ -59,28 +59,13 @@ const HOURLY: Table = Table {
     from_event: "date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
     kept: EVERY_DIMENSION,
 };
-/// The coarse daily tables: organization-wide per model, per customer, per agent and
-/// endpoint.
-const COARSE: [Table; 3] = [
-    Table {
-        name: "usage_daily_models",
-        time: "day",
-        from_event: DAY,
-        kept: &["org_id", "provider", "model"],
-    },
-    Table {
-        name: "usage_daily_customers",
-        time: "day",
-        from_event: DAY,
-        kept: &["org_id", "customer_id"],
-    },
-    Table {
-        name: "usage_daily_routes",
-        time: "day",
-        from_event: DAY,
-        kept: &["org_id", "agent_id", "endpoint"],
-    },
-];
+/// The coarse daily table: organization-wide per model.
+const COARSE: [Table; 1] = [Table {
+    name: "usage_daily_models",
+    time: "day",
+    from_event: DAY,
+    kept: &["org_id", "provider", "model"],
+}];
 
 /// What a dimension's column holds in a table that does not keep it.
 fn constant_of(column: &str) -> &'static str {
@@ -261,6 +246,50 @@ async fn stored_and_recomputed(database_url: &str, table: Table, orgs: &[Uuid]) 
     (
         groups(database_url, &stored, orgs).await,
         groups(database_url, &recomputed, orgs).await,
+    )
+}
+
+/// `usage_entity_rollups` against the raw events: for each kind (customer, agent,
+/// endpoint group), span (UTC day, ISO week) and model or total, every sum.
+async fn entity_rollups_stored_and_recomputed(database_url: &str, orgs: &[Uuid]) -> (Groups, Groups) {
+    const SUMS: &str = "jsonb_build_object('requests', sum(requests)::text, 'errors', sum(errors)::text, \
+        'prompt_tokens', sum(prompt_tokens)::text, 'completion_tokens', sum(completion_tokens)::text, \
+        'cost', trim_scale(sum(cost))::text)::text";
+    let stored = format!(
+        "SELECT concat_ws('|', org_id, kind, span, day, coalesce(entity_id::text, '-'), endpoint, provider, model) AS grain, \
+         {SUMS} AS sums FROM usage_entity_rollups WHERE org_id = ANY($1) \
+         GROUP BY org_id, kind, span, day, entity_id, endpoint, provider, model"
+    );
+    let mut parts = Vec::new();
+    for (kind, entity, endpoint) in [
+        ("customer", "customer_id::text", "''"),
+        ("agent", "agent_id::text", "''"),
+        (
+            "endpoint",
+            "NULL::text",
+            "CASE WHEN endpoint LIKE '/a2a/%' THEN '/a2a/{agentId}' ELSE endpoint END",
+        ),
+    ] {
+        for (span, time) in [
+            ("day", "(occurred_at AT TIME ZONE 'UTC')::date"),
+            ("week", "date_trunc('week', occurred_at AT TIME ZONE 'UTC')::date"),
+        ] {
+            for (provider, model) in [("provider", "canonical_model"), ("''", "''")] {
+                parts.push(format!(
+                    "SELECT concat_ws('|', org_id, '{kind}', '{span}', {time}, coalesce({entity}, '-'), {endpoint}, \
+                       {provider}, {model}) AS grain, \
+                     jsonb_build_object('requests', count(*)::text, \
+                       'errors', (count(*) FILTER (WHERE status = 'error'))::text, \
+                       'prompt_tokens', sum(prompt_tokens)::text, 'completion_tokens', sum(completion_tokens)::text, \
+                       'cost', trim_scale(sum(cost))::text)::text AS sums \
+                     FROM usage_events WHERE org_id = ANY($1) GROUP BY 1"
+                ));
+            }
+        }
+    }
+    (
+        groups(database_url, &stored, orgs).await,
+        groups(database_url, &parts.join(" UNION ALL "), orgs).await,
     )
 }
 
@@ -845,6 +874,20 @@ async fn every_roll_up_column_equals_the_sums_over_raw_events() {
         hourly_rows > daily_rows,
         "{hourly_rows} hourly, {daily_rows} daily rows"
     );
+
+    let (stored, recomputed) = entity_rollups_stored_and_recomputed(&app.database_url, &orgs).await;
+    assert!(recomputed.len() > 200, "per-entity rows: {}", recomputed.len());
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        recomputed.keys().collect::<Vec<_>>(),
+        "the same usage_entity_rollups rows"
+    );
+    for (grain, sums) in &recomputed {
+        assert_eq!(
+            &stored[grain], sums,
+            "usage_entity_rollups {grain} differs from its raw events"
+        );
+    }
 }
 
 /// Roll-ups written before the repair — `cost_before_discount` rounded to whole units,
@@ -1010,11 +1053,11 @@ async fn the_repair_migration_recomputes_roll_ups_from_raw_events() {
     assert_eq!(hourly, recomputed);
 }
 
-/// The migration that made the coarse roll-ups filled them from `usage_daily`: run
-/// again over roll-ups that ingest wrote, it writes the same sums (summed over shards)
-/// that ingest did.
+/// The migration that made the per-entity roll-ups filled them from `usage_daily`: run
+/// again (down, then up) over roll-ups that ingest wrote, it writes the same sums
+/// (summed over shards) that ingest did.
 #[tokio::test]
-async fn the_coarse_roll_up_migration_fills_them_as_ingest_does() {
+async fn the_entity_roll_up_migration_fills_them_as_ingest_does() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     let mut rng = StdRng::seed_from_u64(8);
@@ -1047,14 +1090,10 @@ async fn the_coarse_roll_up_migration_fills_them_as_ingest_does() {
         assert!(rejected.is_empty(), "{rejected:?}");
     }
     let orgs = [tenant.org_id];
-    let mut ingested = Vec::new();
-    for table in COARSE {
-        let (stored, recomputed) = stored_and_recomputed(&app.database_url, table, &orgs).await;
-        assert_eq!(stored, recomputed, "{}", table.name);
-        ingested.push(stored);
-    }
+    let (ingested, recomputed) = entity_rollups_stored_and_recomputed(&app.database_url, &orgs).await;
+    assert_eq!(ingested, recomputed);
 
-    let migration = "migrations/2026-12-04-000000_coarse_rollups";
+    let migration = "migrations/2026-12-07-100000_entity_rollups";
     let mut conn = app.db().await;
     for file in ["down.sql", "up.sql"] {
         let sql = std::fs::read_to_string(format!("{}/{migration}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -1062,9 +1101,7 @@ async fn the_coarse_roll_up_migration_fills_them_as_ingest_does() {
             .await
             .unwrap();
     }
-    for (table, before) in COARSE.into_iter().zip(ingested) {
-        let (rebuilt, _) = stored_and_recomputed(&app.database_url, table, &orgs).await;
-        assert!(!rebuilt.is_empty(), "{}", table.name);
-        assert_eq!(rebuilt, before, "{} rebuilt by the migration", table.name);
-    }
+    let (rebuilt, _) = entity_rollups_stored_and_recomputed(&app.database_url, &orgs).await;
+    assert!(rebuilt.len() > 50, "{}", rebuilt.len());
+    assert_eq!(rebuilt, ingested, "usage_entity_rollups rebuilt by the migration");
 }
