@@ -78,7 +78,10 @@ export async function api(path, { method = 'GET', body, params, signal } = {}) {
   if (type.includes('json')) {
     try {
       data = await res.json();
-    } catch {
+    } catch (e) {
+      // A request cancelled while its body was arriving is cancelled, not empty.
+      if (e.name === 'AbortError') throw e;
+      if (res.ok) throw new ApiError(res.status, { detail: 'The server sent an answer that could not be read.' });
       data = null;
     }
   }

@@ -440,6 +440,24 @@ def viewer(driver):
     shot(driver, "12-budgets-viewer")
 
 
+@step("a session the server ends brings back the sign-in form, saying so")
+def session_ends(driver):
+    # Changing the password retires every token issued before, the page's included.
+    token = login(*VIEWER)
+    email, password = VIEWER
+    interim = password + "-interim"
+    call("POST", "/v1/auth/password", token, body={"currentPassword": password, "newPassword": interim})
+    try:
+        # The next call the page makes (opening the overview) is refused.
+        driver.find_element(By.ID, "tab-overview").click()
+        wait(driver, lambda d: shown(d, "#email"), "the sign-in form after the token was refused")
+        assert "session has ended" in driver.find_element(By.CSS_SELECTOR, ".notice").text
+        shot(driver, "14-session-ended")
+    finally:
+        call("POST", "/v1/auth/password", login(email, interim),
+             body={"currentPassword": interim, "newPassword": password})
+
+
 def main():
     start = time.monotonic()
     token = login(*ADMIN)
@@ -462,7 +480,7 @@ def main():
         sign_out(driver)
         sign_in(driver, *VIEWER)
         viewer(driver)
-        sign_out(driver)
+        session_ends(driver)
         problems = console_problems(driver)
         assert not problems, "browser console: " + " | ".join(problems)
     finally:
