@@ -84,10 +84,7 @@ fn require_tool(program: &str, install: &str) -> anyhow::Result<()> {
 fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     require_tool("wrk", "Debian/Ubuntu: apt-get install -y wrk")?;
-    require_tool(
-        "pgbench",
-        "Debian/Ubuntu: apt-get install -y postgresql-contrib or postgresql-client",
-    )?;
+    require_tool("pgbench", "Debian/Ubuntu: it comes with the postgresql server package")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut harness = Harness::new("single", &settings.admin_url);
     let server = harness.start_server(&settings.redis_url, &[])?;

@@ -291,6 +291,11 @@ pub struct AuthConfig {
 pub struct HttpConfig {
     /// Largest accepted JSON body, in bytes.
     pub json_limit: usize,
+    /// Bodies of at least this many bytes (or of unknown length) are large: see
+    /// `crate::http::large_bodies`.
+    pub large_body_bytes: usize,
+    /// Large bodies handled at once per instance.
+    pub large_body_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,6 +404,11 @@ impl Config {
             },
             http: HttpConfig {
                 json_limit: env.parse("MP_JSON_LIMIT_BYTES", "262144")?,
+                large_body_bytes: env.parse("MP_LARGE_BODY_BYTES", "1048576")?,
+                large_body_concurrency: match env.parse("MP_LARGE_BODY_CONCURRENCY", "1")? {
+                    0 => bail!("MP_LARGE_BODY_CONCURRENCY must be at least 1"),
+                    n => n,
+                },
             },
             ingest: IngestConfig {
                 storage_price_per_mtok: env.parse("MP_DATA_STORAGE_PRICE_PER_MTOK", "0.01")?,
@@ -412,7 +422,7 @@ impl Config {
                     0 => bail!("MP_INGEST_GROUP_MAX_EVENTS must be at least 1 (1: no coalescing)"),
                     n => n,
                 },
-                group_in_flight: match env.parse("MP_INGEST_GROUP_IN_FLIGHT", "4")? {
+                group_in_flight: match env.parse("MP_INGEST_GROUP_IN_FLIGHT", "2")? {
                     0 => bail!("MP_INGEST_GROUP_IN_FLIGHT must be at least 1"),
                     n => n,
                 },

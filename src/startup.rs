@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     counters::Counters,
     enforcement::{EnforcementSettings, Enforcer},
+    http::large_bodies::LargeBodies,
     http::{self, rejections, state::AppState},
     ingest::{
         group::{GroupCommit, GroupSettings},
@@ -112,6 +113,7 @@ impl AppState {
             keys,
             ingest,
             ingest_groups,
+            large_bodies: LargeBodies::new(config.http.large_body_bytes, config.http.large_body_concurrency),
             prices,
             outbox,
             db,
@@ -169,6 +171,10 @@ impl Application {
         let metrics_registry = metrics.registry.clone();
         let docs = http::openapi::document();
         let known_routes = web::Data::new(rejections::KnownRoutes::from_document(&docs));
+        // Serialized once and shared: the document is megabytes in memory, and the
+        // reference page given it would keep a copy per worker.
+        let docs_json = web::Bytes::from(serde_json::to_vec(&docs).context("serializing the OpenAPI document")?);
+        drop(docs);
         let json_limit = state.config.http.json_limit;
         let batch_limit = state.config.ingest.batch_limit_bytes;
         let state = web::Data::new(state);
@@ -186,7 +192,8 @@ impl Application {
                 .into_utoipa_app()
                 .configure(http::routes(batch_limit))
                 .into_app()
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", docs.clone()))
+                .route("/openapi.json", web::get().to(openapi_json(docs_json.clone())))
+                .service(SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::from("/openapi.json")))
                 .configure(http::ui::configure)
                 .default_service(web::to(rejections::route_not_found))
         })
@@ -313,4 +320,15 @@ fn metrics() -> anyhow::Result<PrometheusMetrics> {
         .mask_unmatched_patterns("UNMATCHED")
         .build()
         .map_err(|e| anyhow::anyhow!("building metrics: {e}"))
+}
+
+/// `GET /openapi.json`: the document, serialized at start-up.
+fn openapi_json(body: web::Bytes) -> impl Fn() -> std::future::Ready<actix_web::HttpResponse> + Clone + 'static {
+    move || {
+        std::future::ready(
+            actix_web::HttpResponse::Ok()
+                .content_type(actix_web::http::header::ContentType::json())
+                .body(body.clone()),
+        )
+    }
 }

@@ -19,6 +19,7 @@ pub mod head_limits;
 pub mod health;
 pub mod invitations;
 pub mod invoices;
+pub mod large_bodies;
 pub mod litellm;
 pub mod live;
 pub mod members;
@@ -60,12 +61,14 @@ pub fn routes(batch_limit: usize) -> impl FnOnce(&mut ServiceConfig) {
                 .service(usage::record_usage)
                 .service(
                     scope("/usage/batch")
+                        .wrap(actix_web::middleware::from_fn(large_bodies::take_turns))
                         .app_data(rejections::json_config(batch_limit))
                         .service(usage::record_usage_batch),
                 )
                 .service(gateway::whoami)
                 .service(
                     scope("/integrations/litellm/logs")
+                        .wrap(actix_web::middleware::from_fn(large_bodies::take_turns))
                         .app_data(rejections::json_config(batch_limit))
                         .service(litellm::record_litellm_logs),
                 )

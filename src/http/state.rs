@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 
+use super::large_bodies::LargeBodies;
+
 use crate::{
     auth::{jwt::JwtService, key_resolver::ApiKeyResolver, throttle::LoginThrottle},
     config::Config,
@@ -33,6 +35,8 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     pub keys: ApiKeyResolver,
     pub ingest: Ingestor,
+    /// Turns for requests with large bodies (`super::large_bodies`).
+    pub large_bodies: LargeBodies,
     /// Coalesces concurrent small ingest requests of a key into shared transactions.
     pub ingest_groups: GroupCommit,
     /// Prices, overrides and discounts, cached; told of an operator's change.

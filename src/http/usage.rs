@@ -242,10 +242,13 @@ fn as_i32(value: i64) -> i32 {
 /// Stored form of a body: JSON strings as they are, anything else serialized.
 /// (Serialized JSON escapes NUL as `\u0000`; only a raw string can hold one.)
 fn body_text(body: serde_json::Value) -> String {
-    match body {
+    let mut text = match body {
         serde_json::Value::String(s) => without_nul(s),
         other => other.to_string(),
-    }
+    };
+    // Kept until the event is stored: without the slack serializing left (up to half).
+    text.shrink_to_fit();
+    text
 }
 
 /// Applies the rules of an event, collecting every broken one.
@@ -578,6 +581,9 @@ pub async fn record_usage_batch(
             }
         })
         .collect();
+    // Each event's raw JSON is parsed: free it before the transaction (a large batch
+    // holds megabytes of request and response bodies).
+    drop(raw);
     let outcomes = record_and_settle(&state, &key.0, parsed).await?;
     let results: Vec<EventResult> = outcomes
         .into_iter()

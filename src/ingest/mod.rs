@@ -228,7 +228,7 @@ impl Ingestor {
             new_customers,
             new_agents,
             spend,
-        } = self.write(&mut conn, key, &batch).await?;
+        } = self.write(&mut conn, key, &mut batch).await?;
 
         let taken_before: Vec<String> = batch
             .iter()
@@ -331,7 +331,9 @@ impl Ingestor {
     /// The one transaction: customers and agents, request ids, events, roll-ups, the
     /// spend ledger and the customer cost ledger. Returns the claimed request ids, the customer/agent ids
     /// resolved from the database (cached only once committed) and the spend committed.
-    async fn write(&self, conn: &mut DbConn, key: &KeyIdentity, batch: &[Pending]) -> AppResult<Written> {
+    /// The stored events' bodies and metadata are moved out of `batch` into the rows
+    /// (a large batch holds megabytes of them: not copied once more).
+    async fn write(&self, conn: &mut DbConn, key: &KeyIdentity, batch: &mut [Pending]) -> AppResult<Written> {
         let (known_customers, missing_customers) = self
             .split_known(
                 &self.customers,
@@ -366,39 +368,44 @@ impl Ingestor {
             claims.sort_unstable_by(|a, b| a.request_id.cmp(&b.request_id));
             let claimed = store::usage::claim_request_ids(conn, key.org_id, &claims).await?;
             let rows: Vec<EventRow> = batch
-                .iter()
+                .iter_mut()
                 .filter(|p| claimed.contains(&p.priced.event.request_id))
                 .map(|p| {
                     let lookup = |name: &Option<String>, known: &HashMap<String, Uuid>, new: &HashMap<String, Uuid>| {
                         name.as_ref().and_then(|n| known.get(n).or_else(|| new.get(n)).copied())
                     };
                     let e = &p.priced.event;
-                    event_row(
-                        p.id,
-                        &p.priced,
-                        lookup(&e.customer, &known_customers, &new_customers),
-                        lookup(&e.agent, &known_agents, &new_agents),
-                    )
+                    let customer_id = lookup(&e.customer, &known_customers, &new_customers);
+                    let agent_id = lookup(&e.agent, &known_agents, &new_agents);
+                    event_row(p.id, &mut p.priced, customer_id, agent_id)
                 })
                 .collect();
-            store::usage::insert_events(conn, key, &rows).await?;
             let shard = self.next_shard();
-            // Daily, then hourly: one lock order across the roll-up tables.
+            // Every aggregate first, then the writes pipelined: sent together on the
+            // connection, in this order, which is the order PostgreSQL runs them in
+            // (the lock order below holds), with one wait for all the answers instead
+            // of one round trip each.
             let daily = rollups::aggregate::<Daily>(key, &rows, shard);
-            store::usage::upsert_rollups::<Daily>(conn, key.org_id, &daily).await?;
             let hourly = rollups::aggregate::<Hourly>(key, &rows, shard);
-            store::usage::upsert_rollups::<Hourly>(conn, key.org_id, &hourly).await?;
             let models = rollups::aggregate::<DailyModels>(key, &rows, shard);
-            store::usage::upsert_rollups::<DailyModels>(conn, key.org_id, &models).await?;
-            // The per-entity reports' narrow roll-ups.
             let entities = entity_rollups::aggregate(&rows);
-            store::entity_rollups::add(conn, key.org_id, shard, &entities).await?;
-            // After the roll-ups in every transaction: one lock order across tables.
             let spend = ledger::aggregate(key, &rows)?;
-            store::spend_ledger::add(conn, key.org_id, shard, &spend.by_scope).await?;
-            // Last: the per-customer cost ledger invoices are made from.
             let costs = customer_costs::aggregate(&rows);
-            store::customer_costs::add(conn, key.org_id, shard, &costs).await?;
+            let shared: &DbConn = conn;
+            futures_util::try_join!(
+                store::usage::insert_events(shared, key, &rows),
+                // Daily, then hourly: one lock order across the roll-up tables.
+                store::usage::upsert_rollups::<Daily>(shared, key.org_id, &daily),
+                store::usage::upsert_rollups::<Hourly>(shared, key.org_id, &hourly),
+                // The coarse table, then the per-entity roll-ups.
+                store::usage::upsert_rollups::<DailyModels>(shared, key.org_id, &models),
+                // The per-entity reports' narrow roll-ups.
+                store::entity_rollups::add(shared, key.org_id, shard, &entities),
+                // After the roll-ups in every transaction: one lock order across tables.
+                store::spend_ledger::add(shared, key.org_id, shard, &spend.by_scope),
+                // Last: the per-customer cost ledger invoices are made from.
+                store::customer_costs::add(shared, key.org_id, shard, &costs),
+            )?;
             Ok::<_, AppError>(Written {
                 claimed,
                 new_customers,
@@ -454,7 +461,11 @@ pub fn event_time(id: Uuid) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
 }
 
-fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Option<Uuid>) -> EventRow {
+/// The stored row of an event; its metadata and bodies are moved out of `p`.
+fn event_row(id: Uuid, p: &mut PricedEvent, customer_id: Option<Uuid>, agent_id: Option<Uuid>) -> EventRow {
+    let metadata = p.event.metadata.take();
+    let request_body = p.event.request_body.take();
+    let response_body = p.event.response_body.take();
     let e = &p.event;
     let c = &p.cost;
     EventRow {
@@ -485,9 +496,9 @@ fn event_row(id: Uuid, p: &PricedEvent, customer_id: Option<Uuid>, agent_id: Opt
         retries: e.retries,
         started_at: e.started_at,
         ended_at: e.ended_at,
-        metadata: e.metadata.clone(),
-        request_body: e.request_body.clone(),
-        response_body: e.response_body.clone(),
+        metadata,
+        request_body,
+        response_body,
         bodies_truncated: e.bodies_truncated,
         billing_source: p.billing_source,
         unpriced: p.price_id.is_none(),

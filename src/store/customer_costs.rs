@@ -58,14 +58,16 @@ fn upsert_sql() -> &'static str {
 /// Adds `rows` to the ledger in shard `shard`. Rows come sorted by grain
 /// (`ingest::customer_costs::aggregate`), so concurrent batches lock rows in the same
 /// order; the ingest transaction writes them after the spend ledger, always.
-pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[CustomerCostRow]) -> AppResult<()> {
+pub async fn add(mut conn: &DbConn, org_id: Uuid, shard: i16, rows: &[CustomerCostRow]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let query = Prepared::new(upsert_sql())
         .bind::<SqlUuid, _>(org_id)
         .bind::<Int2, _>(shard);
-    CustomerCostRow::bind_arrays(query, rows, |r| r).execute(conn).await?;
+    CustomerCostRow::bind_arrays(query, rows, |r| r)
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 

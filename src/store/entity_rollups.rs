@@ -59,14 +59,16 @@ fn upsert_sql() -> &'static str {
 /// Adds `rows` in shard `shard`. Rows come sorted by grain
 /// (`ingest::entity_rollups::aggregate`), so concurrent batches lock rows in the same
 /// order.
-pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[EntityRollupRow]) -> AppResult<()> {
+pub async fn add(mut conn: &DbConn, org_id: Uuid, shard: i16, rows: &[EntityRollupRow]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let query = Prepared::new(upsert_sql())
         .bind::<SqlUuid, _>(org_id)
         .bind::<diesel::sql_types::Int2, _>(shard);
-    EntityRollupRow::bind_arrays(query, rows, |r| r).execute(conn).await?;
+    EntityRollupRow::bind_arrays(query, rows, |r| r)
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 

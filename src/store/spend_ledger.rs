@@ -39,7 +39,7 @@ pub struct SpendDelta {
 /// Adds `rows` to the ledger in shard `shard`. Rows must come sorted by
 /// (scope, scope_id, day), so concurrent batches sharing a shard lock rows in the same
 /// order (no deadlocks); the ingest transaction writes them after the roll-ups, always.
-pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[SpendDelta]) -> AppResult<()> {
+pub async fn add(mut conn: &DbConn, org_id: Uuid, shard: i16, rows: &[SpendDelta]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -68,7 +68,7 @@ pub async fn add(conn: &mut DbConn, org_id: Uuid, shard: i16, rows: &[SpendDelta
     .bind::<Array<Int8>, _>(micros)
     .bind::<Array<Int8>, _>(requests)
     .bind::<Array<Int8>, _>(tokens)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

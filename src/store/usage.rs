@@ -263,16 +263,39 @@ fn insert_events_sql() -> &'static str {
     })
 }
 
-pub async fn insert_events(conn: &mut DbConn, key: &KeyIdentity, rows: &[EventRow]) -> AppResult<()> {
-    if rows.is_empty() {
-        return Ok(());
+/// Bytes of bodies one event insert statement carries at most (beyond its first row): each statement's bound values are copied about three times on their way to
+/// PostgreSQL (diesel's bind buffer, the Bind message, the connection's write buffer),
+/// so a 16 MiB batch of bodies goes in slices rather than all at once.
+const INSERT_SLICE_BYTES: usize = 1 << 20;
+
+pub async fn insert_events(mut conn: &DbConn, key: &KeyIdentity, rows: &[EventRow]) -> AppResult<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let len = rest
+            .iter()
+            .position(|r| {
+                bytes += r.payload_bytes();
+                bytes > INSERT_SLICE_BYTES
+            })
+            .map_or(rest.len(), |over| over.max(1));
+        let (slice, after) = rest.split_at(len);
+        rest = after;
+        let query = Prepared::new(insert_events_sql())
+            .bind::<SqlUuid, _>(key.org_id)
+            .bind::<SqlUuid, _>(key.project_id)
+            .bind::<SqlUuid, _>(key.key_id);
+        EventRow::bind_arrays(query, slice, |r| r).execute(&mut conn).await?;
     }
-    let query = Prepared::new(insert_events_sql())
-        .bind::<SqlUuid, _>(key.org_id)
-        .bind::<SqlUuid, _>(key.project_id)
-        .bind::<SqlUuid, _>(key.key_id);
-    EventRow::bind_arrays(query, rows, |r| r).execute(conn).await?;
     Ok(())
+}
+
+impl EventRow {
+    /// About the bytes it binds: its bodies, plus 512 for the rest (metadata is at most
+    /// 16 KiB). A batch without bodies stays one statement (1,000 events).
+    fn payload_bytes(&self) -> usize {
+        512 + self.request_body.as_ref().map_or(0, String::len) + self.response_body.as_ref().map_or(0, String::len)
+    }
 }
 
 /// A roll-up table: its time grain and which dimensions of an event it keeps. Every
@@ -610,7 +633,7 @@ fn upsert_rollups_sql<R: Resolution>() -> String {
 /// Adds `rows` to `R`'s roll-ups. Rows must come sorted by grain so concurrent batches
 /// that share a shard lock rows in the same order (no deadlocks); their `starts_at`
 /// must be `R`'s bucket starts (`ingest::rollups::aggregate::<R>`).
-pub async fn upsert_rollups<R: Resolution>(conn: &mut DbConn, org_id: Uuid, rows: &[RollupRow]) -> AppResult<()> {
+pub async fn upsert_rollups<R: Resolution>(mut conn: &DbConn, org_id: Uuid, rows: &[RollupRow]) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -623,7 +646,7 @@ pub async fn upsert_rollups<R: Resolution>(conn: &mut DbConn, org_id: Uuid, rows
             query = query.bind::<Array<Int8>, _>(column);
         }
     }
-    query.execute(conn).await?;
+    query.execute(&mut conn).await?;
     Ok(())
 }
 
