@@ -422,7 +422,7 @@ impl Config {
                     0 => bail!("MP_INGEST_GROUP_MAX_EVENTS must be at least 1 (1: no coalescing)"),
                     n => n,
                 },
-                group_in_flight: match env.parse("MP_INGEST_GROUP_IN_FLIGHT", "2")? {
+                group_in_flight: match env.parse("MP_INGEST_GROUP_IN_FLIGHT", "1")? {
                     0 => bail!("MP_INGEST_GROUP_IN_FLIGHT must be at least 1"),
                     n => n,
                 },
