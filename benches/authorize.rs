@@ -10,7 +10,6 @@
 mod common;
 
 use std::{
-    io::ErrorKind,
     path::Path,
     process::{Command, ExitCode, Stdio},
     str::FromStr,
@@ -30,7 +29,11 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
-use common::{create_tenant, psql, psql_i64, quantile_ms, thousands, wait_ready, CpuSample, Harness, Tenant};
+use common::{
+    create_tenant, psql, psql_i64, quantile_ms, require_tool, thousands, wait_ready,
+    wrk::{WrkLoad, WrkResult},
+    CpuSample, Harness, Tenant,
+};
 
 /// Customers the calls cycle through; each has its own budget and rate limit.
 const CUSTOMERS: usize = 50;
@@ -122,20 +125,6 @@ fn request_body(request_id: &str, customer: usize) -> String {
 fn allowed(status: reqwest::StatusCode, body: &[u8]) -> bool {
     let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
     status == reqwest::StatusCode::OK && has(br#""allowed":true"#) && has(br#""degraded":false"#)
-}
-
-fn require_tool(program: &str, install: &str) -> anyhow::Result<()> {
-    match Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Err(e) if e.kind() == ErrorKind::NotFound => bail!("{program} is not installed ({install})"),
-        Err(e) => Err(e).with_context(|| format!("running {program}")),
-        Ok(_) => Ok(()),
-    }
 }
 
 /// (answers, answers within 5 ms) of `POST /v1/gateway/authorize` so far, as the
@@ -549,103 +538,30 @@ function response(status, headers, body)
   end
 end
 
-function done(summary, latency, requests)
-  local c, r, s = 0, 0, ""
-  for _, t in ipairs(threads) do
-    c = c + t:get("checked")
-    r = r + t:get("refused")
-    if s == "" then s = t:get("sample") end
-  end
-  local e = summary.errors
-  io.write(string.format("MPBENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d connect=%d read=%d write=%d status=%d timeout=%d checked=%d refused=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout, c, r))
-  if s ~= "" then io.write("MPBENCH-SAMPLE " .. s .. "\n") end
-end
-"#
+{report}"#,
+        report = common::wrk::REPORT_LUA
     )
 }
 
-#[derive(Debug, Default)]
-struct WrkResult {
-    requests: u64,
-    duration_s: f64,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    /// connect + read + write + timeout errors
-    socket_errors: u64,
-    non_2xx: u64,
-    /// Answers the script saw, and those not 200 with `"allowed":true` and
-    /// `"degraded":false`.
-    checked: u64,
-    refused: u64,
-}
-
-impl WrkResult {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.duration_s
-    }
-}
-
+/// Saturation from wrk; every answer must be 200 with `"allowed":true` and
+/// `"degraded":false`.
 fn run_wrk(settings: &Settings, url: &str, script: &Path, secs: u64, label: &str) -> anyhow::Result<WrkResult> {
-    let out = Command::new("wrk")
-        .arg(format!("-t{}", settings.threads))
-        .arg(format!("-c{}", settings.connections))
-        .arg(format!("-d{secs}s"))
-        .args(["--timeout", "5s", "-s"])
-        .arg(script)
-        .arg(url)
-        .args(["--", label])
-        .stdin(Stdio::null())
-        .output()
-        .context("running wrk")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "wrk failed ({}): {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MPBENCH "))
-        .ok_or_else(|| anyhow!("wrk printed no figures: {stdout}"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .ok_or_else(|| anyhow!("no {name} in {line}"))?
-            .parse()
-            .with_context(|| format!("{name} in {line}"))
-    };
-    let ms = |name: &str| -> anyhow::Result<f64> { Ok(field(name)? as f64 / 1e3) };
-    let result = WrkResult {
-        requests: field("requests")?,
-        duration_s: field("duration_us")? as f64 / 1e6,
-        p50_ms: ms("p50_us")?,
-        p90_ms: ms("p90_us")?,
-        p99_ms: ms("p99_us")?,
-        max_ms: ms("max_us")?,
-        socket_errors: field("connect")? + field("read")? + field("write")? + field("timeout")?,
-        non_2xx: field("status")?,
-        checked: field("checked")?,
-        refused: field("refused")?,
-    };
-    if result.checked == 0 {
-        bail!("wrk completed no request: {stdout}");
-    }
+    let result = common::wrk::run_wrk(&WrkLoad {
+        threads: settings.threads,
+        connections: settings.connections,
+        timeout: "5s",
+        url,
+        script,
+        secs,
+        label,
+    })?;
     if result.refused > 0 || result.non_2xx > 0 {
-        let sample = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("MPBENCH-SAMPLE "))
-            .unwrap_or("-");
         bail!(
-            "{} of {} answers were not 200 with \"allowed\":true and \"degraded\":false ({} non-2xx); the first: {sample}",
+            "{} of {} answers were not 200 with \"allowed\":true and \"degraded\":false ({} non-2xx); the first: {}",
             result.refused,
             result.checked,
-            result.non_2xx
+            result.non_2xx,
+            result.sample
         );
     }
     Ok(result)

@@ -18,7 +18,11 @@ use std::{
 use anyhow::{anyhow, bail, Context};
 use uuid::Uuid;
 
-use common::{create_tenant, psql, psql_i64, thousands, wait_ready, CpuSample, Harness};
+use common::{
+    create_tenant, psql, psql_i64, require_tool, thousands, wait_ready,
+    wrk::{WrkLoad, WrkResult},
+    CpuSample, Harness,
+};
 
 const CUSTOMERS: usize = 50;
 
@@ -66,18 +70,6 @@ impl Settings {
             admin_url: common::admin_url()?,
             redis_url: common::redis_url()?,
         })
-    }
-}
-
-fn require_tool(program: &str, install: &str) -> anyhow::Result<()> {
-    match Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => Ok(()),
-        Err(_) => bail!("{program} is needed ({install})"),
     }
 }
 
@@ -305,95 +297,29 @@ function response(status, headers, body)
   end
 end
 
-function done(summary, latency, requests)
-  local c, r, s = 0, 0, ""
-  for _, t in ipairs(threads) do
-    c = c + t:get("checked")
-    r = r + t:get("refused")
-    if s == "" then s = t:get("sample") end
-  end
-  local e = summary.errors
-  io.write(string.format("MPBENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d connect=%d read=%d write=%d status=%d timeout=%d checked=%d refused=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout, c, r))
-  if s ~= "" then io.write("MPBENCH-SAMPLE " .. s .. "\n") end
-end
-"#
+{report}"#,
+        report = common::wrk::REPORT_LUA
     )
 }
 
-#[derive(Debug, Default)]
-struct WrkResult {
-    requests: u64,
-    duration_s: f64,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    /// Answers the script saw (all `201`, or the run fails).
-    checked: u64,
-}
-
-impl WrkResult {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.duration_s
-    }
-}
-
+/// One wrk run of single events; every answer must be `201`, with no socket error.
 fn run_wrk(connections: usize, url: &str, script: &Path, secs: u64, label: &str) -> anyhow::Result<WrkResult> {
-    let out = Command::new("wrk")
-        .arg(format!("-t{}", threads(connections)))
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{secs}s"))
-        .args(["--timeout", "10s", "-s"])
-        .arg(script)
-        .arg(url)
-        .args(["--", label])
-        .stdin(Stdio::null())
-        .output()
-        .context("running wrk")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+    let result = common::wrk::run_wrk(&WrkLoad {
+        threads: threads(connections),
+        connections,
+        timeout: "10s",
+        url,
+        script,
+        secs,
+        label,
+    })?;
+    if result.refused > 0 || result.socket_errors > 0 {
         bail!(
-            "wrk failed ({}): {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MPBENCH "))
-        .ok_or_else(|| anyhow!("wrk printed no figures: {stdout}"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .ok_or_else(|| anyhow!("no {name} in {line}"))?
-            .parse()
-            .with_context(|| format!("{name} in {line}"))
-    };
-    let ms = |name: &str| -> anyhow::Result<f64> { Ok(field(name)? as f64 / 1e3) };
-    let socket_errors = field("connect")? + field("read")? + field("write")? + field("timeout")?;
-    let refused = field("refused")?;
-    let result = WrkResult {
-        requests: field("requests")?,
-        duration_s: field("duration_us")? as f64 / 1e6,
-        p50_ms: ms("p50_us")?,
-        p90_ms: ms("p90_us")?,
-        p99_ms: ms("p99_us")?,
-        max_ms: ms("max_us")?,
-        checked: field("checked")?,
-    };
-    if result.checked == 0 {
-        bail!("wrk completed no request: {stdout}");
-    }
-    if refused > 0 || socket_errors > 0 {
-        let sample = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("MPBENCH-SAMPLE "))
-            .unwrap_or("-");
-        bail!(
-            "{refused} of {} answers were not 201, {socket_errors} socket errors; the first other answer: {sample}",
-            result.checked
+            "{} of {} answers were not 201, {} socket errors; the first other answer: {}",
+            result.refused,
+            result.checked,
+            result.socket_errors,
+            result.sample
         );
     }
     Ok(result)

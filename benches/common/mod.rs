@@ -6,6 +6,8 @@
 //! uses every helper.
 #![allow(dead_code)]
 
+pub mod wrk;
+
 use std::{
     fs::File,
     net::TcpListener,
@@ -554,4 +556,19 @@ pub fn quantile_ms(sorted: &[Duration], q: f64) -> Option<f64> {
     }
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted.get(index).map(|d| d.as_secs_f64() * 1e3)
+}
+
+/// Fails with how to install `program` when it is not on the machine.
+pub fn require_tool(program: &str, install: &str) -> anyhow::Result<()> {
+    match Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{program} is not installed ({install})"),
+        Err(e) => Err(e).with_context(|| format!("running {program}")),
+        Ok(_) => Ok(()),
+    }
 }
