@@ -35,9 +35,10 @@ fn money(value: &Value) -> Decimal {
         .unwrap_or_else(|| panic!("not a decimal string: {value}")))
 }
 
-/// Noon UTC `days` ago.
+/// Noon UTC `days` ago; for today, never later than now (before noon, noon today
+/// is still in the future and ingest refuses it).
 fn days_ago(days: i64) -> DateTime<Utc> {
-    today() - Days::days(days) + Days::hours(12)
+    (today() - Days::days(days) + Days::hours(12)).min(Utc::now())
 }
 
 fn day(days_ago: i64) -> NaiveDate {

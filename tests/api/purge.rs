@@ -203,6 +203,14 @@ async fn one_instance_purges_at_a_time() {
 
 /// Per daily partition of `usage_events`: (name, rows the planner's statistics say,
 /// rows changed since they were taken).
+/// The `i`-th of `n` times `days_ago` days back, spread between that day's midnight
+/// and its time of day now: every one stays on its UTC day and none is in the future,
+/// at whatever hour the test runs.
+fn spread_over_the_day(now: DateTime<Utc>, days_ago: i64, i: i32, n: i32) -> DateTime<Utc> {
+    let midnight = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    midnight - Duration::days(days_ago) + (now - midnight) * (i + 1) / (n + 1)
+}
+
 async fn partition_stats(app: &TestApp) -> Vec<(String, f32, i64)> {
     #[derive(diesel::QueryableByName)]
     struct Stat {
@@ -238,7 +246,7 @@ async fn the_purge_analyzes_the_partitions_whose_statistics_are_stale() {
             events.push(json!({
                 "requestId": format!("stat-{days_ago}-{i}"), "endpoint": "/chat/completions",
                 "provider": "openai", "model": "gpt-4o", "user": format!("customer-{}", i % 7),
-                "startedAt": (now - Duration::days(days_ago) - Duration::minutes(i)).to_rfc3339(),
+                "startedAt": spread_over_the_day(now, days_ago, i, n).to_rfc3339(),
             }));
         }
     }
