@@ -11,13 +11,26 @@ ensure_services
 export MP_TEST_DATABASE_URL=${MP_TEST_DATABASE_URL:-postgres://$MP_DB_USER:$MP_DB_PASSWORD@$PG_HOST:$PG_PORT/postgres}
 export MP_TEST_REDIS_URL=${MP_TEST_REDIS_URL:-$REDIS_URL}
 
+# Each run names its per-test databases mp_test_<run>_<uuid>, <run> being this
+# script's PID, so that runs in several checkouts at once leave each other's alone.
+export MP_TEST_RUN=$$
 drop_test_databases() {
-  # Per-test databases, half-built templates, and templates another role owns
-  # (the tests' role could not clone those). Databases someone is connected to belong
-  # to a test run still going (another checkout's), so they are left alone.
+  # This run's per-test databases, those of runs whose process is gone, unnamed ones
+  # nobody is connected to (from `cargo test` run directly), half-built templates, and
+  # templates another role owns (the tests' role could not clone those).
+  local db run
+  for db in $(psql_admin -c "SELECT datname FROM pg_database d WHERE datname LIKE 'mp\_test\_%'
+        AND (datname ~ '^mp_test_[0-9]+_' OR NOT EXISTS
+             (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname))"); do
+    run=${db#mp_test_}
+    run=${run%%_*}
+    if [[ $run =~ ^[0-9]+$ ]] && [ "$run" != "$MP_TEST_RUN" ] && kill -0 "$run" 2>/dev/null; then
+      continue
+    fi
+    psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   for db in $(psql_admin -c "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
-      WHERE (datname LIKE 'mp\_test\_%' OR datname LIKE 'mp\_tpl\_%\_building'
-             OR (datname LIKE 'mp\_tpl\_%' AND r.rolname <> '$MP_DB_USER'))
+      WHERE (datname LIKE 'mp\_tpl\_%\_building' OR (datname LIKE 'mp\_tpl\_%' AND r.rolname <> '$MP_DB_USER'))
         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"); do
     psql_admin -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   done

@@ -113,6 +113,7 @@ pub struct UsageEventRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<i64>,
+    /// At most `latencyMs` when both are given.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 86_400_000)]
     time_to_first_token_ms: Option<i64>,
@@ -326,6 +327,13 @@ pub fn parse_event(
     let ttft_ms = req
         .time_to_first_token_ms
         .and_then(|v| f.take("timeToFirstTokenMs", bounded_count(v, max_ms)));
+    if let (Some(latency), Some(ttft)) = (latency_ms, ttft_ms) {
+        // The first token arrives within the call: a larger value is a gateway's
+        // mistake, and a dashboard would show a first token after the call ended.
+        if ttft > latency {
+            f.push("timeToFirstTokenMs", "cannot be larger than latencyMs");
+        }
+    }
     let retries = f.take("retries", bounded_count(req.retries, i64::from(MAX_RETRIES)));
     if let (Some(start), Some(end)) = (req.started_at, req.ended_at) {
         if end < start {

@@ -127,10 +127,21 @@ async fn retry_while_busy(conn: &mut AsyncPgConnection, sql: &str) {
     }
 }
 
+/// A new per-test database name: `mp_test_<run>_<uuid>`, where `<run>` identifies the
+/// `deploy/test.sh` run (`MP_TEST_RUN`), which drops its own databases when it ends and
+/// leaves those of runs still going alone; `mp_test_<uuid>` outside such a run.
+pub fn test_database_name() -> String {
+    let id = Uuid::new_v4().simple();
+    match std::env::var("MP_TEST_RUN") {
+        Ok(run) if !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit()) => format!("mp_test_{run}_{id}"),
+        _ => format!("mp_test_{id}"),
+    }
+}
+
 /// A fresh database cloned from the migrated template.
 async fn fresh_database() -> String {
     let template = ensure_template().await;
-    let name = format!("mp_test_{}", Uuid::new_v4().simple());
+    let name = test_database_name();
     let mut conn = admin_conn().await;
     retry_while_busy(&mut conn, &format!("CREATE DATABASE {name} TEMPLATE {template}")).await;
     database_url(&name)

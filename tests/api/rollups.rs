@@ -907,7 +907,7 @@ async fn the_repair_migration_recomputes_roll_ups_from_raw_events() {
     let admin =
         std::env::var("MP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-    let name = format!("mp_test_{}", Uuid::new_v4().simple());
+    let name = crate::helpers::test_database_name();
     let mut admin_conn = AsyncPgConnection::establish(&admin).await.unwrap();
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut admin_conn)

@@ -232,6 +232,11 @@ async fn bad_events_get_problems_and_store_nothing() {
             "validation_failed",
         ),
         (
+            with(json!({"latencyMs": 200, "timeToFirstTokenMs": 201})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
             with(json!({"requestId": ""})),
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
