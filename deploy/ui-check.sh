@@ -8,8 +8,10 @@
 #             usage, an admin and a read-only viewer), serve on a free loopback port
 #   browser   tests/ui/check.py drives headless Chromium through WebDriver: sign in,
 #             cards equal to the API's numbers, window switch, customer filter,
-#             cursor paging, the drawer's cost breakdown, Live, tabs, budgets, phone
-#             width, dark mode, a viewer without edit controls, sign out; screenshots
+#             cursor paging, the drawer's cost breakdown, Live, tabs, budgets,
+#             invoices (a draft equal to the API's, finalized, its printable document
+#             and CSV, sent, voided), phone width, dark mode, a viewer without edit
+#             controls, sign out; screenshots
 #             of the main screens go to $MP_UI_SCREENSHOTS
 #
 # Knobs: MP_UI_SCREENSHOTS (default target/ui-screenshots); MP_UI_KEEP=1 keeps the

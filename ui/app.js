@@ -6,6 +6,7 @@ import { SignIn, ChooseOrg } from './signin.js';
 import { Overview } from './overview.js';
 import { Entities } from './entities.js';
 import { Budgets } from './budgets.js';
+import { Invoices } from './invoices.js';
 import { timeZone } from './format.js';
 
 const TABS = [
@@ -14,6 +15,7 @@ const TABS = [
   ['agents', 'Agents'],
   ['endpoints', 'Endpoints'],
   ['budgets', 'Budgets'],
+  ['invoices', 'Invoices'],
 ];
 
 const NO_FILTERS = { projectId: '', apiKeyId: '', model: '', customer: '' };
@@ -126,6 +128,7 @@ function App() {
       ${tab === 'overview' && html`<${Overview} ...${shared} />`}
       ${(tab === 'customers' || tab === 'agents' || tab === 'endpoints') && html`<${Entities} key=${tab} entity=${tab} ...${shared} />`}
       ${tab === 'budgets' && html`<${Budgets} ctx=${ctx} />`}
+      ${tab === 'invoices' && html`<${Invoices} ctx=${ctx} />`}
     </main>
     <footer class="footer muted">Times in ${timeZone}; daily figures are UTC days. Data from the Meterplane API of this server.</footer>`;
 }

@@ -10,6 +10,7 @@ MP_CHROMEDRIVER (paths; Debian's by default).
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +53,12 @@ def call(method, path, token=None, body=None, key=None):
             return json.loads(res.read() or b"null")
     except urllib.error.HTTPError as e:
         raise AssertionError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
+
+
+def call_text(path, token):
+    req = urllib.request.Request(BASE + path, headers={"authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as res:
+        return res.read().decode()
 
 
 def login(email, password):
@@ -405,6 +412,113 @@ def tabs_as_admin(driver, org, token):
     wait(driver, lambda d: cards_loaded(d), "the overview again")
 
 
+def invoice_matches_api(driver, org, token, invoice_id):
+    """The open invoice's lines and totals are the API's, to the cent."""
+    api_invoice = call("GET", f"/v1/orgs/{org}/invoices/{invoice_id}", token)
+    detail = driver.find_element(By.ID, "invoice-detail")
+    amounts = [r.get_attribute("data-amount") for r in detail.find_elements(By.CSS_SELECTOR, "#invoice-lines tr.line")]
+    assert amounts == [line["amount"] for line in api_invoice["lines"]], (amounts, api_invoice["lines"])
+    for name, key in (("subtotal", "subtotal"), ("discount", "discountTotal"), ("tax", "tax"), ("total", "total")):
+        shown_value = detail.find_element(By.CSS_SELECTOR, f"#invoice-totals tr.{name}").get_attribute("data-value")
+        assert Decimal(shown_value) == Decimal(api_invoice[key]), (name, shown_value, api_invoice[key])
+    total_text = driver.find_element(By.ID, "invoice-total").text
+    assert Decimal(total_text.replace("$", "").replace(",", "")) == Decimal(api_invoice["total"]), (total_text, api_invoice["total"])
+    return api_invoice
+
+
+def money_text(text):
+    return Decimal(text.replace("$", "").replace(",", "").strip())
+
+
+@step("invoices: draft, compare with the API, finalize, printable, CSV, send, void (admin)")
+def invoices_as_admin(driver, org, token):
+    driver.find_element(By.ID, "tab-invoices").click()
+    wait(driver, lambda d: shown(d, "#invoice-list") and "Demo Org Inc." in d.find_element(By.ID, "billing-settings").text,
+         "the invoice list and the billing settings")
+    today = datetime.now(timezone.utc).date()
+    start, end = (today - timedelta(days=14)).isoformat(), (today - timedelta(days=8)).isoformat()
+    customer = "globex"
+    driver.find_element(By.ID, "generate-customer").send_keys(customer)
+    set_date(driver, "generate-from", start)
+    set_date(driver, "generate-to", end)
+    driver.find_element(By.ID, "generate-draft").click()
+    wait(driver, lambda d: (find(d, "#invoice-detail[data-status=draft]") is not None
+                            and d.find_elements(By.CSS_SELECTOR, "#invoice-lines tr.line")), "the new draft with its lines")
+    invoice_id = driver.find_element(By.ID, "invoice-detail").get_attribute("data-id")
+    draft = invoice_matches_api(driver, org, token, invoice_id)
+    assert draft["customerExternalId"] == customer and draft["periodStart"] == start and draft["periodEnd"] == end, draft
+    assert Decimal(draft["total"]) > 0 and Decimal(draft["tax"]) > 0, "the demo's billing settings tax the invoice"
+    shot(driver, "16-invoice-draft")
+
+    driver.find_element(By.ID, "invoice-finalize").click()
+    wait(driver, lambda d: shown(d, "#confirm #confirm-ok"), "the finalize confirmation")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: d.find_element(By.ID, "invoice-number").text.startswith("INV-"), "the invoice number")
+    final = invoice_matches_api(driver, org, token, invoice_id)
+    assert final["status"] == "finalized" and final["number"] == driver.find_element(By.ID, "invoice-number").text, final
+    shot(driver, "17-invoice-finalized")
+
+    # The printable document opens in a new tab, from a blob the page fetched with its token.
+    home = driver.current_window_handle
+    driver.find_element(By.ID, "invoice-html").click()
+    wait(driver, lambda d: len(d.window_handles) == 2, "the printable invoice's tab")
+    driver.switch_to.window(next(h for h in driver.window_handles if h != home))
+    wait(driver, lambda d: find(d, "#total") is not None, "the printable invoice")
+    assert money_text(driver.find_element(By.ID, "total").text) == Decimal(final["total"])
+    assert driver.find_element(By.ID, "number").text == final["number"]
+    # Its own stylesheet applies (the dashboard's policy allows it by hash).
+    width = driver.execute_script("return getComputedStyle(document.querySelector('.sheet')).maxWidth")
+    assert width == "820px", f"the printable invoice is styled (max-width {width})"
+    shot(driver, "18-invoice-printable")
+    driver.close()
+    driver.switch_to.window(home)
+
+    # The CSV downloads, byte for byte what the API sends.
+    downloads = tempfile.mkdtemp(prefix="mp-ui-downloads-")
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+    driver.find_element(By.ID, "invoice-csv").click()
+    target = os.path.join(downloads, f"{final['number']}.csv")
+    wait(driver, lambda d: os.path.exists(target), "the CSV download")
+    with open(target, encoding="utf-8") as f:
+        assert f.read() == call_text(f"/v1/orgs/{org}/invoices/{invoice_id}/csv", token)
+
+    driver.find_element(By.ID, "invoice-send").click()
+    wait(driver, lambda d: shown(d, "#confirm-ok"), "the send confirmation")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: f"billing@{customer}.example" in (find(d, "#invoice-note").text if find(d, "#invoice-note") else ""), "the send note")
+
+    driver.find_element(By.ID, "invoice-void").click()
+    wait(driver, lambda d: shown(d, "#confirm-reason"), "the void confirmation with its reason")
+    driver.find_element(By.ID, "confirm-reason").send_keys("Issued for the wrong period")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: find(d, "#invoice-detail[data-status=void]") is not None, "the void invoice")
+    voided = call("GET", f"/v1/orgs/{org}/invoices/{invoice_id}", token)
+    assert voided["status"] == "void" and voided["voidReason"] == "Issued for the wrong period", voided
+
+    # Drafts for every customer with usage in the last week, then the list and its filters.
+    driver.find_element(By.ID, "invoice-back").click()
+    wait(driver, lambda d: shown(d, "#invoices-table tbody tr"), "the invoice list")
+    set_date(driver, "generate-from", (today - timedelta(days=7)).isoformat())
+    set_date(driver, "generate-to", (today - timedelta(days=1)).isoformat())
+    driver.find_element(By.ID, "generate-run").click()
+    wait(driver, lambda d: "drafts made" in d.find_element(By.ID, "invoice-generate").text, "the run's note")
+    drafts = call("GET", f"/v1/orgs/{org}/invoices?status=draft", token)["data"]
+    assert len(drafts) >= 2, drafts
+    Select(driver.find_element(By.ID, "invoice-status")).select_by_value("draft")
+    wait(driver, lambda d: [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#invoices-table tbody tr")]
+         == [i["id"] for i in drafts], "the drafts, as the API lists them")
+    shot(driver, "15-invoices")
+    Select(driver.find_element(By.ID, "invoice-status")).select_by_value("")
+    field = driver.find_element(By.ID, "invoice-customer")
+    field.send_keys(customer + Keys.TAB)
+    ours = call("GET", f"/v1/orgs/{org}/invoices?customerId={draft['customerId']}", token)["data"]
+    wait(driver, lambda d: [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#invoices-table tbody tr")]
+         == [i["id"] for i in ours], f"{customer}'s invoices only")
+    assert len(ours) == 2, ours
+    driver.find_element(By.ID, "tab-overview").click()
+    wait(driver, lambda d: cards_loaded(d), "the overview again")
+
+
 @step("phone width and dark mode")
 def phone_and_dark(driver):
     driver.set_window_size(390, 844)
@@ -441,6 +555,13 @@ def viewer(driver):
     assert not driver.find_elements(By.CSS_SELECTOR, ".edit-control"), "a viewer sees no Set budget"
     assert not driver.find_elements(By.CSS_SELECTOR, ".budget-form"), "a viewer sees no budget form"
     shot(driver, "12-budgets-viewer")
+    driver.find_element(By.ID, "tab-invoices").click()
+    wait(driver, lambda d: shown(d, "#invoices-table tbody tr"), "the invoices (viewer)")
+    assert not find(driver, "#invoice-generate"), "a viewer cannot draft invoices"
+    driver.find_element(By.CSS_SELECTOR, "#invoices-table tbody tr").click()
+    wait(driver, lambda d: shown(d, "#invoice-detail #invoice-html"), "an invoice (viewer)")
+    assert not driver.find_elements(By.CSS_SELECTOR, ".manage-control"), "a viewer sees no finalize, void, send or delete"
+    assert shown(driver, "#invoice-csv"), "a viewer can download the CSV"
 
 
 @step("a session the server ends brings back the sign-in form, saying so")
@@ -478,6 +599,7 @@ def main():
         open_drawer(driver, org, token)
         live(driver, org, token)
         tabs_as_admin(driver, org, token)
+        invoices_as_admin(driver, org, token)
         empty_org(driver)
         phone_and_dark(driver)
         sign_out(driver)
