@@ -408,8 +408,68 @@ def tabs_as_admin(driver, org, token):
     customers = call("GET", f"/v1/orgs/{org}/customers?externalId={customer}", token)["data"]
     assert customers[0]["budget"]["amount"] == "25", customers
     shot(driver, "09-budgets-admin")
+    budget_controls(driver, org, token, customer)
     driver.find_element(By.ID, "tab-overview").click()
     wait(driver, lambda d: cards_loaded(d), "the overview again")
+
+
+def confirm(driver, what, reason=None):
+    wait(driver, lambda d: shown(d, "#confirm #confirm-ok"), f"the confirmation to {what}")
+    if reason is not None:
+        driver.find_element(By.ID, "confirm-reason").send_keys(reason)
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: find(d, "#confirm") is None, f"the confirmation to {what} to close")
+
+
+@step("budget controls: thresholds, reset, remove, block and unblock (admin)")
+def budget_controls(driver, org, token, customer):
+    row_css = f'#budgets-customers tr[data-external-id="{customer}"]'
+
+    def row():
+        return driver.find_element(By.CSS_SELECTOR, row_css)
+
+    def party():
+        return call("GET", f"/v1/orgs/{org}/customers?externalId={customer}", token)["data"][0]
+
+    # Thresholds (PATCH of the own budget).
+    row().find_element(By.CSS_SELECTOR, ".edit-control").click()
+    field = wait(driver, lambda d: shown(d, f"{row_css} input[name=thresholds]"), "the thresholds field")
+    field.clear()
+    field.send_keys("60, 90" + Keys.ENTER)
+    wait(driver, lambda d: row().find_element(By.CSS_SELECTOR, ".thresholds").text == "60 %, 90 %", "the new thresholds")
+    assert party()["budget"]["thresholds"] == [60, 90]
+
+    # Cancelling a confirmation changes nothing.
+    before = party()["spent"]
+    row().find_element(By.CSS_SELECTOR, ".reset-control").click()
+    wait(driver, lambda d: shown(d, "#confirm-cancel"), "the reset confirmation")
+    driver.find_element(By.ID, "confirm-cancel").click()
+    wait(driver, lambda d: find(d, "#confirm") is None, "the confirmation to close")
+    assert party()["spent"] == before and party()["resetAt"] is None
+
+    row().find_element(By.CSS_SELECTOR, ".reset-control").click()
+    confirm(driver, "reset the spend")
+    wait(driver, lambda d: "reset" in row().find_element(By.CSS_SELECTOR, ".spent").text, "the reset in the table")
+    after = party()
+    assert after["resetAt"] is not None and Decimal(after["spent"]) < Decimal(before), (before, after)
+    assert Decimal(row().find_element(By.CSS_SELECTOR, ".spent").get_attribute("data-value")) == Decimal(after["spent"])
+
+    row().find_element(By.CSS_SELECTOR, ".block-control").click()
+    confirm(driver, "block", reason="invoice overdue")
+    wait(driver, lambda d: row().find_element(By.CSS_SELECTOR, ".pill").text == "blocked", "the blocked status")
+    blocked = party()
+    assert blocked["status"] == "blocked" and blocked["blockReason"] == "invoice overdue", blocked
+    shot(driver, "09b-budgets-blocked")
+    row().find_element(By.CSS_SELECTOR, ".unblock-control").click()
+    confirm(driver, "unblock")
+    wait(driver, lambda d: row().find_element(By.CSS_SELECTOR, ".pill").text == "active", "the active status again")
+    assert party()["status"] == "active"
+
+    row().find_element(By.CSS_SELECTOR, ".remove-control").click()
+    confirm(driver, "remove the budget")
+    wait(driver, lambda d: not row().find_elements(By.CSS_SELECTOR, ".remove-control"), "the budget to go")
+    gone = party()["budget"]
+    assert gone is None or gone["source"] != "own", gone
 
 
 def invoice_matches_api(driver, org, token, invoice_id):
