@@ -18,13 +18,14 @@ const TABS = [
   ['invoices', 'Invoices'],
 ];
 
-const NO_FILTERS = { projectId: '', apiKeyId: '', model: '', customer: '' };
+const NO_FILTERS = { projectId: '', apiKeyId: '', model: '', customer: '', status: '', agent: '', provider: '' };
 
 /** Projects, their keys and the customers' ids: what the filters offer. */
 async function loadChoices(orgId) {
-  const [projects, customers] = await Promise.all([
+  const [projects, customers, agents] = await Promise.all([
     api(`${org(orgId)}/projects`),
     api(`${org(orgId)}/customers`, { params: { limit: 500 } }).catch(() => ({ data: [] })),
+    api(`${org(orgId)}/agents`, { params: { limit: 500 } }).catch(() => ({ data: [] })),
   ]);
   const keyLists = await Promise.all(projects.map((p) => api(`${org(orgId)}/projects/${p.id}/keys`).catch(() => [])));
   const keys = keyLists.flat();
@@ -34,6 +35,7 @@ async function loadChoices(orgId) {
     keyNames: Object.fromEntries(keys.map((k) => [k.id, `${k.name} (${k.prefix}…)`])),
     projectNames: Object.fromEntries(projects.map((p) => [p.id, p.name])),
     customers: customers.data.map((c) => c.externalId).sort(),
+    agents: agents.data.map((a) => a.externalId).sort(),
   };
 }
 
@@ -83,7 +85,7 @@ function App() {
     setChoices(null);
     loadChoices(membership.organization.id)
       .then(setChoices)
-      .catch(() => setChoices({ projects: [], keys: [], keyNames: {}, projectNames: {}, customers: [] }));
+      .catch(() => setChoices({ projects: [], keys: [], keyNames: {}, projectNames: {}, customers: [], agents: [] }));
   }, [membership]);
 
   function signedIn(profile) {

@@ -385,6 +385,34 @@ def live(driver, org, token):
     assert shown(driver, "#live-toggle")
 
 
+@step("the log's status, agent and provider filters: every row matches, as many as the API's")
+def log_filters(driver, org, token):
+    Select(driver.find_element(By.ID, "filter-customer")).select_by_value("")
+    start = find(driver, "#window-range").get_attribute("data-from").replace("+00:00", "Z")
+
+    def expect(query, what):
+        page = call("GET", f"/v1/orgs/{org}/spend-logs?limit=25&from={start}&{query}", token)["data"]
+        assert page, f"the demo has calls for {query}"
+        wait(driver, lambda d: [r.get_attribute("data-id") for r in log_rows(d)] == [e["id"] for e in page],
+             f"the log to show the API's page for {what}")
+        return page
+
+    Select(driver.find_element(By.ID, "filter-status")).select_by_value("error")
+    rows = expect("status=error", "failed calls")
+    assert all(r.get_attribute("data-status") == "error" for r in log_rows(driver)) and len(log_rows(driver)) == len(rows)
+    Select(driver.find_element(By.ID, "filter-status")).select_by_value("")
+    Select(driver.find_element(By.ID, "filter-agent")).select_by_value("triage")
+    Select(driver.find_element(By.ID, "filter-provider")).select_by_value("anthropic")
+    rows = expect("agent=triage&provider=anthropic", "triage's Anthropic calls")
+    shown_rows = log_rows(driver)
+    assert len(shown_rows) == len(rows)
+    assert all(r.get_attribute("data-agent") == "triage" and r.get_attribute("data-provider") == "anthropic" for r in shown_rows)
+    shot(driver, "04b-log-filters")
+    Select(driver.find_element(By.ID, "filter-agent")).select_by_value("")
+    Select(driver.find_element(By.ID, "filter-provider")).select_by_value("")
+    wait(driver, lambda d: len({r.get_attribute("data-provider") for r in log_rows(d)}) > 1, "the unfiltered log again")
+
+
 @step("the customer, agent and endpoint tabs and budgets (admin)")
 def tabs_as_admin(driver, org, token):
     for tab, name in (("customers", "08-customers"), ("agents", None), ("endpoints", None)):
@@ -658,6 +686,7 @@ def main():
         customer_filter(driver, org, token)
         open_drawer(driver, org, token)
         live(driver, org, token)
+        log_filters(driver, org, token)
         tabs_as_admin(driver, org, token)
         invoices_as_admin(driver, org, token)
         empty_org(driver)
