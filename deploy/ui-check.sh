@@ -9,7 +9,8 @@
 #   browser   tests/ui/check.py drives headless Chromium through WebDriver: sign in,
 #             cards equal to the API's numbers, window switch, customer filter,
 #             cursor paging, the drawer's cost breakdown, Live, the log's status,
-#             agent and provider filters, tabs, budgets (set,
+#             agent and provider filters, tabs (paged, a selection across pages),
+#             budgets (set,
 #             thresholds, reset, remove, block and unblock, each checked in the API),
 #             invoices (a draft equal to the API's, finalized, its printable document
 #             and CSV, sent, voided), phone width, dark mode, a viewer without edit

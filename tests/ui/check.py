@@ -413,6 +413,40 @@ def log_filters(driver, org, token):
     wait(driver, lambda d: len({r.get_attribute("data-provider") for r in log_rows(d)}) > 1, "the unfiltered log again")
 
 
+def entity_names(driver):
+    return [r.get_attribute("data-name") for r in driver.find_elements(By.CSS_SELECTOR, "#entity-table tbody tr")]
+
+
+@step("customers tab: pages of 50 with the API's offset; a selection across pages is reported by ids")
+def entity_paging(driver, org, token):
+    # More customers than one page holds: one small call each, today.
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    call("POST", "/v1/usage/batch", key=DEMO_KEY, body={"events": [{
+        "requestId": f"ui-many-{uuid.uuid4()}", "endpoint": "/chat/completions", "provider": "openai",
+        "model": "gpt-4o-mini", "user": f"many-{n:03}", "status": "success", "promptTokens": 100 + n,
+        "completionTokens": 10, "startedAt": now} for n in range(60)]})
+    driver.find_element(By.ID, "refresh").click()
+    driver.find_element(By.ID, "tab-customers").click()
+    window = "days=7"
+    first = call("GET", f"/v1/orgs/{org}/activity/customers?{window}&sort=spend&limit=50", token)
+    assert len(first["data"]) == 50 and first.get("nextOffset") == 50, first.get("nextOffset")
+    wait(driver, lambda d: entity_names(d) == [e.get("name") or "" for e in first["data"]], "the first page of customers")
+    driver.find_element(By.ID, "entity-older").click()
+    second = call("GET", f"/v1/orgs/{org}/activity/customers?{window}&sort=spend&limit=50&offset=50", token)
+    wait(driver, lambda d: entity_names(d) == [e.get("name") or "" for e in second["data"]], "the second page of customers")
+    picked = [second["data"][0]["name"], first["data"][0]["name"]]
+    driver.find_element(By.CSS_SELECTOR, f'#entity-table tr[data-name="{picked[0]}"] input').click()
+    driver.find_element(By.ID, "entity-newer").click()
+    wait(driver, lambda d: entity_names(d) == [e.get("name") or "" for e in first["data"]], "the first page again")
+    driver.find_element(By.CSS_SELECTOR, f'#entity-table tr[data-name="{picked[1]}"] input').click()
+    report = call("GET", f"/v1/orgs/{org}/activity/customers?{window}&sort=spend&limit=100&ids={','.join(picked)}", token)
+    models = {(m["provider"], m["id"]) for e in report["data"] for m in e["modelBreakdown"]}
+    wait(driver, lambda d: "2 selected" in d.page_source
+         and len(d.find_elements(By.CSS_SELECTOR, "#entity-models tbody tr")) == len(models), "the selection's models")
+    shot(driver, "08b-customers-selection")
+    driver.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Clear selection')]").click()
+
+
 @step("the customer, agent and endpoint tabs and budgets (admin)")
 def tabs_as_admin(driver, org, token):
     for tab, name in (("customers", "08-customers"), ("agents", None), ("endpoints", None)):
@@ -687,6 +721,7 @@ def main():
         open_drawer(driver, org, token)
         live(driver, org, token)
         log_filters(driver, org, token)
+        entity_paging(driver, org, token)
         tabs_as_admin(driver, org, token)
         invoices_as_admin(driver, org, token)
         empty_org(driver)
