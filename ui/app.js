@@ -126,11 +126,14 @@ function App() {
       </div>
     </header>
     <nav class="navbar" aria-label="Dashboard"><${Tabs} tab=${tab} setTab=${setTab} /></nav>
-    <main id="panel" key=${organization.id} role="tabpanel" aria-labelledby=${`tab-${tab}`} class="content">
+    <main class="content" key=${organization.id}>
+      <div id="panel" role="tabpanel" aria-labelledby=${`tab-${tab}`} class="panel-stack">
+      <h1 class="sr-only">${TABS.find(([id]) => id === tab)[1]}</h1>
       ${tab === 'overview' && html`<${Overview} ...${shared} />`}
       ${(tab === 'customers' || tab === 'agents' || tab === 'endpoints') && html`<${Entities} key=${tab} entity=${tab} ...${shared} />`}
       ${tab === 'budgets' && html`<${Budgets} ctx=${ctx} />`}
       ${tab === 'invoices' && html`<${Invoices} ctx=${ctx} />`}
+      </div>
     </main>
     <footer class="footer muted">Times in ${timeZone}; daily figures are UTC days. Data from the Meterplane API of this server.</footer>`;
 }

@@ -360,7 +360,7 @@ function InvoiceDetail({ ctx, id, onBack, onChanged }) {
         ${inv.memo && html`<${Field} label="Memo">${inv.memo}</${Field}>`}
         <${Field} label="Markup on cost">${percentExact(inv.markup)} <span class="muted">(cost ${moneyExact(inv.cost)})</span></${Field}>
       </dl>
-      <h4>Lines</h4>
+      <h3 class="subhead">Lines</h3>
       ${inv.lines.length === 0 ? html`<p class="empty">No usage in this period.</p>` : html`<div class="table-wrap"><table class="table" id="invoice-lines">
         <thead><tr><th scope="col">Item</th><th scope="col" class="num">Requests</th><th scope="col" class="hide-sm">Tokens</th><th scope="col" class="hide-sm">Unit prices</th>
           <th scope="col" class="num hide-sm">Before discount</th><th scope="col" class="num hide-sm">Discount</th><th scope="col" class="num">Amount</th></tr></thead>

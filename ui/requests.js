@@ -268,7 +268,7 @@ export function Drawer({ ctx, eventId, onClose }) {
   const components = d ? COMPONENTS.filter(([k]) => Number(d.costBreakdown[k]) !== 0) : [];
 
   return html`<div class="drawer-backdrop" onClick=${onClose}></div>
-  <aside class="drawer" role="dialog" aria-modal="true" aria-labelledby="drawer-title" id="drawer">
+  <div class="drawer" role="dialog" aria-modal="true" aria-labelledby="drawer-title" id="drawer">
     <div class="drawer-head">
       <div><h3 id="drawer-title">Request</h3>${d && html`<div class="mono muted">${d.requestId}</div>`}</div>
       <button class="ghost" ref=${closeRef} onClick=${onClose} aria-label="Close the request details">Close</button>
@@ -326,5 +326,5 @@ export function Drawer({ ctx, eventId, onClose }) {
         ${d.metadata ? html`<${Body} label="Metadata" text=${JSON.stringify(d.metadata)} />` : html`<p class="muted">None.</p>`}
       </section>
     </div>`}
-  </aside>`;
+  </div>`;
 }

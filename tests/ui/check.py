@@ -32,7 +32,9 @@ ADMIN = ("demo@meterplane.local", "meterplane-demo")
 VIEWER = ("viewer@meterplane.local", "meterplane-demo")
 WAIT = float(os.environ.get("MP_UI_WAIT_SECONDS", "20"))
 
+AXE_JS = os.environ["MP_AXE_JS"]
 timings = []
+audited = []  # (screen, violations that fail the check)
 
 
 # --- the API, as the test's own witness ----------------------------------------------
@@ -129,6 +131,29 @@ def console_problems(driver):
     return bad
 
 
+AXE_RUN = """
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] })
+  .then((r) => done(r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 4).map((n) => n.target.join(' ') + (n.failureSummary ? ' — ' + n.failureSummary.split('\\n').slice(1, 2).join('') : '')) }))))
+  .catch((e) => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));
+"""
+
+
+def audit(driver, screen):
+    """axe-core on what the page shows now (injected through WebDriver, not served by
+    the binary); serious and critical violations fail the check at its end."""
+    if not driver.execute_script("return typeof window.axe === 'object'"):
+        with open(AXE_JS, encoding="utf-8") as f:
+            driver.execute_script(f.read())
+    driver.set_script_timeout(60)
+    violations = driver.execute_async_script(AXE_RUN)
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    for v in violations:
+        print(f"ui-check:   axe [{screen}] {v['impact']}: {v['id']} ({v['help']}) {v['nodes']}", flush=True)
+    audited.append((screen, bad))
+
+
 # --- steps ---------------------------------------------------------------------------
 
 def step(name):
@@ -149,6 +174,7 @@ def sign_in(driver, email, password, shot_name=None, organization=None):
     wait(driver, lambda d: shown(d, "#email"), "the sign-in form")
     if shot_name:
         shot(driver, shot_name)
+        audit(driver, "sign-in")
     driver.find_element(By.ID, "email").send_keys(email)
     driver.find_element(By.ID, "password").send_keys(password + Keys.ENTER)
     if organization:
@@ -226,6 +252,7 @@ def cards_match_api(driver, org, token):
     wait(driver, lambda d: shown(d, "#requests-table tbody tr"), "the request log")
     wait(driver, lambda d: shown(d, ".chart canvas"), "the chart")
     shot(driver, "02-overview-24h")
+    audit(driver, "overview")
     return day
 
 
@@ -351,6 +378,7 @@ def open_drawer(driver, org, token):
     row.send_keys(Keys.ENTER)
     detail = check_drawer(driver, org, token, event_id)
     shot(driver, "05-request-drawer")
+    audit(driver, "request drawer")
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     wait(driver, lambda d: find(d, "#drawer") is None, "the drawer to close on Escape")
 
@@ -455,6 +483,7 @@ def tabs_as_admin(driver, org, token):
         if name:
             wait(driver, lambda d: shown(d, ".chart canvas"), "the trend chart")
             shot(driver, name)
+            audit(driver, tab)
     driver.find_element(By.ID, "tab-budgets").click()
     wait(driver, lambda d: shown(d, "#budgets-customers tbody tr"), "the customers' budgets")
     assert driver.find_elements(By.CSS_SELECTOR, ".edit-control"), "an admin sees Set budget"
@@ -470,6 +499,7 @@ def tabs_as_admin(driver, org, token):
     customers = call("GET", f"/v1/orgs/{org}/customers?externalId={customer}", token)["data"]
     assert customers[0]["budget"]["amount"] == "25", customers
     shot(driver, "09-budgets-admin")
+    audit(driver, "budgets")
     budget_controls(driver, org, token, customer)
     driver.find_element(By.ID, "tab-overview").click()
     wait(driver, lambda d: cards_loaded(d), "the overview again")
@@ -505,6 +535,7 @@ def budget_controls(driver, org, token, customer):
     before = party()["spent"]
     row().find_element(By.CSS_SELECTOR, ".reset-control").click()
     wait(driver, lambda d: shown(d, "#confirm-cancel"), "the reset confirmation")
+    audit(driver, "confirmation dialog")
     driver.find_element(By.ID, "confirm-cancel").click()
     wait(driver, lambda d: find(d, "#confirm") is None, "the confirmation to close")
     assert party()["spent"] == before and party()["resetAt"] is None
@@ -571,6 +602,7 @@ def invoices_as_admin(driver, org, token):
     assert draft["customerExternalId"] == customer and draft["periodStart"] == start and draft["periodEnd"] == end, draft
     assert Decimal(draft["total"]) > 0 and Decimal(draft["tax"]) > 0, "the demo's billing settings tax the invoice"
     shot(driver, "16-invoice-draft")
+    audit(driver, "invoice")
 
     driver.find_element(By.ID, "invoice-finalize").click()
     wait(driver, lambda d: shown(d, "#confirm #confirm-ok"), "the finalize confirmation")
@@ -630,6 +662,7 @@ def invoices_as_admin(driver, org, token):
     wait(driver, lambda d: [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#invoices-table tbody tr")]
          == [i["id"] for i in drafts], "the drafts, as the API lists them")
     shot(driver, "15-invoices")
+    audit(driver, "invoices")
     Select(driver.find_element(By.ID, "invoice-status")).select_by_value("")
     field = driver.find_element(By.ID, "invoice-customer")
     field.send_keys(customer + Keys.TAB)
@@ -648,11 +681,13 @@ def phone_and_dark(driver):
     width = driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 400, f"no sideways scrolling at phone width (page is {width}px wide)"
     shot(driver, "10-phone")
+    audit(driver, "overview at phone width")
     driver.set_window_size(1280, 1000)
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     driver.find_element(By.ID, "refresh").click()
     wait(driver, lambda d: cards_loaded(d) and shown(d, ".chart canvas"), "the overview in dark mode")
     shot(driver, "11-overview-dark")
+    audit(driver, "overview, dark")
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
 
@@ -677,6 +712,7 @@ def viewer(driver):
     assert not driver.find_elements(By.CSS_SELECTOR, ".edit-control"), "a viewer sees no Set budget"
     assert not driver.find_elements(By.CSS_SELECTOR, ".budget-form"), "a viewer sees no budget form"
     shot(driver, "12-budgets-viewer")
+    audit(driver, "budgets (viewer)")
     driver.find_element(By.ID, "tab-invoices").click()
     wait(driver, lambda d: shown(d, "#invoices-table tbody tr"), "the invoices (viewer)")
     assert not find(driver, "#invoice-generate"), "a viewer cannot draft invoices"
@@ -730,12 +766,16 @@ def main():
         sign_in(driver, *VIEWER)
         viewer(driver)
         session_ends(driver)
+        failing = [(screen, bad) for screen, bad in audited if bad]
+        assert not failing, "accessibility (axe-core, serious or critical): " + "; ".join(
+            f"{screen}: " + ", ".join(f"{v['id']} {v['nodes']}" for v in bad) for screen, bad in failing)
         problems = console_problems(driver)
         assert not problems, "browser console: " + " | ".join(problems)
     finally:
         driver.quit()
     for name, seconds in timings:
         print(f"ui-check:   {seconds:5.1f}s  {name}")
+    print(f"ui-check: accessibility: {len(audited)} screens audited by axe-core, none with serious or critical violations")
     print(f"ui-check: passed in {time.monotonic() - start:.1f}s; screenshots in {SHOTS}")
 
 
