@@ -2,14 +2,21 @@
 # The dashboard (/ui/) in a real browser, end to end, on loopback and offline:
 #
 #   tools     Debian's chromium and chromium-driver (installed when missing), the
-#             pinned Selenium in a cached virtualenv (deploy/lib/browser.sh)
+#             pinned Selenium in a cached virtualenv and the pinned axe-core from the
+#             npm registry in the tools cache (deploy/lib/browser.sh)
 #   build     cargo build [--release] --bin meterplane (MP_CHECK_PROFILE)
 #   server    a fresh database, migrate, `meterplane demo` (three weeks of sample
 #             usage, an admin and a read-only viewer), serve on a free loopback port
 #   browser   tests/ui/check.py drives headless Chromium through WebDriver: sign in,
 #             cards equal to the API's numbers, window switch, customer filter,
-#             cursor paging, the drawer's cost breakdown, Live, tabs, budgets, phone
-#             width, dark mode, a viewer without edit controls, sign out; screenshots
+#             cursor paging, the drawer's cost breakdown, Live, the log's status,
+#             agent and provider filters, tabs (paged, a selection across pages),
+#             budgets (set, thresholds, reset, remove, block and unblock, each
+#             checked in the API),
+#             invoices (a draft equal to the API's, finalized, its printable document
+#             and CSV, sent, voided), phone width, dark mode, a viewer without edit
+#             controls, sign out, an axe-core accessibility audit of each main
+#             screen (serious or critical violations fail); screenshots
 #             of the main screens go to $MP_UI_SCREENSHOTS
 #
 # Knobs: MP_UI_SCREENSHOTS (default target/ui-screenshots); MP_UI_KEEP=1 keeps the
@@ -67,6 +74,7 @@ stage() { # stage NAME COMMAND...: runs in this shell, stops the check when it f
 tools() {
   ensure_chromium
   ensure_selenium
+  ensure_axe
 }
 
 build() {

@@ -6,11 +6,14 @@
 use anyhow::Context;
 use chrono::{Duration, Utc};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use rust_decimal::Decimal;
 
 use crate::{
     auth::KeyIdentity,
     config::Config,
     domain::{
+        billing::{BillingProfile, BillingSettings, Currency},
+        budget::DefaultScope,
         email::EmailAddress,
         names::Name,
         password::Password,
@@ -21,7 +24,14 @@ use crate::{
     },
     ingest::{IngestSettings, Ingestor, Outcome},
     price_book::PriceBook,
-    store::{self, access::OrgAccess, orgs::NewOrganization, users::NewUser, DbPool},
+    store::{
+        self,
+        access::OrgAccess,
+        orgs::NewOrganization,
+        parties::{PartyQuery, PartySort},
+        users::NewUser,
+        DbPool,
+    },
 };
 
 pub const DEMO_EMAIL: &str = "demo@meterplane.local";
@@ -150,6 +160,7 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
                 .count();
         }
     }
+    billing(&mut conn, &access).await?;
     let (project_id, secret) = printed_key.context("no demo project")?;
     println!("demo user:     {DEMO_EMAIL} / {DEMO_PASSWORD}");
     println!("demo viewer:   {DEMO_VIEWER_EMAIL} / {DEMO_PASSWORD} (read only)");
@@ -157,6 +168,60 @@ pub async fn run(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
     println!("project:       {project_id}");
     println!("api key:       {secret}");
     println!("sample usage:  {recorded} new events over the last {SAMPLE_DAYS} days");
+    Ok(())
+}
+
+/// Billing settings and customers' billing profiles, so invoices look like real ones
+/// (an issuer, tax, a markup, someone to send them to). What an operator already set
+/// is kept.
+async fn billing(conn: &mut store::DbConn, access: &OrgAccess) -> anyhow::Result<()> {
+    if store::billing::settings(conn, access).await?.updated_at.is_none() {
+        let settings = BillingSettings {
+            issuer_name: Some("Demo Org Inc.".into()),
+            issuer_address: Some("1 Main Street\nSpringfield, IL 62701\nUSA".into()),
+            tax_id: Some("US12-3456789".into()),
+            tax_rate: Decimal::new(825, 2),
+            currency: Currency::Usd,
+            markup: Decimal::from(20),
+            due_days: 30,
+            footer: Some("Thank you for your business. Questions: billing@demo.example".into()),
+        };
+        store::billing::set_settings(conn, access, &settings).await?;
+    }
+    let query = PartyQuery {
+        id: None,
+        external_id: None,
+        blocked: None,
+        sort: PartySort::ExternalId,
+        limit: CUSTOMERS.len() as i64,
+        offset: 0,
+    };
+    let customers = store::parties::page(conn, access, DefaultScope::Customer, &query, Utc::now()).await?;
+    for customer in customers.iter().filter(|c| CUSTOMERS.contains(&c.external_id.as_str())) {
+        if store::billing::profile(conn, access, customer.id)
+            .await?
+            .updated_at
+            .is_some()
+        {
+            continue;
+        }
+        let name = customer
+            .external_id
+            .split('-')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect::<Vec<_>>()
+            .join(" ");
+        let profile = BillingProfile {
+            billing_name: Some(format!("{name} Ltd.")),
+            email: Some(EmailAddress::parse(&format!(
+                "billing@{}.example",
+                customer.external_id
+            ))?),
+            address: None,
+            tax_id: None,
+        };
+        store::billing::set_profile(conn, access, customer.id, &profile).await?;
+    }
     Ok(())
 }
 

@@ -54,6 +54,31 @@ export function query(params) {
   return s ? `?${s}` : '';
 }
 
+/**
+ * A file the API makes (an invoice's HTML or CSV): the same bearer token, the answer
+ * kept as a Blob with the name the server gives it. Errors as for `api`.
+ */
+export async function fetchFile(path) {
+  let res;
+  try {
+    res = await fetch(path, { headers: { Authorization: `Bearer ${token}` }, credentials: 'omit', cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  if (!res.ok) {
+    let problem = null;
+    try { problem = await res.json(); } catch { /* no problem document */ }
+    if (res.status === 401 && token) {
+      token = null;
+      onSessionEnd();
+    }
+    throw new ApiError(res.status, problem);
+  }
+  const disposition = res.headers.get('content-disposition') || '';
+  const name = /filename="([^"]+)"/.exec(disposition);
+  return { blob: await res.blob(), name: name ? name[1] : null };
+}
+
 export async function api(path, { method = 'GET', body, params, signal } = {}) {
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;

@@ -6,6 +6,7 @@ import { SignIn, ChooseOrg } from './signin.js';
 import { Overview } from './overview.js';
 import { Entities } from './entities.js';
 import { Budgets } from './budgets.js';
+import { Invoices } from './invoices.js';
 import { timeZone } from './format.js';
 
 const TABS = [
@@ -14,15 +15,17 @@ const TABS = [
   ['agents', 'Agents'],
   ['endpoints', 'Endpoints'],
   ['budgets', 'Budgets'],
+  ['invoices', 'Invoices'],
 ];
 
-const NO_FILTERS = { projectId: '', apiKeyId: '', model: '', customer: '' };
+const NO_FILTERS = { projectId: '', apiKeyId: '', model: '', customer: '', status: '', agent: '', provider: '' };
 
 /** Projects, their keys and the customers' ids: what the filters offer. */
 async function loadChoices(orgId) {
-  const [projects, customers] = await Promise.all([
+  const [projects, customers, agents] = await Promise.all([
     api(`${org(orgId)}/projects`),
     api(`${org(orgId)}/customers`, { params: { limit: 500 } }).catch(() => ({ data: [] })),
+    api(`${org(orgId)}/agents`, { params: { limit: 500 } }).catch(() => ({ data: [] })),
   ]);
   const keyLists = await Promise.all(projects.map((p) => api(`${org(orgId)}/projects/${p.id}/keys`).catch(() => [])));
   const keys = keyLists.flat();
@@ -32,6 +35,7 @@ async function loadChoices(orgId) {
     keyNames: Object.fromEntries(keys.map((k) => [k.id, `${k.name} (${k.prefix}…)`])),
     projectNames: Object.fromEntries(projects.map((p) => [p.id, p.name])),
     customers: customers.data.map((c) => c.externalId).sort(),
+    agents: agents.data.map((a) => a.externalId).sort(),
   };
 }
 
@@ -81,7 +85,7 @@ function App() {
     setChoices(null);
     loadChoices(membership.organization.id)
       .then(setChoices)
-      .catch(() => setChoices({ projects: [], keys: [], keyNames: {}, projectNames: {}, customers: [] }));
+      .catch(() => setChoices({ projects: [], keys: [], keyNames: {}, projectNames: {}, customers: [], agents: [] }));
   }, [membership]);
 
   function signedIn(profile) {
@@ -122,10 +126,14 @@ function App() {
       </div>
     </header>
     <nav class="navbar" aria-label="Dashboard"><${Tabs} tab=${tab} setTab=${setTab} /></nav>
-    <main id="panel" key=${organization.id} role="tabpanel" aria-labelledby=${`tab-${tab}`} class="content">
+    <main class="content" key=${organization.id}>
+      <div id="panel" role="tabpanel" aria-labelledby=${`tab-${tab}`} class="panel-stack">
+      <h1 class="sr-only">${TABS.find(([id]) => id === tab)[1]}</h1>
       ${tab === 'overview' && html`<${Overview} ...${shared} />`}
       ${(tab === 'customers' || tab === 'agents' || tab === 'endpoints') && html`<${Entities} key=${tab} entity=${tab} ...${shared} />`}
       ${tab === 'budgets' && html`<${Budgets} ctx=${ctx} />`}
+      ${tab === 'invoices' && html`<${Invoices} ctx=${ctx} />`}
+      </div>
     </main>
     <footer class="footer muted">Times in ${timeZone}; daily figures are UTC days. Data from the Meterplane API of this server.</footer>`;
 }

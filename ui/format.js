@@ -6,9 +6,11 @@ const usd4 = new Intl.NumberFormat(undefined, { style: 'currency', currency: 'US
 const usdSmall = new Intl.NumberFormat(undefined, { style: 'currency', currency: 'USD', maximumSignificantDigits: 2 });
 const compact = new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 });
 const pct = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+const pctExact = new Intl.NumberFormat(undefined, { maximumFractionDigits: 4 });
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 const shortDateTime = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit' });
 const hourFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
+const calendarFmt = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
 
 export const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
@@ -52,6 +54,11 @@ export function moneyExact(value) {
   return `${negative ? '−' : ''}$${grouped}${sep}${frac}`;
 }
 
+/** A rate as set (tax, markup): every decimal it has, e.g. 8.25%. */
+export function percentExact(n) {
+  return n === null || n === undefined ? '—' : `${pctExact.format(Number(n))}%`;
+}
+
 export function percent(n) {
   return n === null || n === undefined ? '—' : `${pct.format(n)}%`;
 }
@@ -83,4 +90,9 @@ export function day(iso) {
 export function utcDate(back = 0) {
   const d = new Date(Date.now() - back * 86400000);
   return d.toISOString().slice(0, 10);
+}
+
+/** A calendar date from the API (`YYYY-MM-DD`, an invoice's period or due date) as "Nov 1, 2026". */
+export function calendarDay(date) {
+  return date ? calendarFmt.format(new Date(`${date}T00:00:00Z`)) : '—';
 }

@@ -140,6 +140,7 @@ export function Overview({ ctx, span, setSpan, filters, setFilters, refresh, set
   const [error, setError] = useState(null);
   const [loading, setLoading] = useState(true);
   const [knownModels, setKnownModels] = useState([]);
+  const [knownProviders, setKnownProviders] = useState([]);
 
   useEffect(() => {
     const ctl = new AbortController();
@@ -152,6 +153,7 @@ export function Overview({ ctx, span, setSpan, filters, setFilters, refresh, set
       .then((s) => {
         setSummary(s);
         setKnownModels((known) => [...new Set([...known, ...s.models.map((m) => m.id)])].sort());
+        setKnownProviders((known) => [...new Set([...known, ...s.models.map((m) => m.provider)])].sort());
         setLoading(false);
       })
       .catch((e) => {
@@ -161,7 +163,8 @@ export function Overview({ ctx, span, setSpan, filters, setFilters, refresh, set
         setLoading(false);
       });
     return () => ctl.abort();
-  }, [ctx.orgId, span, filters, refresh]);
+    // The log's own filters (status, agent, provider) do not change the summary.
+  }, [ctx.orgId, span, filters.projectId, filters.apiKeyId, filters.model, filters.customer, refresh]);
 
   const chart = useMemo(() => {
     if (!summary) return null;
@@ -189,5 +192,5 @@ export function Overview({ ctx, span, setSpan, filters, setFilters, refresh, set
         <div class="panel-head"><h2>Models</h2></div>
         ${summary ? html`<${Models} models=${summary.models} total=${summary.totals.cost} />` : html`<p class="muted">Loading…</p>`}
       </section>
-      ${summary && html`<${RequestLog} ctx=${ctx} filters=${filters} from=${summary.from} to=${logTo} refresh=${refresh} />`}`}`;
+      ${summary && html`<${RequestLog} ctx=${ctx} filters=${filters} setFilters=${setFilters} providers=${knownProviders} from=${summary.from} to=${logTo} refresh=${refresh} />`}`}`;
 }

@@ -19,6 +19,7 @@ function Row({ row, onOpen, fresh }) {
     }
   };
   return html`<tr class=${fresh ? 'row fresh' : 'row'} data-id=${row.id} data-request-id=${row.requestId} tabindex="0"
+    data-status=${row.status} data-agent=${row.agentId || ''} data-provider=${row.provider}
     aria-label=${`Request ${row.requestId}: open its details`} onClick=${() => onOpen(row.id)} onKeyDown=${onKeyDown}>
     <td class="nowrap">${whenShort(row.occurredAt)}</td>
     <td><${Status} row=${row} /></td>
@@ -33,7 +34,25 @@ function Row({ row, onOpen, fresh }) {
   </tr>`;
 }
 
-export function RequestLog({ ctx, filters, from, to, refresh }) {
+/** The log's own filters: they narrow the log (and Live), not the cards above. */
+function LogFilters({ ctx, filters, setFilters, providers }) {
+  const set = (patch) => setFilters({ ...filters, ...patch });
+  return html`<div class="filters log-filters" role="group" aria-label="Filter the requests">
+    <label>Status<select id="filter-status" value=${filters.status} onChange=${(e) => set({ status: e.target.value })}>
+      <option value="">Any status</option><option value="success">Success</option><option value="error">Error</option>
+    </select></label>
+    <label>Agent<select id="filter-agent" value=${filters.agent} onChange=${(e) => set({ agent: e.target.value })}>
+      <option value="">All agents</option>
+      ${(ctx.choices?.agents || []).map((a) => html`<option key=${a} value=${a}>${a}</option>`)}
+    </select></label>
+    <label>Provider<select id="filter-provider" value=${filters.provider} onChange=${(e) => set({ provider: e.target.value })}>
+      <option value="">All providers</option>
+      ${[...new Set([...providers, filters.provider].filter(Boolean))].map((p) => html`<option key=${p} value=${p}>${p}</option>`)}
+    </select></label>
+  </div>`;
+}
+
+export function RequestLog({ ctx, filters, setFilters, providers = [], from, to, refresh }) {
   const [rows, setRows] = useState(null);
   const [next, setNext] = useState(null);
   const [cursors, setCursors] = useState(['']); // cursor of each page seen, first page ''
@@ -45,7 +64,10 @@ export function RequestLog({ ctx, filters, from, to, refresh }) {
   const [liveNote, setLiveNote] = useState(null);
   const source = useRef(null);
   const base = org(ctx.orgId);
-  const params = { projectId: filters.projectId, apiKeyId: filters.apiKeyId, model: filters.model, customer: filters.customer };
+  const params = {
+    projectId: filters.projectId, apiKeyId: filters.apiKeyId, model: filters.model, customer: filters.customer,
+    status: filters.status, agent: filters.agent, provider: filters.provider,
+  };
 
   // A new window or filter starts again from the first page.
   useEffect(() => {
@@ -132,6 +154,7 @@ export function RequestLog({ ctx, filters, from, to, refresh }) {
   return html`<section class="card panel" id="request-log">
     <div class="panel-head">
       <h2>Requests</h2>
+      <${LogFilters} ctx=${ctx} filters=${filters} setFilters=${setFilters} providers=${providers} />
       <div class="actions">
         ${live
           ? html`<button class="secondary" id="live-stop" onClick=${stop}>Stop live</button>`
@@ -245,7 +268,7 @@ export function Drawer({ ctx, eventId, onClose }) {
   const components = d ? COMPONENTS.filter(([k]) => Number(d.costBreakdown[k]) !== 0) : [];
 
   return html`<div class="drawer-backdrop" onClick=${onClose}></div>
-  <aside class="drawer" role="dialog" aria-modal="true" aria-labelledby="drawer-title" id="drawer">
+  <div class="drawer" role="dialog" aria-modal="true" aria-labelledby="drawer-title" id="drawer">
     <div class="drawer-head">
       <div><h3 id="drawer-title">Request</h3>${d && html`<div class="mono muted">${d.requestId}</div>`}</div>
       <button class="ghost" ref=${closeRef} onClick=${onClose} aria-label="Close the request details">Close</button>
@@ -303,5 +326,5 @@ export function Drawer({ ctx, eventId, onClose }) {
         ${d.metadata ? html`<${Body} label="Metadata" text=${JSON.stringify(d.metadata)} />` : html`<p class="muted">None.</p>`}
       </section>
     </div>`}
-  </aside>`;
+  </div>`;
 }

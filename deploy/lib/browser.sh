@@ -5,6 +5,10 @@
 #   $MP_TOOLS_CACHE/ui-venv     requirements.txt + constraints.txt
 #   $MP_TOOLS_CACHE/ui-stamp    interpreter version, pins, their hash
 #
+#   $MP_TOOLS_CACHE/axe-core-<version>/axe.min.js
+#                               the accessibility engine (tests/ui/axe-version), from
+#                               the npm registry; injected by the check, never served
+#
 # A venv whose stamp matches is reused as it is; anything else is reinstalled from PyPI.
 # Selenium is told where the browser and the driver are, so it never downloads either.
 
@@ -48,4 +52,25 @@ ensure_selenium() {
     echo "$wanted" >"$stamp"
   fi
   UI_VENV=$venv
+}
+
+# Sets MP_AXE_JS; fetches the pinned axe-core from the npm registry (npm pack, checked
+# against the registry's integrity) when the cached copy is missing.
+ensure_axe() {
+  local version dir work
+  version=$(grep -v -e '^#' -e '^$' "$MP_UI_PINS/axe-version")
+  dir=$MP_TOOLS_CACHE/axe-core-$version
+  if [ -s "$dir/axe.min.js" ]; then
+    log "browser: reusing axe-core $version ($dir)"
+  else
+    log "browser: fetching axe-core@$version from the npm registry into $dir"
+    command -v npm >/dev/null || install_packages npm
+    work=$(mktemp -d)
+    (cd "$work" && npm pack --silent "axe-core@$version" >/dev/null && tar xzf "axe-core-$version.tgz") || { rm -rf "$work"; return 1; }
+    mkdir -p "$dir"
+    cp "$work/package/axe.min.js" "$work/package/LICENSE" "$dir/"
+    rm -rf "$work"
+  fi
+  MP_AXE_JS=$dir/axe.min.js
+  export MP_AXE_JS
 }

@@ -47,6 +47,8 @@ pub static ASSETS: &[Asset] = &[
     asset!("requests.js", "text/javascript; charset=utf-8"),
     asset!("entities.js", "text/javascript; charset=utf-8"),
     asset!("budgets.js", "text/javascript; charset=utf-8"),
+    asset!("invoices.js", "text/javascript; charset=utf-8"),
+    asset!("dialog.js", "text/javascript; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!(
         "vendor/htm-preact-3.1.1/standalone.module.js",
@@ -62,7 +64,16 @@ pub static ASSETS: &[Asset] = &[
 /// Scripts and styles only from this origin (no inline code, no `eval`), requests only
 /// to this origin's API, no framing. Styles set from script through the CSSOM (the
 /// chart library sizes its canvas that way) are not inline styles and stay allowed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+///
+/// One inline stylesheet is allowed, by its hash: the one of the printable invoice
+/// (`templates/invoice.html`). The dashboard fetches that document with the bearer
+/// token and opens it as a `blob:` URL, and a `blob:` document takes the policy of
+/// the page that made it, not the API's own header for the document; without the
+/// hash the invoice would open unstyled. A hash allows that exact text only (no
+/// `'unsafe-inline'`, no style attributes); `tests/api/ui.rs` checks it against the
+/// template, so a change to the invoice's styles fails a test until it is updated.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'sha256-7YOIV8q5oTQc2J43B0t+ENIqPOw18LGjg5iJ04gUWtU='; \
      img-src 'self' data:; font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 

@@ -144,3 +144,32 @@ async fn ui_without_the_slash_redirects_to_the_dashboard() {
     assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(response.headers()[header::LOCATION], "/ui/");
 }
+
+/// The policy allows the printable invoice's stylesheet by its hash (the dashboard
+/// opens that document as a `blob:` URL, which takes the dashboard's policy): the
+/// hash must be the one of the template's `<style>` as it is now.
+#[test]
+fn the_policy_allows_exactly_the_invoice_stylesheet() {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let template = include_str!("../../templates/invoice.html");
+    let style = template
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .map(|(style, _)| style)
+        .expect("the invoice template has a <style> element");
+    assert!(
+        !style.contains("{{") && !style.contains("{%"),
+        "the stylesheet is the same for every invoice"
+    );
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
+    assert!(
+        CONTENT_SECURITY_POLICY.contains(&format!("style-src 'self' 'sha256-{hash}';")),
+        "the invoice stylesheet changed: put 'sha256-{hash}' in CONTENT_SECURITY_POLICY (src/http/ui.rs)"
+    );
+    assert_eq!(template.matches("<style>").count(), 1, "one stylesheet in the invoice");
+    assert!(
+        !template.contains("style=\""),
+        "no style attributes in the invoice (the hash does not allow them)"
+    );
+}

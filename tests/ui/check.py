@@ -10,6 +10,7 @@ MP_CHROMEDRIVER (paths; Debian's by default).
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +32,9 @@ ADMIN = ("demo@meterplane.local", "meterplane-demo")
 VIEWER = ("viewer@meterplane.local", "meterplane-demo")
 WAIT = float(os.environ.get("MP_UI_WAIT_SECONDS", "20"))
 
+AXE_JS = os.environ["MP_AXE_JS"]
 timings = []
+audited = []  # (screen, violations that fail the check)
 
 
 # --- the API, as the test's own witness ----------------------------------------------
@@ -52,6 +55,12 @@ def call(method, path, token=None, body=None, key=None):
             return json.loads(res.read() or b"null")
     except urllib.error.HTTPError as e:
         raise AssertionError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
+
+
+def call_text(path, token):
+    req = urllib.request.Request(BASE + path, headers={"authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as res:
+        return res.read().decode()
 
 
 def login(email, password):
@@ -122,6 +131,29 @@ def console_problems(driver):
     return bad
 
 
+AXE_RUN = """
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] })
+  .then((r) => done(r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 4).map((n) => n.target.join(' ') + (n.failureSummary ? ' — ' + n.failureSummary.split('\\n').slice(1, 2).join('') : '')) }))))
+  .catch((e) => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));
+"""
+
+
+def audit(driver, screen):
+    """axe-core on what the page shows now (injected through WebDriver, not served by
+    the binary); serious and critical violations fail the check at its end."""
+    if not driver.execute_script("return typeof window.axe === 'object'"):
+        with open(AXE_JS, encoding="utf-8") as f:
+            driver.execute_script(f.read())
+    driver.set_script_timeout(60)
+    violations = driver.execute_async_script(AXE_RUN)
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    for v in violations:
+        print(f"ui-check:   axe [{screen}] {v['impact']}: {v['id']} ({v['help']}) {v['nodes']}", flush=True)
+    audited.append((screen, bad))
+
+
 # --- steps ---------------------------------------------------------------------------
 
 def step(name):
@@ -142,6 +174,7 @@ def sign_in(driver, email, password, shot_name=None, organization=None):
     wait(driver, lambda d: shown(d, "#email"), "the sign-in form")
     if shot_name:
         shot(driver, shot_name)
+        audit(driver, "sign-in")
     driver.find_element(By.ID, "email").send_keys(email)
     driver.find_element(By.ID, "password").send_keys(password + Keys.ENTER)
     if organization:
@@ -219,6 +252,7 @@ def cards_match_api(driver, org, token):
     wait(driver, lambda d: shown(d, "#requests-table tbody tr"), "the request log")
     wait(driver, lambda d: shown(d, ".chart canvas"), "the chart")
     shot(driver, "02-overview-24h")
+    audit(driver, "overview")
     return day
 
 
@@ -344,6 +378,7 @@ def open_drawer(driver, org, token):
     row.send_keys(Keys.ENTER)
     detail = check_drawer(driver, org, token, event_id)
     shot(driver, "05-request-drawer")
+    audit(driver, "request drawer")
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     wait(driver, lambda d: find(d, "#drawer") is None, "the drawer to close on Escape")
 
@@ -378,6 +413,68 @@ def live(driver, org, token):
     assert shown(driver, "#live-toggle")
 
 
+@step("the log's status, agent and provider filters: every row matches, as many as the API's")
+def log_filters(driver, org, token):
+    Select(driver.find_element(By.ID, "filter-customer")).select_by_value("")
+    start = find(driver, "#window-range").get_attribute("data-from").replace("+00:00", "Z")
+
+    def expect(query, what):
+        page = call("GET", f"/v1/orgs/{org}/spend-logs?limit=25&from={start}&{query}", token)["data"]
+        assert page, f"the demo has calls for {query}"
+        wait(driver, lambda d: [r.get_attribute("data-id") for r in log_rows(d)] == [e["id"] for e in page],
+             f"the log to show the API's page for {what}")
+        return page
+
+    Select(driver.find_element(By.ID, "filter-status")).select_by_value("error")
+    rows = expect("status=error", "failed calls")
+    assert all(r.get_attribute("data-status") == "error" for r in log_rows(driver)) and len(log_rows(driver)) == len(rows)
+    Select(driver.find_element(By.ID, "filter-status")).select_by_value("")
+    Select(driver.find_element(By.ID, "filter-agent")).select_by_value("triage")
+    Select(driver.find_element(By.ID, "filter-provider")).select_by_value("anthropic")
+    rows = expect("agent=triage&provider=anthropic", "triage's Anthropic calls")
+    shown_rows = log_rows(driver)
+    assert len(shown_rows) == len(rows)
+    assert all(r.get_attribute("data-agent") == "triage" and r.get_attribute("data-provider") == "anthropic" for r in shown_rows)
+    shot(driver, "04b-log-filters")
+    Select(driver.find_element(By.ID, "filter-agent")).select_by_value("")
+    Select(driver.find_element(By.ID, "filter-provider")).select_by_value("")
+    wait(driver, lambda d: len({r.get_attribute("data-provider") for r in log_rows(d)}) > 1, "the unfiltered log again")
+
+
+def entity_names(driver):
+    return [r.get_attribute("data-name") for r in driver.find_elements(By.CSS_SELECTOR, "#entity-table tbody tr")]
+
+
+@step("customers tab: pages of 50 with the API's offset; a selection across pages is reported by ids")
+def entity_paging(driver, org, token):
+    # More customers than one page holds: one small call each, today.
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    call("POST", "/v1/usage/batch", key=DEMO_KEY, body={"events": [{
+        "requestId": f"ui-many-{uuid.uuid4()}", "endpoint": "/chat/completions", "provider": "openai",
+        "model": "gpt-4o-mini", "user": f"many-{n:03}", "status": "success", "promptTokens": 100 + n,
+        "completionTokens": 10, "startedAt": now} for n in range(60)]})
+    driver.find_element(By.ID, "refresh").click()
+    driver.find_element(By.ID, "tab-customers").click()
+    window = "days=7"
+    first = call("GET", f"/v1/orgs/{org}/activity/customers?{window}&sort=spend&limit=50", token)
+    assert len(first["data"]) == 50 and first.get("nextOffset") == 50, first.get("nextOffset")
+    wait(driver, lambda d: entity_names(d) == [e.get("name") or "" for e in first["data"]], "the first page of customers")
+    driver.find_element(By.ID, "entity-older").click()
+    second = call("GET", f"/v1/orgs/{org}/activity/customers?{window}&sort=spend&limit=50&offset=50", token)
+    wait(driver, lambda d: entity_names(d) == [e.get("name") or "" for e in second["data"]], "the second page of customers")
+    picked = [second["data"][0]["name"], first["data"][0]["name"]]
+    driver.find_element(By.CSS_SELECTOR, f'#entity-table tr[data-name="{picked[0]}"] input').click()
+    driver.find_element(By.ID, "entity-newer").click()
+    wait(driver, lambda d: entity_names(d) == [e.get("name") or "" for e in first["data"]], "the first page again")
+    driver.find_element(By.CSS_SELECTOR, f'#entity-table tr[data-name="{picked[1]}"] input').click()
+    report = call("GET", f"/v1/orgs/{org}/activity/customers?{window}&sort=spend&limit=100&ids={','.join(picked)}", token)
+    models = {(m["provider"], m["id"]) for e in report["data"] for m in e["modelBreakdown"]}
+    wait(driver, lambda d: "2 selected" in d.page_source
+         and len(d.find_elements(By.CSS_SELECTOR, "#entity-models tbody tr")) == len(models), "the selection's models")
+    shot(driver, "08b-customers-selection")
+    driver.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Clear selection')]").click()
+
+
 @step("the customer, agent and endpoint tabs and budgets (admin)")
 def tabs_as_admin(driver, org, token):
     for tab, name in (("customers", "08-customers"), ("agents", None), ("endpoints", None)):
@@ -386,6 +483,7 @@ def tabs_as_admin(driver, org, token):
         if name:
             wait(driver, lambda d: shown(d, ".chart canvas"), "the trend chart")
             shot(driver, name)
+            audit(driver, tab)
     driver.find_element(By.ID, "tab-budgets").click()
     wait(driver, lambda d: shown(d, "#budgets-customers tbody tr"), "the customers' budgets")
     assert driver.find_elements(By.CSS_SELECTOR, ".edit-control"), "an admin sees Set budget"
@@ -401,6 +499,177 @@ def tabs_as_admin(driver, org, token):
     customers = call("GET", f"/v1/orgs/{org}/customers?externalId={customer}", token)["data"]
     assert customers[0]["budget"]["amount"] == "25", customers
     shot(driver, "09-budgets-admin")
+    audit(driver, "budgets")
+    budget_controls(driver, org, token, customer)
+    driver.find_element(By.ID, "tab-overview").click()
+    wait(driver, lambda d: cards_loaded(d), "the overview again")
+
+
+def confirm(driver, what, reason=None):
+    wait(driver, lambda d: shown(d, "#confirm #confirm-ok"), f"the confirmation to {what}")
+    if reason is not None:
+        driver.find_element(By.ID, "confirm-reason").send_keys(reason)
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: find(d, "#confirm") is None, f"the confirmation to {what} to close")
+
+
+@step("budget controls: thresholds, reset, remove, block and unblock (admin)")
+def budget_controls(driver, org, token, customer):
+    row_css = f'#budgets-customers tr[data-external-id="{customer}"]'
+
+    def row():
+        return driver.find_element(By.CSS_SELECTOR, row_css)
+
+    def party():
+        return call("GET", f"/v1/orgs/{org}/customers?externalId={customer}", token)["data"][0]
+
+    # Thresholds (PATCH of the own budget).
+    row().find_element(By.CSS_SELECTOR, ".edit-control").click()
+    field = wait(driver, lambda d: shown(d, f"{row_css} input[name=thresholds]"), "the thresholds field")
+    field.clear()
+    field.send_keys("60, 90" + Keys.ENTER)
+    wait(driver, lambda d: row().find_element(By.CSS_SELECTOR, ".thresholds").text == "60 %, 90 %", "the new thresholds")
+    assert party()["budget"]["thresholds"] == [60, 90]
+
+    # Cancelling a confirmation changes nothing.
+    before = party()["spent"]
+    row().find_element(By.CSS_SELECTOR, ".reset-control").click()
+    wait(driver, lambda d: shown(d, "#confirm-cancel"), "the reset confirmation")
+    audit(driver, "confirmation dialog")
+    driver.find_element(By.ID, "confirm-cancel").click()
+    wait(driver, lambda d: find(d, "#confirm") is None, "the confirmation to close")
+    assert party()["spent"] == before and party()["resetAt"] is None
+
+    row().find_element(By.CSS_SELECTOR, ".reset-control").click()
+    confirm(driver, "reset the spend")
+    wait(driver, lambda d: "reset" in row().find_element(By.CSS_SELECTOR, ".spent").text, "the reset in the table")
+    after = party()
+    assert after["resetAt"] is not None and Decimal(after["spent"]) < Decimal(before), (before, after)
+    assert Decimal(row().find_element(By.CSS_SELECTOR, ".spent").get_attribute("data-value")) == Decimal(after["spent"])
+
+    row().find_element(By.CSS_SELECTOR, ".block-control").click()
+    confirm(driver, "block", reason="invoice overdue")
+    wait(driver, lambda d: row().find_element(By.CSS_SELECTOR, ".pill").text == "blocked", "the blocked status")
+    blocked = party()
+    assert blocked["status"] == "blocked" and blocked["blockReason"] == "invoice overdue", blocked
+    shot(driver, "09b-budgets-blocked")
+    row().find_element(By.CSS_SELECTOR, ".unblock-control").click()
+    confirm(driver, "unblock")
+    wait(driver, lambda d: row().find_element(By.CSS_SELECTOR, ".pill").text == "active", "the active status again")
+    assert party()["status"] == "active"
+
+    row().find_element(By.CSS_SELECTOR, ".remove-control").click()
+    confirm(driver, "remove the budget")
+    wait(driver, lambda d: not row().find_elements(By.CSS_SELECTOR, ".remove-control"), "the budget to go")
+    gone = party()["budget"]
+    assert gone is None or gone["source"] != "own", gone
+
+
+def invoice_matches_api(driver, org, token, invoice_id):
+    """The open invoice's lines and totals are the API's, to the cent."""
+    api_invoice = call("GET", f"/v1/orgs/{org}/invoices/{invoice_id}", token)
+    detail = driver.find_element(By.ID, "invoice-detail")
+    amounts = [r.get_attribute("data-amount") for r in detail.find_elements(By.CSS_SELECTOR, "#invoice-lines tr.line")]
+    assert amounts == [line["amount"] for line in api_invoice["lines"]], (amounts, api_invoice["lines"])
+    for name, key in (("subtotal", "subtotal"), ("discount", "discountTotal"), ("tax", "tax"), ("total", "total")):
+        shown_value = detail.find_element(By.CSS_SELECTOR, f"#invoice-totals tr.{name}").get_attribute("data-value")
+        assert Decimal(shown_value) == Decimal(api_invoice[key]), (name, shown_value, api_invoice[key])
+    total_text = driver.find_element(By.ID, "invoice-total").text
+    assert Decimal(total_text.replace("$", "").replace(",", "")) == Decimal(api_invoice["total"]), (total_text, api_invoice["total"])
+    return api_invoice
+
+
+def money_text(text):
+    return Decimal(text.replace("$", "").replace(",", "").strip())
+
+
+@step("invoices: draft, compare with the API, finalize, printable, CSV, send, void (admin)")
+def invoices_as_admin(driver, org, token):
+    driver.find_element(By.ID, "tab-invoices").click()
+    wait(driver, lambda d: shown(d, "#invoice-list") and "Demo Org Inc." in d.find_element(By.ID, "billing-settings").text,
+         "the invoice list and the billing settings")
+    today = datetime.now(timezone.utc).date()
+    start, end = (today - timedelta(days=14)).isoformat(), (today - timedelta(days=8)).isoformat()
+    customer = "globex"
+    driver.find_element(By.ID, "generate-customer").send_keys(customer)
+    set_date(driver, "generate-from", start)
+    set_date(driver, "generate-to", end)
+    driver.find_element(By.ID, "generate-draft").click()
+    wait(driver, lambda d: (find(d, "#invoice-detail[data-status=draft]") is not None
+                            and d.find_elements(By.CSS_SELECTOR, "#invoice-lines tr.line")), "the new draft with its lines")
+    invoice_id = driver.find_element(By.ID, "invoice-detail").get_attribute("data-id")
+    draft = invoice_matches_api(driver, org, token, invoice_id)
+    assert draft["customerExternalId"] == customer and draft["periodStart"] == start and draft["periodEnd"] == end, draft
+    assert Decimal(draft["total"]) > 0 and Decimal(draft["tax"]) > 0, "the demo's billing settings tax the invoice"
+    shot(driver, "16-invoice-draft")
+    audit(driver, "invoice")
+
+    driver.find_element(By.ID, "invoice-finalize").click()
+    wait(driver, lambda d: shown(d, "#confirm #confirm-ok"), "the finalize confirmation")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: d.find_element(By.ID, "invoice-number").text.startswith("INV-"), "the invoice number")
+    final = invoice_matches_api(driver, org, token, invoice_id)
+    assert final["status"] == "finalized" and final["number"] == driver.find_element(By.ID, "invoice-number").text, final
+    shot(driver, "17-invoice-finalized")
+
+    # The printable document opens in a new tab, from a blob the page fetched with its token.
+    home = driver.current_window_handle
+    driver.find_element(By.ID, "invoice-html").click()
+    wait(driver, lambda d: len(d.window_handles) == 2, "the printable invoice's tab")
+    driver.switch_to.window(next(h for h in driver.window_handles if h != home))
+    wait(driver, lambda d: find(d, "#total") is not None, "the printable invoice")
+    assert money_text(driver.find_element(By.ID, "total").text) == Decimal(final["total"])
+    assert driver.find_element(By.ID, "number").text == final["number"]
+    # Its own stylesheet applies (the dashboard's policy allows it by hash).
+    width = driver.execute_script("return getComputedStyle(document.querySelector('.sheet')).maxWidth")
+    assert width == "820px", f"the printable invoice is styled (max-width {width})"
+    shot(driver, "18-invoice-printable")
+    driver.close()
+    driver.switch_to.window(home)
+
+    # The CSV downloads, byte for byte what the API sends.
+    downloads = tempfile.mkdtemp(prefix="mp-ui-downloads-")
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+    driver.find_element(By.ID, "invoice-csv").click()
+    target = os.path.join(downloads, f"{final['number']}.csv")
+    wait(driver, lambda d: os.path.exists(target), "the CSV download")
+    with open(target, encoding="utf-8") as f:
+        assert f.read() == call_text(f"/v1/orgs/{org}/invoices/{invoice_id}/csv", token)
+
+    driver.find_element(By.ID, "invoice-send").click()
+    wait(driver, lambda d: shown(d, "#confirm-ok"), "the send confirmation")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: f"billing@{customer}.example" in (find(d, "#invoice-note").text if find(d, "#invoice-note") else ""), "the send note")
+
+    driver.find_element(By.ID, "invoice-void").click()
+    wait(driver, lambda d: shown(d, "#confirm-reason"), "the void confirmation with its reason")
+    driver.find_element(By.ID, "confirm-reason").send_keys("Issued for the wrong period")
+    driver.find_element(By.ID, "confirm-ok").click()
+    wait(driver, lambda d: find(d, "#invoice-detail[data-status=void]") is not None, "the void invoice")
+    voided = call("GET", f"/v1/orgs/{org}/invoices/{invoice_id}", token)
+    assert voided["status"] == "void" and voided["voidReason"] == "Issued for the wrong period", voided
+
+    # Drafts for every customer with usage in the last week, then the list and its filters.
+    driver.find_element(By.ID, "invoice-back").click()
+    wait(driver, lambda d: shown(d, "#invoices-table tbody tr"), "the invoice list")
+    set_date(driver, "generate-from", (today - timedelta(days=7)).isoformat())
+    set_date(driver, "generate-to", (today - timedelta(days=1)).isoformat())
+    driver.find_element(By.ID, "generate-run").click()
+    wait(driver, lambda d: "drafts made" in d.find_element(By.ID, "invoice-generate").text, "the run's note")
+    drafts = call("GET", f"/v1/orgs/{org}/invoices?status=draft", token)["data"]
+    assert len(drafts) >= 2, drafts
+    Select(driver.find_element(By.ID, "invoice-status")).select_by_value("draft")
+    wait(driver, lambda d: [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#invoices-table tbody tr")]
+         == [i["id"] for i in drafts], "the drafts, as the API lists them")
+    shot(driver, "15-invoices")
+    audit(driver, "invoices")
+    Select(driver.find_element(By.ID, "invoice-status")).select_by_value("")
+    field = driver.find_element(By.ID, "invoice-customer")
+    field.send_keys(customer + Keys.TAB)
+    ours = call("GET", f"/v1/orgs/{org}/invoices?customerId={draft['customerId']}", token)["data"]
+    wait(driver, lambda d: [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#invoices-table tbody tr")]
+         == [i["id"] for i in ours], f"{customer}'s invoices only")
+    assert len(ours) == 2, ours
     driver.find_element(By.ID, "tab-overview").click()
     wait(driver, lambda d: cards_loaded(d), "the overview again")
 
@@ -412,11 +681,13 @@ def phone_and_dark(driver):
     width = driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 400, f"no sideways scrolling at phone width (page is {width}px wide)"
     shot(driver, "10-phone")
+    audit(driver, "overview at phone width")
     driver.set_window_size(1280, 1000)
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     driver.find_element(By.ID, "refresh").click()
     wait(driver, lambda d: cards_loaded(d) and shown(d, ".chart canvas"), "the overview in dark mode")
     shot(driver, "11-overview-dark")
+    audit(driver, "overview, dark")
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
 
@@ -441,6 +712,14 @@ def viewer(driver):
     assert not driver.find_elements(By.CSS_SELECTOR, ".edit-control"), "a viewer sees no Set budget"
     assert not driver.find_elements(By.CSS_SELECTOR, ".budget-form"), "a viewer sees no budget form"
     shot(driver, "12-budgets-viewer")
+    audit(driver, "budgets (viewer)")
+    driver.find_element(By.ID, "tab-invoices").click()
+    wait(driver, lambda d: shown(d, "#invoices-table tbody tr"), "the invoices (viewer)")
+    assert not find(driver, "#invoice-generate"), "a viewer cannot draft invoices"
+    driver.find_element(By.CSS_SELECTOR, "#invoices-table tbody tr").click()
+    wait(driver, lambda d: shown(d, "#invoice-detail #invoice-html"), "an invoice (viewer)")
+    assert not driver.find_elements(By.CSS_SELECTOR, ".manage-control"), "a viewer sees no finalize, void, send or delete"
+    assert shown(driver, "#invoice-csv"), "a viewer can download the CSV"
 
 
 @step("a session the server ends brings back the sign-in form, saying so")
@@ -477,19 +756,26 @@ def main():
         customer_filter(driver, org, token)
         open_drawer(driver, org, token)
         live(driver, org, token)
+        log_filters(driver, org, token)
+        entity_paging(driver, org, token)
         tabs_as_admin(driver, org, token)
+        invoices_as_admin(driver, org, token)
         empty_org(driver)
         phone_and_dark(driver)
         sign_out(driver)
         sign_in(driver, *VIEWER)
         viewer(driver)
         session_ends(driver)
+        failing = [(screen, bad) for screen, bad in audited if bad]
+        assert not failing, "accessibility (axe-core, serious or critical): " + "; ".join(
+            f"{screen}: " + ", ".join(f"{v['id']} {v['nodes']}" for v in bad) for screen, bad in failing)
         problems = console_problems(driver)
         assert not problems, "browser console: " + " | ".join(problems)
     finally:
         driver.quit()
     for name, seconds in timings:
         print(f"ui-check:   {seconds:5.1f}s  {name}")
+    print(f"ui-check: accessibility: {len(audited)} screens audited by axe-core, none with serious or critical violations")
     print(f"ui-check: passed in {time.monotonic() - start:.1f}s; screenshots in {SHOTS}")
 
 
