@@ -38,8 +38,9 @@ pub struct PurgeReport {
     pub partitions_analyzed: Vec<String>,
     /// The partitioned table's own statistics were renewed (at most once a day).
     pub events_table_analyzed: bool,
-    /// Roll-up tables whose statistics were stale and were analyzed (the analytics'
-    /// plans depend on them as much).
+    /// Roll-up tables whose statistics were stale and were vacuumed and analyzed (the
+    /// analytics' plans depend on them as much, and their index-only scans on the
+    /// vacuum).
     pub rollups_analyzed: Vec<String>,
 }
 
@@ -107,7 +108,7 @@ async fn purge(
         report.events_table_analyzed = true;
     }
     for name in store::purge::stale_rollups(conn).await? {
-        store::purge::analyze(conn, &name).await?;
+        store::purge::vacuum_analyze(conn, &name).await?;
         report.rollups_analyzed.push(name);
     }
     Ok(report)

@@ -168,6 +168,32 @@ impl Entity {
         }
     }
 
+    /// (expression, column): the stored key a read groups by, and the column of
+    /// `parts`' key and join, so that those apply to a subquery of the sums as well.
+    fn raw_key(self, source: Source) -> (&'static str, &'static str) {
+        match (self, source) {
+            (Entity::Customer | Entity::Agent, Source::EntityRollups) => ("d.entity_id", "entity_id"),
+            (Entity::Endpoint, Source::EntityRollups) => ("d.endpoint", "endpoint"),
+            (Entity::Customer, Source::Daily) => ("d.customer_id", "customer_id"),
+            (Entity::Agent, Source::Daily) => ("d.agent_id", "agent_id"),
+            // Grouping a grouped path again leaves it as it is.
+            (Entity::Endpoint, Source::Daily) => (ENDPOINT_KEY, "endpoint"),
+        }
+    }
+
+    /// The condition that the stored key is one of the labels `$n` (external ids are
+    /// resolved to ids first, so the sums need no join).
+    fn labelled(self, source: Source, n: usize) -> String {
+        let (raw, _) = self.raw_key(source);
+        match self {
+            Entity::Customer => {
+                format!("{raw} IN (SELECT id FROM customers WHERE org_id = $1 AND external_id = ANY(${n}))")
+            }
+            Entity::Agent => format!("{raw} IN (SELECT id FROM agents WHERE org_id = $1 AND external_id = ANY(${n}))"),
+            Entity::Endpoint => format!("{raw} = ANY(${n})"),
+        }
+    }
+
     /// Its `kind` in `usage_entity_rollups`.
     fn kind(self) -> &'static str {
         let [customer, agent, endpoint] = entity_rollups::KINDS;
@@ -259,16 +285,20 @@ pub async fn entities(
         EntitySort::Requests => "requests DESC, cost DESC",
     };
     let source = Source::of(filter);
-    let (_, label, _) = entity.parts(source);
-    // An empty list keeps every entity.
-    let sql = entity_sql(
-        entity,
-        source,
-        Rows::Totals,
-        &format!(
-            "AND (cardinality($6::text[]) = 0 OR {label} = ANY($6)) \
-             GROUP BY 1, 2 ORDER BY {order}, 1 NULLS FIRST LIMIT $7 OFFSET $8"
-        ),
+    let (key, label, join) = entity.parts(source);
+    let (raw, column) = entity.raw_key(source);
+    // Summed per stored key and paged first; only the page is joined to its labels (the
+    // join over every roll-up row cost more than the sums). An empty list keeps every
+    // entity.
+    let (table, selected) = entity_source(entity, source, Rows::Totals);
+    let sql = format!(
+        "SELECT {key} AS key, {label} AS label, NULL::date AS day, NULL::text AS provider, NULL::text AS model, \
+           d.requests, d.errors, d.prompt_tokens, d.completion_tokens, d.cost \
+         FROM (SELECT {raw} AS {column}, {ENTITY_SUMS} FROM {table} d \
+               WHERE {selected} AND (cardinality($6::text[]) = 0 OR {labelled}) \
+               GROUP BY 1 ORDER BY {order}, ({raw})::text NULLS FIRST LIMIT $7 OFFSET $8) d {join} \
+         ORDER BY {order}, 1 NULLS FIRST",
+        labelled = entity.labelled(source, 6),
     );
     let mut rows: Vec<EntityGroup> = bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .bind::<diesel::sql_types::Array<Text>, _>(labels)
@@ -345,7 +375,16 @@ fn entity_sql(entity: Entity, source: Source, rows: Rows, tail: &str) -> String 
         Rows::Days => ("d.day", "NULL::text", "NULL::text"),
         Rows::Models => ("NULL::date", "d.provider", "d.model"),
     };
-    let (table, selected) = match source {
+    let (table, selected) = entity_source(entity, source, rows);
+    format!(
+        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {ENTITY_SUMS} \
+         FROM {table} d {join} WHERE {selected} {tail}"
+    )
+}
+
+/// (table, condition): the rows a per-entity read sums, `FROM <table> d WHERE <condition>`.
+fn entity_source(entity: Entity, source: Source, rows: Rows) -> (String, String) {
+    match source {
         Source::Daily => (
             Daily::TABLE.to_owned(),
             "d.org_id = $1 AND d.day BETWEEN $2 AND $3 \
@@ -385,11 +424,7 @@ fn entity_sql(entity: Entity, source: Source, rows: Rows, tail: &str) -> String 
             };
             (format!("({scans})"), "TRUE".to_owned())
         }
-    };
-    format!(
-        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {ENTITY_SUMS} \
-         FROM {table} d {join} WHERE {selected} {tail}"
-    )
+    }
 }
 
 type Query<'a> = diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>;

@@ -129,6 +129,15 @@ impl PgTarget {
                 )?))
             }
         };
+        // JIT compilation pays off for long analytic scans, not for the short reads and
+        // writes here: above the planner's default cost threshold it added about 60 ms
+        // to a per-customer report that runs in 90 ms. An `options=-c jit=on` in the URL
+        // comes later on the command line, so it still wins.
+        let session = match config.get_options() {
+            Some(own) => format!("-c jit=off {own}"),
+            None => "-c jit=off".to_owned(),
+        };
+        config.options(&session);
         config.ssl_mode(match mode {
             TlsMode::Disable => SslMode::Disable,
             TlsMode::Prefer => SslMode::Prefer,
@@ -254,6 +263,14 @@ mod tests {
         assert_eq!(options.rest, "postgresql://db/app");
         assert_eq!(options.sslmode.as_deref(), Some("require"));
         assert_eq!(options.sslrootcert, None);
+    }
+
+    #[test]
+    fn sessions_run_without_jit_unless_the_url_says_otherwise() {
+        let target = PgTarget::parse("postgres://u@db/app").unwrap();
+        assert_eq!(target.config.get_options(), Some("-c jit=off"));
+        let target = PgTarget::parse("postgres://u@db/app?options=-c%20jit%3Don").unwrap();
+        assert_eq!(target.config.get_options(), Some("-c jit=off -c jit=on"));
     }
 
     #[test]

@@ -212,6 +212,17 @@ pub async fn analyze(conn: &mut DbConn, table: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// `VACUUM (ANALYZE)` of one of [`ROLLUP_TABLES`]: besides the statistics, it marks
+/// the pages no write has touched since as all-visible, which lets the reports read
+/// the roll-ups' covering indexes alone (an index-only scan), and reclaims the row
+/// versions the upserts leave behind. Autovacuum does the same where it is on.
+pub async fn vacuum_analyze(conn: &mut DbConn, table: &str) -> AppResult<()> {
+    diesel::sql_query(format!("VACUUM (ANALYZE) {table}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Detaches and drops one daily partition, answering how many events it held.
 /// `DETACH … CONCURRENTLY` lets inserts and reads of the other partitions go on; a
 /// detach interrupted half-way is finished first.
