@@ -268,9 +268,15 @@ fn sample_events(sample: &SampleProject, seed: u64) -> Vec<NewUsageEvent> {
             .and_hms_opt(0, 0, 0)
             .map(|t| t.and_utc())
             .unwrap_or(now);
+        // Today's calls fall between midnight and now (not piled up at now, which
+        // shortly after midnight gave most of them one timestamp).
+        let seconds = match days_ago {
+            0 => (now - day_start).num_seconds().clamp(1, 86_400),
+            _ => 86_400,
+        };
         let calls = rng.random_range(sample.calls_per_day.clone());
         for call in 0..calls {
-            let occurred_at = (day_start + Duration::seconds(rng.random_range(0..86_400))).min(now);
+            let occurred_at = day_start + Duration::seconds(rng.random_range(0..seconds));
             let (provider, model) = sample.models[rng.random_range(0..sample.models.len())];
             let agent = (!sample.agents.is_empty()).then(|| sample.agents[rng.random_range(0..sample.agents.len())]);
             let failed = rng.random_bool(0.04);

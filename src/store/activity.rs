@@ -332,35 +332,44 @@ pub async fn entity_details(
     by_model: bool,
 ) -> AppResult<Vec<EntityGroup>> {
     let source = Source::of(filter);
-    let (key, _, _) = entity.parts(source);
     let (rows, group) = match by_model {
         true => (Rows::Models, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
         false => (Rows::Days, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
     };
-    // A NULL key (calls without a customer or agent) is matched with `IS NULL`.
-    let (wanted, with_null, every): (Vec<String>, bool, bool) = match keys {
-        Keys::All => (Vec::new(), true, true),
-        Keys::These(keys) => (
-            keys.iter().flatten().cloned().collect(),
-            keys.iter().any(Option::is_none),
-            false,
-        ),
+    let read = |condition: String, wanted: Option<Vec<String>>| {
+        let sql = entity_sql(entity, source, rows, &format!("{condition} {group}"));
+        let query = bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter);
+        match wanted {
+            Some(wanted) => query.bind::<diesel::sql_types::Array<Text>, _>(wanted),
+            None => query,
+        }
     };
-    let sql = entity_sql(
-        entity,
-        source,
-        rows,
-        &format!(
-            "AND ($8 OR {} OR ($7 AND {key} IS NULL)) {group}",
-            entity.key_in(source, 6)
-        ),
-    );
-    Ok(bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter)
-        .bind::<diesel::sql_types::Array<Text>, _>(wanted)
-        .bind::<diesel::sql_types::Bool, _>(with_null)
-        .bind::<diesel::sql_types::Bool, _>(every)
-        .load(conn)
-        .await?)
+    let keys = match keys {
+        Keys::All => return Ok(read(String::new(), None).load(conn).await?),
+        Keys::These(keys) => keys,
+    };
+    // Each condition is one index range: `key = ANY(…)` for the keys, then `IS NULL`
+    // for the calls without a customer or agent, in a read of its own. Joined by `OR`
+    // (or switched by bound flags), no index served them and the read summed every
+    // row of the window.
+    let wanted: Vec<String> = keys.iter().flatten().cloned().collect();
+    let mut found = match wanted.is_empty() {
+        true => Vec::new(),
+        false => {
+            read(format!("AND {}", entity.key_in(source, 6)), Some(wanted))
+                .load(conn)
+                .await?
+        }
+    };
+    if keys.iter().any(Option::is_none) {
+        let (raw, _) = entity.raw_key(source);
+        found.extend(
+            read(format!("AND {raw} IS NULL"), None)
+                .load::<EntityGroup>(conn)
+                .await?,
+        );
+    }
+    Ok(found)
 }
 
 /// `SELECT key, label, day, provider, model, <entity sums> FROM <source> d <join> WHERE
