@@ -554,6 +554,7 @@ fn run_wrk(settings: &Settings, url: &str, script: &Path, secs: u64, label: &str
         script,
         secs,
         label,
+        think_ms: 0,
     })?;
     if result.refused > 0 || result.non_2xx > 0 {
         bail!(

@@ -43,6 +43,10 @@ fn main() -> ExitCode {
 struct Settings {
     /// Connections (wrk) and clients (pgbench), one measurement each, in this order.
     connections: Vec<usize>,
+    /// Paced runs after those: (connections, events/s in all), each connection waiting
+    /// between an answer and its next request, so the server is not saturated and
+    /// the latency is a call's own.
+    paced: Vec<(usize, u64)>,
     secs: u64,
     warmup_secs: u64,
     admin_url: String,
@@ -63,8 +67,26 @@ impl Settings {
         if connections.is_empty() || connections.iter().any(|c| !(1..=200).contains(c)) {
             bail!("MP_BENCH_CONNECTIONS must list 1 to 200 connections per run, e.g. 50,8");
         }
+        let list: String = common::env_or("MP_BENCH_PACED", "8@200".to_owned())?;
+        let paced = list
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (c, rate) = p
+                    .trim()
+                    .split_once('@')
+                    .ok_or_else(|| anyhow!("MP_BENCH_PACED={list:?}: CONNECTIONS@EVENTS_PER_S, e.g. 8@200"))?;
+                let c: usize = c.parse().map_err(|e| anyhow!("MP_BENCH_PACED={list:?}: {e}"))?;
+                let rate: u64 = rate.parse().map_err(|e| anyhow!("MP_BENCH_PACED={list:?}: {e}"))?;
+                if !(1..=200).contains(&c) || rate == 0 {
+                    bail!("MP_BENCH_PACED={list:?}: 1 to 200 connections and a rate above 0");
+                }
+                Ok((c, rate))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             connections,
+            paced,
             secs: common::env_or("MP_BENCH_SECS", 20)?,
             warmup_secs: common::env_or("MP_BENCH_WARMUP_SECS", 5)?,
             admin_url: common::admin_url()?,
@@ -97,7 +119,10 @@ fn run() -> anyhow::Result<()> {
 
     let script_path = std::env::temp_dir().join(format!("mp_bench_{run_id}.single.lua"));
     harness.remove_later(script_path.clone());
-    std::fs::write(&script_path, wrk_script(&tenant.key, &run_id)).context("writing the wrk script")?;
+    std::fs::write(&script_path, wrk_script(&tenant.key, &run_id, false)).context("writing the wrk script")?;
+    let paced_path = std::env::temp_dir().join(format!("mp_bench_{run_id}.paced.lua"));
+    harness.remove_later(paced_path.clone());
+    std::fs::write(&paced_path, wrk_script(&tenant.key, &run_id, true)).context("writing the paced wrk script")?;
     let pgbench_path = std::env::temp_dir().join(format!("mp_bench_{run_id}.pgbench.sql"));
     harness.remove_later(pgbench_path.clone());
     std::fs::write(&pgbench_path, pgbench_script(tenant.org_id)).context("writing the pgbench script")?;
@@ -110,7 +135,7 @@ fn run() -> anyhow::Result<()> {
         "warm-up: wrk -c8 for {} s (not reported)",
         settings.warmup_secs
     ));
-    let warmup = run_wrk(8, &url, &script_path, settings.warmup_secs, "warmup")
+    let warmup = run_wrk(8, &url, &script_path, settings.warmup_secs, "warmup", 0)
         .map_err(|e| harness.server_failed(&server, &format!("warm-up: {e:#}")))?;
     accepted_total += warmup.checked;
     for &connections in &settings.connections {
@@ -126,6 +151,7 @@ fn run() -> anyhow::Result<()> {
             &script_path,
             settings.secs,
             &format!("c{connections}"),
+            0,
         )
         .map_err(|e| harness.server_failed(&server, &format!("{connections} connections: {e:#}")))?;
         let cpu = CpuSample::take(server.pid).since(&before);
@@ -137,6 +163,27 @@ fn run() -> anyhow::Result<()> {
         ));
         let pg = run_pgbench(connections, &server.db_url, &pgbench_path, settings.secs)?;
         rows.push((connections, http, cpu, pg));
+    }
+    let mut paced_rows = Vec::new();
+    for &(connections, rate) in &settings.paced {
+        // Each connection sends one request per `think` plus its answer's latency.
+        let think_ms = (connections as u64 * 1000 / rate).max(1);
+        harness.step(&format!(
+            "wrk -t{} -c{connections} -d{}s paced to about {rate} events/s ({think_ms} ms between an answer and the next request)",
+            threads(connections),
+            settings.secs
+        ));
+        let http = run_wrk(
+            connections,
+            &url,
+            &paced_path,
+            settings.secs,
+            &format!("p{connections}"),
+            think_ms,
+        )
+        .map_err(|e| harness.server_failed(&server, &format!("paced {connections} connections: {e:#}")))?;
+        accepted_total += http.checked;
+        paced_rows.push((connections, rate, http));
     }
     let memory = common::read_memory(server.pid);
 
@@ -187,6 +234,26 @@ fn run() -> anyhow::Result<()> {
             100.0 * http.rps() / pg.tps,
             format!("{:.1}/{:.1}/{:.1}", cpu.server, cpu.postgres, cpu.children),
         );
+    }
+    if !paced_rows.is_empty() {
+        println!();
+        println!("paced (not saturated):");
+        println!(
+            "{:>5}  {:>11}  {:>10}  {:>8}  {:>8}  {:>8}  {:>8}",
+            "conns", "asked/s", "events/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        );
+        for (connections, rate, http) in &paced_rows {
+            println!(
+                "{:>5}  {:>11}  {:>10}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8.1}",
+                connections,
+                thousands(*rate as f64),
+                thousands(http.rps()),
+                http.p50_ms,
+                http.p90_ms,
+                http.p99_ms,
+                http.max_ms,
+            );
+        }
     }
     match memory {
         Some((hwm_kb, rss_kb)) => println!(
@@ -249,7 +316,12 @@ prompt_tokens, completion_tokens, cached_tokens, latency_ms, cache_hit, cost) VA
 /// Unique `requestId`s (run, invocation, thread, counter); customers, models and
 /// endpoints in turn; a check that every answer is `201`. `done` prints one `MPBENCH`
 /// line of figures, and a sample of the first other answer.
-fn wrk_script(key: &str, run_id: &str) -> String {
+fn wrk_script(key: &str, run_id: &str, paced: bool) -> String {
+    // Only the paced script has a `delay`: wrk then puts a timer before every request.
+    let pacing = match paced {
+        true => "\nfunction delay()\n  return think\nend\n",
+        false => "",
+    };
     format!(
         r#"-- Generated by benches/single.rs.
 wrk.method = "POST"
@@ -271,10 +343,13 @@ sample = ""
 models = {{ {{"openai","gpt-4o"}}, {{"openai","gpt-4o-mini"}}, {{"anthropic","claude-sonnet-4-5"}},
   {{"anthropic","claude-haiku-4-5"}}, {{"google","gemini-2.5-flash"}}, {{"mistral","mistral-small-latest"}} }}
 
+think = 0
+
 function init(args)
   prefix = prefix .. (args[1] or "x") .. "-" .. tid .. "-"
+  think = tonumber(args[2] or "0") or 0
 end
-
+{pacing}
 function request()
   counter = counter + 1
   local m = models[(counter % #models) + 1]
@@ -298,12 +373,19 @@ function response(status, headers, body)
 end
 
 {report}"#,
-        report = common::wrk::REPORT_LUA
+        report = common::wrk::REPORT_LUA,
     )
 }
 
 /// One wrk run of single events; every answer must be `201`, with no socket error.
-fn run_wrk(connections: usize, url: &str, script: &Path, secs: u64, label: &str) -> anyhow::Result<WrkResult> {
+fn run_wrk(
+    connections: usize,
+    url: &str,
+    script: &Path,
+    secs: u64,
+    label: &str,
+    think_ms: u64,
+) -> anyhow::Result<WrkResult> {
     let result = common::wrk::run_wrk(&WrkLoad {
         threads: threads(connections),
         connections,
@@ -312,6 +394,7 @@ fn run_wrk(connections: usize, url: &str, script: &Path, secs: u64, label: &str)
         script,
         secs,
         label,
+        think_ms,
     })?;
     if result.refused > 0 || result.socket_errors > 0 {
         bail!(

@@ -64,6 +64,9 @@ pub struct WrkLoad<'a> {
     pub secs: u64,
     /// Passed to the script's `init` after `--`, to keep request ids unique per run.
     pub label: &'a str,
+    /// Passed after the label: milliseconds each connection waits between an answer
+    /// and its next request, for scripts whose `delay` reads it (0: none).
+    pub think_ms: u64,
 }
 
 /// Runs wrk and reads its figures; fails when wrk fails or completed no request. What
@@ -76,7 +79,7 @@ pub fn run_wrk(load: &WrkLoad) -> anyhow::Result<WrkResult> {
         .args(["--timeout", load.timeout, "-s"])
         .arg(load.script)
         .arg(load.url)
-        .args(["--", load.label])
+        .args(["--", load.label, &load.think_ms.to_string()])
         .stdin(Stdio::null())
         .output()
         .context("running wrk")?;
