@@ -70,7 +70,7 @@ impl Settings {
         let list: String = common::env_or("MP_BENCH_PACED", "8@200".to_owned())?;
         let paced = list
             .split(',')
-            .filter(|p| !p.trim().is_empty())
+            .filter(|p| !p.trim().is_empty() && p.trim() != "off")
             .map(|p| {
                 let (c, rate) = p
                     .trim()
@@ -178,7 +178,7 @@ fn run() -> anyhow::Result<()> {
             &url,
             &paced_path,
             settings.secs,
-            &format!("p{connections}"),
+            &format!("p{connections}-{rate}"),
             think_ms,
         )
         .map_err(|e| harness.server_failed(&server, &format!("paced {connections} connections: {e:#}")))?;
