@@ -421,14 +421,17 @@ fn entity_source(entity: Entity, source: Source, rows: Rows) -> (String, String)
                     kind = entity.kind(),
                 )
             };
-            // Whole weeks from week rows, the days outside them from day rows (two
-            // range scans, not one scan filtered by an OR); the trend needs every day.
+            // Whole weeks from week rows, the days before and after them from day rows:
+            // three index ranges. (One day range filtered by `NOT BETWEEN` the weeks
+            // read every day of the window to keep the few at its edges.) The trend
+            // needs every day.
             let scans = match rows {
                 Rows::Days => scan("span = 'day' AND day BETWEEN $2 AND $3"),
                 Rows::Totals | Rows::Models => format!(
-                    "{} UNION ALL {}",
+                    "{} UNION ALL {} UNION ALL {}",
                     scan("span = 'week' AND day BETWEEN $4 AND $5"),
-                    scan("span = 'day' AND day BETWEEN $2 AND $3 AND day NOT BETWEEN $4 AND $5 + 6")
+                    scan("span = 'day' AND day BETWEEN $2 AND $4::date - 1"),
+                    scan("span = 'day' AND day BETWEEN $5::date + 7 AND $3")
                 ),
             };
             (format!("({scans})"), "TRUE".to_owned())
@@ -453,10 +456,11 @@ fn bind_entity_filter<'a>(query: Query<'a>, access: &OrgAccess, filter: &Activit
     match Source::of(filter) {
         Source::Daily => bind_filter(query, access, filter),
         Source::EntityRollups => {
-            // No whole week: an empty week range whose days exclude nothing.
+            // No whole week: an empty week range after the window, so that the days
+            // before it are the whole window and the days after it none.
             let (first, last) = filter.window.whole_weeks().unwrap_or((
-                filter.window.to + chrono::Days::new(7),
-                filter.window.from - chrono::Days::new(14),
+                filter.window.to + chrono::Days::new(1),
+                filter.window.to - chrono::Days::new(6),
             ));
             query
                 .bind::<SqlUuid, _>(access.org_id())
