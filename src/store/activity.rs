@@ -332,12 +332,12 @@ pub async fn entity_details(
     by_model: bool,
 ) -> AppResult<Vec<EntityGroup>> {
     let source = Source::of(filter);
-    let (rows, group) = match by_model {
-        true => (Rows::Models, "GROUP BY 1, 2, 4, 5 ORDER BY 1, 2, 4, 5"),
-        false => (Rows::Days, "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+    let rows = match by_model {
+        true => Rows::Models,
+        false => Rows::Days,
     };
     let read = |condition: String, wanted: Option<Vec<String>>| {
-        let sql = entity_sql(entity, source, rows, &format!("{condition} {group}"));
+        let sql = entity_sql(entity, source, rows, &condition);
         let query = bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter);
         match wanted {
             Some(wanted) => query.bind::<diesel::sql_types::Array<Text>, _>(wanted),
@@ -372,22 +372,35 @@ pub async fn entity_details(
     Ok(found)
 }
 
-/// `SELECT key, label, day, provider, model, <entity sums> FROM <source> d <join> WHERE
-/// <organization, window, …> <tail>`; `$1`–`$5` are bound by [`bind_entity_filter`]: the
-/// organization, the window's first and last day, then the project and key for
-/// `usage_daily`, or the Mondays of the window's first and last whole weeks for
-/// `usage_entity_rollups`.
-fn entity_sql(entity: Entity, source: Source, rows: Rows, tail: &str) -> String {
+/// `SELECT key, label, day, provider, model, <entity sums>` per entity and day
+/// ([`Rows::Days`]) or per entity and model ([`Rows::Models`]) of the rows of
+/// [`entity_source`] that `condition` (`AND …`) keeps, ordered by key. Summed per stored
+/// key first, and only the sums joined to their labels. `$1`–`$5` are bound by
+/// [`bind_entity_filter`]: the organization, the window's first and last day, then the
+/// project and key for `usage_daily`, or the Mondays of the window's first and last
+/// whole weeks for `usage_entity_rollups`.
+fn entity_sql(entity: Entity, source: Source, rows: Rows, condition: &str) -> String {
     let (key, label, join) = entity.parts(source);
-    let (day, provider, model) = match rows {
-        Rows::Totals => ("NULL::date", "NULL::text", "NULL::text"),
-        Rows::Days => ("d.day", "NULL::text", "NULL::text"),
-        Rows::Models => ("NULL::date", "d.provider", "d.model"),
+    let (raw, column) = entity.raw_key(source);
+    let (grouped, groups, day, provider, model, order) = match rows {
+        Rows::Totals => ("", "1", "NULL::date", "NULL::text", "NULL::text", "1"),
+        Rows::Days => (", d.day AS day", "1, 2", "d.day", "NULL::text", "NULL::text", "1, 3"),
+        Rows::Models => (
+            ", d.provider AS provider, d.model AS model",
+            "1, 2, 3",
+            "NULL::date",
+            "d.provider",
+            "d.model",
+            "1, 4, 5",
+        ),
     };
     let (table, selected) = entity_source(entity, source, rows);
     format!(
-        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, {ENTITY_SUMS} \
-         FROM {table} d {join} WHERE {selected} {tail}"
+        "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, \
+           d.requests, d.errors, d.prompt_tokens, d.completion_tokens, d.cost \
+         FROM (SELECT {raw} AS {column}{grouped}, {ENTITY_SUMS} FROM {table} d WHERE {selected} {condition} \
+               GROUP BY {groups}) d {join} \
+         ORDER BY {order}"
     )
 }
 
