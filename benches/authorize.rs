@@ -194,7 +194,10 @@ fn run() -> anyhow::Result<()> {
     require_tool("redis-benchmark", "it comes with redis-server (Debian: redis-tools)")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut harness = Harness::new("authorize", &settings.admin_url);
-    let server = harness.start_server(&settings.redis_url, &[])?;
+    // The server-side histogram is read from `/metrics`, served on its own address.
+    let metrics_base = format!("http://127.0.0.1:{}", common::free_port()?);
+    let metrics_addr = metrics_base.trim_start_matches("http://").to_owned();
+    let server = harness.start_server(&settings.redis_url, &[("MP_METRICS_ADDR", metrics_addr)])?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -300,7 +303,7 @@ fn run() -> anyhow::Result<()> {
             settings.rate, settings.secs
         ));
         let load_fixed = load_average();
-        let histogram_before = runtime.block_on(server_side_histogram(&client, &server.base))?;
+        let histogram_before = runtime.block_on(server_side_histogram(&client, &metrics_base))?;
         let before = CpuSample::take(server.pid);
         let fixed = runtime
             .block_on(fixed_rate(
@@ -313,7 +316,7 @@ fn run() -> anyhow::Result<()> {
             ))
             .map_err(|e| harness.server_failed(&server, &format!("{e:#}")))?;
         let fixed_cpu = CpuSample::take(server.pid).since(&before);
-        let histogram_after = runtime.block_on(server_side_histogram(&client, &server.base))?;
+        let histogram_after = runtime.block_on(server_side_histogram(&client, &metrics_base))?;
         let fixed_server_side = (
             histogram_after.0.saturating_sub(histogram_before.0),
             histogram_after.1.saturating_sub(histogram_before.1),

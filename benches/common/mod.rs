@@ -69,6 +69,14 @@ pub fn database_url(admin_url: &str, name: &str) -> anyhow::Result<String> {
     })
 }
 
+/// A loopback port nobody listens on now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port")?
+        .port())
+}
+
 /// Runs one SQL command (or psql meta-command) and returns its unaligned output.
 pub fn psql(url: &str, command: &str) -> anyhow::Result<String> {
     let out = Command::new("psql")
@@ -157,10 +165,7 @@ impl Harness {
         self.database = Some(db_name);
         self.redis_keys = Some((redis_url.to_owned(), redis_prefix.clone()));
 
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("finding a free port")?
-            .port();
+        let port = free_port()?;
         let mut server_env: Vec<(&str, String)> = vec![
             ("DATABASE_URL", db_url.clone()),
             ("REDIS_URL", redis_url.to_owned()),
