@@ -46,15 +46,7 @@ async fn send_together(app: &TestApp, tenant: &Tenant, events: &[Value]) -> Vec<
 
 /// (group transactions, requests in them) from the server's metrics.
 async fn groups(app: &TestApp) -> (u64, u64) {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let value = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))

@@ -82,15 +82,7 @@ async fn metrics_count_requests_per_route_pattern_on_their_own_address_only() {
     // Not on the API's address: whoever reaches the API does not read the metrics.
     let on_api = app.request(Method::GET, "/metrics").send().await.unwrap();
     crate::helpers::expect_problem(on_api, StatusCode::NOT_FOUND, "route_not_found").await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let line = text
         .lines()
         .find(|l| {

@@ -180,6 +180,18 @@ pub struct Tenant {
 pub const PASSWORD: &str = "correct horse battery";
 
 impl TestApp {
+    /// The Prometheus text served on the metrics address.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("read /metrics")
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
