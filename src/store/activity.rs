@@ -285,20 +285,13 @@ pub async fn entities(
         EntitySort::Requests => "requests DESC, cost DESC",
     };
     let source = Source::of(filter);
-    let (key, label, join) = entity.parts(source);
-    let (raw, column) = entity.raw_key(source);
-    // Summed per stored key and paged first; only the page is joined to its labels (the
-    // join over every roll-up row cost more than the sums). An empty list keeps every
-    // entity.
-    let (table, selected) = entity_source(entity, source, Rows::Totals);
-    let sql = format!(
-        "SELECT {key} AS key, {label} AS label, NULL::date AS day, NULL::text AS provider, NULL::text AS model, \
-           d.requests, d.errors, d.prompt_tokens, d.completion_tokens, d.cost \
-         FROM (SELECT {raw} AS {column}, {ENTITY_SUMS} FROM {table} d \
-               WHERE {selected} AND (cardinality($6::text[]) = 0 OR {labelled}) \
-               GROUP BY 1 ORDER BY {order}, ({raw})::text NULLS FIRST LIMIT $7 OFFSET $8) d {join} \
-         ORDER BY {order}, 1 NULLS FIRST",
-        labelled = entity.labelled(source, 6),
+    // An empty list keeps every entity.
+    let sql = entity_sql(
+        entity,
+        source,
+        Rows::Totals,
+        &format!("AND (cardinality($6::text[]) = 0 OR {})", entity.labelled(source, 6)),
+        Some(order),
     );
     let mut rows: Vec<EntityGroup> = bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter)
         .bind::<diesel::sql_types::Array<Text>, _>(labels)
@@ -337,7 +330,7 @@ pub async fn entity_details(
         false => Rows::Days,
     };
     let read = |condition: String, wanted: Option<Vec<String>>| {
-        let sql = entity_sql(entity, source, rows, &condition);
+        let sql = entity_sql(entity, source, rows, &condition, None);
         let query = bind_entity_filter(diesel::sql_query(sql).into_boxed(), access, filter);
         match wanted {
             Some(wanted) => query.bind::<diesel::sql_types::Array<Text>, _>(wanted),
@@ -372,17 +365,19 @@ pub async fn entity_details(
     Ok(found)
 }
 
-/// `SELECT key, label, day, provider, model, <entity sums>` per entity and day
-/// ([`Rows::Days`]) or per entity and model ([`Rows::Models`]) of the rows of
-/// [`entity_source`] that `condition` (`AND …`) keeps, ordered by key. Summed per stored
-/// key first, and only the sums joined to their labels. `$1`–`$5` are bound by
-/// [`bind_entity_filter`]: the organization, the window's first and last day, then the
-/// project and key for `usage_daily`, or the Mondays of the window's first and last
-/// whole weeks for `usage_entity_rollups`.
-fn entity_sql(entity: Entity, source: Source, rows: Rows, condition: &str) -> String {
+/// `SELECT key, label, day, provider, model, <entity sums>` per entity over the window
+/// ([`Rows::Totals`]), per entity and day ([`Rows::Days`]) or per entity and model
+/// ([`Rows::Models`]) of the rows of [`entity_source`] that `condition` (`AND …`) keeps,
+/// ordered by key, or, for a `page` ordered so (`cost DESC, …`), that page (`LIMIT $7
+/// OFFSET $8`). Summed per stored key first, and only the sums (of the page) joined to
+/// their labels: the join over every roll-up row cost more than the sums. `$1`–`$5`
+/// are bound by [`bind_entity_filter`]: the organization, the window's first and last
+/// day, then the project and key for `usage_daily`, or the Mondays of the window's first
+/// and last whole weeks for `usage_entity_rollups`.
+fn entity_sql(entity: Entity, source: Source, rows: Rows, condition: &str, page: Option<&str>) -> String {
     let (key, label, join) = entity.parts(source);
     let (raw, column) = entity.raw_key(source);
-    let (grouped, groups, day, provider, model, order) = match rows {
+    let (grouped, groups, day, provider, model, by_key) = match rows {
         Rows::Totals => ("", "1", "NULL::date", "NULL::text", "NULL::text", "1"),
         Rows::Days => (", d.day AS day", "1, 2", "d.day", "NULL::text", "NULL::text", "1, 3"),
         Rows::Models => (
@@ -394,12 +389,19 @@ fn entity_sql(entity: Entity, source: Source, rows: Rows, condition: &str) -> St
             "1, 4, 5",
         ),
     };
+    let (paged, order) = match page {
+        Some(order) => (
+            format!("ORDER BY {order}, ({raw})::text NULLS FIRST LIMIT $7 OFFSET $8"),
+            format!("{order}, 1 NULLS FIRST"),
+        ),
+        None => (String::new(), by_key.to_owned()),
+    };
     let (table, selected) = entity_source(entity, source, rows);
     format!(
         "SELECT {key} AS key, {label} AS label, {day} AS day, {provider} AS provider, {model} AS model, \
            d.requests, d.errors, d.prompt_tokens, d.completion_tokens, d.cost \
          FROM (SELECT {raw} AS {column}{grouped}, {ENTITY_SUMS} FROM {table} d WHERE {selected} {condition} \
-               GROUP BY {groups}) d {join} \
+               GROUP BY {groups} {paged}) d {join} \
          ORDER BY {order}"
     )
 }
